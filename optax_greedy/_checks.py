@@ -1,0 +1,46 @@
+"""Construction-time checks of hyperparameters.
+
+Every check looks only at concrete Python numbers: a traced value (under
+``optax.inject_hyperparams``, ``jax.vmap`` or ``jax.jit``) passes through, so
+the transforms stay usable as functions of their hyperparameters.
+"""
+
+import numbers
+
+
+def is_concrete(value) -> bool:
+  """True for a plain Python number (not a JAX array or tracer)."""
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_range(name, value, low=None, high=None, *, low_open=False,
+                high_open=False):
+  """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is outside.
+
+  Args:
+    name: the argument's name, as the user typed it.
+    value: its value; non-concrete values are not checked.
+    low, high: bounds (``None`` for unbounded).
+    low_open, high_open: whether the bound itself is excluded.
+  """
+  if not is_concrete(value):
+    return
+  too_low = low is not None and (value <= low if low_open else value < low)
+  too_high = high is not None and (value >= high if high_open else value > high)
+  if too_low or too_high:
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    raise ValueError(
+        f"{name} must be in {left}{lo}, {hi}{right}, got {name}={value!r}."
+    )
+
+
+def check_choice(name, value, choices):
+  """Raises ``ValueError`` naming ``name`` if ``value`` is not a choice."""
+  if value not in choices:
+    raise ValueError(
+        f"{name} must be one of {', '.join(map(repr, choices))}, got"
+        f" {name}={value!r}."
+    )
