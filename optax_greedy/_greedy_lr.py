@@ -132,7 +132,9 @@ def greedy_lr(
       ``True``, because most users feed the noisy per-step training loss
       (the reference's default is ``False``); pass ``False`` for an
       already-averaged validation loss.
-    window_size: length of the smoothing window, >= 1. Default 50.
+    window_size: length of the smoothing window, >= 1. Default 50. It sets
+      the state's shape, so under :func:`optax.inject_hyperparams` name it in
+      ``static_args``.
     reset_start: decreases at ``min_lr`` before a reset, >= 1. Default 500.
 
   Returns:
