@@ -149,7 +149,7 @@ def greedy_lr(
     >>> state = tx.init(params)
     >>> loss, grads = 3.0, {"w": jnp.ones(3)}
     >>> updates, state = tx.update(grads, state, params, value=loss)
-    >>> float(optax.tree.get(state, "learning_rate"))
+    >>> print(f'{optax.tree.get(state, "learning_rate"):.3g}')
     0.001
   """
   _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
