@@ -1,9 +1,21 @@
 """optax_greedy: learning-rate controllers that react to training itself."""
 
+from optax_greedy import nmf
+from optax_greedy._checkpoint import check_state_compatible
+from optax_greedy._checkpoint import restore_opt_state
 from optax_greedy._greedy_lr import GreedyLRState
 from optax_greedy._greedy_lr import greedy_adam
 from optax_greedy._greedy_lr import greedy_adamw
 from optax_greedy._greedy_lr import greedy_lr
 from optax_greedy._greedy_lr import greedy_sgd
+from optax_greedy._hypergradient import HypergradientState
+from optax_greedy._hypergradient import adam_hd
+from optax_greedy._hypergradient import hypergradient
+from optax_greedy._hypergradient import sgd_hd
+from optax_greedy._learned import LearnedScheduleState
+from optax_greedy._learned import learned_schedule
+from optax_greedy._learned import load_policy
+from optax_greedy._stability import StabilityClipState
+from optax_greedy._stability import stability_clip
 
 __version__ = "0.1.0"

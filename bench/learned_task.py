@@ -1,0 +1,425 @@
+"""Benchmark task: the learned NMF schedule against heuristic schedules.
+
+Every method sets the rate of projected minibatch SGD on
+:func:`optax_greedy.nmf.loss` with the same budget, the same initial factors
+and the same minibatch stream per seed. ``B(params)`` is
+``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
+scale of the learned policy's action, see ``optax_greedy._rl_env``):
+
+* ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
+  (:func:`optax_greedy.load_policy`), ``f_t * B``;
+* ``learned, clipped``: the same inside
+  :func:`optax_greedy.stability_clip` (``safety=0.9``);
+* ``constant at bound``: ``B``; ``constant 0.5 bound``: ``0.5 B`` (the best
+  constant fraction on the training distribution, a tuned baseline);
+* ``step decay``: ``B`` halved every quarter of the budget;
+* ``cosine``: ``B`` decayed to 0 by a cosine;
+* ``greedy_lr``: :func:`optax_greedy.greedy_lr` from ``B0`` (``B`` at the
+  initial factors), its defaults (it may climb to ``10 B0``);
+* ``greedy_lr clipped``: the same inside ``stability_clip(B, safety=0.9)``.
+
+Held-out problems: scikit-learn's digits (``64 x 1797``, images as
+columns, rank 16, batch 256) and breast-cancer features (``30 x 569``,
+rank 5, batch 64; columns of very different scales), both never seen in
+training, plus synthetic problems from a *larger* distribution than the
+training one (up to 64 x 128, true rank up to 10, fitted rank 8, batch
+16; fresh seeds). Reported:
+final relative error ``||V - WH||_F / ||V||_F``, steps to a target (10% above
+the best final error any method reached on that problem and seed, median
+over runs; ``-`` when a run never reaches it), and win/tie/loss of
+``learned`` against each method per run (tie: final errors within 1%).
+
+Transfer: the NMF policy applied, unchanged, to a small MLP (64-64-10,
+SGD with momentum 0.9, batch 64) on the digits classification task with
+``max_rate`` the peak rate of a cosine annealing baseline; test loss and
+accuracy over seeds against cosine annealing at the same peak.
+
+    python -m bench.learned_task --quick --out /tmp/learned_bench
+"""
+
+import argparse
+import functools
+import json
+import pathlib
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_greedy
+from optax_greedy import _rl_env
+from optax_greedy import nmf
+
+SAFETY = 0.9
+TIE = 0.01
+_FIXED = ("constant at bound", "constant 0.5 bound", "step decay", "cosine")
+_GREEDY = ("greedy_lr", "greedy_lr clipped")
+_LEARNED = ("learned", "learned, clipped")
+
+
+def _bound(params):
+  return nmf.stability_bounds(params, joint=True)
+
+
+def _fixed_fractions(steps):
+  """Fractions of the bound per step for the fixed schedules ``[4, T]``."""
+  t = jnp.arange(steps)
+  return jnp.stack([
+      jnp.ones([steps]),
+      jnp.full([steps], 0.5),
+      0.5 ** jnp.floor(4 * t / steps),
+      0.5 * (1 + jnp.cos(jnp.pi * t / steps)),
+  ])
+
+
+def _fraction_of_bound(fractions):
+  """Scales updates by ``-fractions[t] * _bound(params_t)``."""
+  def init_fn(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    fraction = fractions[jnp.minimum(state.count, fractions.shape[0] - 1)]
+    updates = jax.tree.map(
+        lambda b, sub: jax.tree.map(lambda u: -fraction * b * u, sub),
+        _bound(params), updates)
+    return updates, optax.ScaleByScheduleState(
+        count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _greedy_tx(initial, clipped):
+  """greedy_lr from ``initial``; inside stability_clip (infinite bound when
+  not ``clipped``, so both variants share one compiled program)."""
+  bound_fn = lambda p: jax.tree.map(
+      lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
+  return optax_greedy.stability_clip(
+      bound_fn, optax_greedy.greedy_lr(initial), safety=SAFETY)
+
+
+def _learned_tx(policy, steps, clipped):
+  inner = optax_greedy.learned_schedule(policy, _bound, budget=steps)
+  bound_fn = lambda p: jax.tree.map(
+      lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
+  return optax_greedy.stability_clip(bound_fn, inner, safety=SAFETY)
+
+
+def _batches(seed, n, batch, steps):
+  """Column indices per step ``[steps, batch]``, without replacement within
+  a step (drawn by NumPy, outside the compiled program)."""
+  rng = np.random.default_rng(seed)
+  return np.stack([rng.choice(n, batch, replace=False) for _ in range(steps)])
+
+
+def _fit(V, rank, batch, steps, tx, key, batches):
+  """Projected minibatch SGD; per-step full relative error and the rate
+  applied to ``W`` as a fraction of the bound."""
+  del batch
+  params = _rl_env.init_factors(
+      key, _rl_env.NMFProblem(V, jnp.ones([rank]), jnp.asarray(steps)))
+  state = tx.init(params)
+
+  def step(carry, columns):
+    params, state = carry
+    value, grads = jax.value_and_grad(nmf.loss)(params, V, columns)
+    updates, state = tx.update(grads, state, params, value=value)
+    g = grads["W"]
+    rate = -jnp.vdot(updates["W"], g) / jnp.maximum(jnp.vdot(g, g), 1e-30)
+    fraction = rate / _bound(params)["W"]
+    params = jax.tree.map(lambda p, u: jnp.maximum(p + u, 0), params,
+                          updates)
+    return (params, state), (nmf.relative_error(params, V), fraction)
+
+  _, (errors, fractions) = jax.lax.scan(step, (params, state), batches)
+  return errors, fractions
+
+
+def _problems(quick):
+  """Held-out problems: name -> (V [P, m, n], rank, batch, steps)."""
+  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+  count = 8 if quick else 24
+  keys = jax.random.split(jax.random.key(20_231_123), count)
+  synth = jax.vmap(functools.partial(
+      _rl_env.sample_problem, rows=64, cols=128, max_rank=10))(keys)
+  cancer = jnp.asarray(datasets.load_breast_cancer().data.T, jnp.float32)
+  return {
+      "digits 64x1797 r16": (nmf.digits_matrix().T[None], 16, 256,
+                             200 if quick else 400),
+      "breast cancer 30x569 r5": (cancer[None], 5, 64, 200),
+      "synthetic (larger)": (synth.V, 8, 16, 200),
+  }
+
+
+def _run_problem(V, rank, batch, steps, seeds, policy):
+  """All methods on all ``V`` x seeds: errors ``{name: [runs, T]}``,
+  fractions of the first run and seconds per method."""
+  keys = jnp.stack([jax.random.key(s) for s in seeds])
+  batches = jnp.asarray(np.stack([_batches(s, V.shape[2], batch, steps)
+                                  for s in seeds]))
+  fit = functools.partial(_fit, rank=rank, batch=batch, steps=steps)
+
+  def runs(make_tx, hyper):
+    """vmap over the hyperparameters, the matrices and the seeds."""
+    one = lambda h, v, k, b: fit(v, tx=make_tx(h, v, k), key=k, batches=b)
+    over_seeds = jax.vmap(one, (None, None, 0, 0))
+    over_v = jax.vmap(over_seeds, (None, 0, None, None))
+    return jax.jit(jax.vmap(over_v, (0, None, None, None)))(
+        hyper, V, keys, batches)
+
+  def initial_bound(v, k):
+    params = _rl_env.init_factors(
+        k, _rl_env.NMFProblem(v, jnp.ones([rank]), jnp.asarray(steps)))
+    return _bound(params)["W"]
+
+  out, fractions, seconds = {}, {}, {}
+  programs = (
+      (_FIXED, lambda f, v, k: _fraction_of_bound(f),
+       _fixed_fractions(steps)),
+      (_GREEDY, lambda c, v, k: _greedy_tx(initial_bound(v, k), c),
+       jnp.asarray([False, True])),
+      (_LEARNED, lambda c, v, k: _learned_tx(policy, steps, c),
+       jnp.asarray([False, True])),
+  )
+  for names, make_tx, hyper in programs:
+    start = time.perf_counter()
+    errors, fracs = jax.device_get(runs(make_tx, hyper))
+    elapsed = time.perf_counter() - start
+    for i, name in enumerate(names):
+      out[name] = np.asarray(errors[i]).reshape(-1, steps)
+      fractions[name] = np.asarray(fracs[i])[0, 0]
+      seconds[name] = elapsed / len(names)
+  return out, fractions, seconds
+
+
+def _summary(errors, steps):
+  finals = {k: np.where(np.isfinite(v[:, -1]), v[:, -1], np.inf)
+            for k, v in errors.items()}
+  best = np.min(np.stack(list(finals.values())), axis=0)
+  target = 1.1 * best
+  rows = {}
+  for name, err in errors.items():
+    reached = np.isfinite(err) & (err <= target[:, None])
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, -1)
+    ok = finals[name] < 1
+    rows[name] = {
+        "final_error_mean": float(np.mean(finals[name][ok])) if ok.any()
+                            else None,
+        "final_error_sd": float(np.std(finals[name][ok])) if ok.any()
+                          else None,
+        "diverged": int((~ok).sum()),
+        "steps_to_target_median": (
+            int(np.median(first)) if (first > 0).all() else None),
+        "reached_target": int((first > 0).sum()),
+        "runs": int(first.size),
+    }
+    if name != "learned":
+      ratio = finals["learned"] / finals[name]
+      rows[name]["learned_win_tie_loss"] = [
+          int((ratio < 1 - TIE).sum()),
+          int((np.abs(ratio - 1) <= TIE).sum()),
+          int((ratio > 1 + TIE).sum())]
+  return rows
+
+
+class _MLP(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(10)(nn.relu(nn.Dense(64)(x)))
+
+
+def _transfer(policy, seeds, quick):
+  """NMF policy vs cosine on an MLP for sklearn digits (see module doc)."""
+  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+  digits = datasets.load_digits()
+  x = jnp.asarray(digits.data / 16.0, jnp.float32)
+  y = jnp.asarray(digits.target)
+  x_train, y_train, x_test, y_test = x[:1200], y[:1200], x[1200:], y[1200:]
+  steps, batch = (300 if quick else 600), 64
+  model = _MLP()
+
+  def loss_fn(params, xb, yb):
+    logits = model.apply(params, xb)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, yb))
+
+  def train(peak, learned, key):
+    key_init, key_steps = jax.random.split(key)
+    params = model.init(key_init, x_train[:1])
+    cosine = optax.scale_by_learning_rate(
+        optax.cosine_decay_schedule(peak, steps))
+    tx_cos = optax.chain(optax.trace(0.9), cosine)
+    tx_learned = optax.chain(
+        optax.trace(0.9),
+        optax_greedy.learned_schedule(policy, peak, budget=steps))
+    states = (tx_cos.init(params), tx_learned.init(params))
+
+    def step(carry, k):
+      params, states = carry
+      idx = jax.random.choice(k, x_train.shape[0], (batch,), replace=False)
+      value, grads = jax.value_and_grad(loss_fn)(params, x_train[idx],
+                                                 y_train[idx])
+      u_cos, s_cos = tx_cos.update(grads, states[0], params)
+      u_l, s_l = tx_learned.update(grads, states[1], params, value=value)
+      updates = jax.tree.map(lambda a, b: jnp.where(learned, b, a), u_cos,
+                             u_l)
+      return (optax.apply_updates(params, updates), (s_cos, s_l)), None
+
+    (params, _), _ = jax.lax.scan(step, (params, states),
+                                  jax.random.split(key_steps, steps))
+    logits = model.apply(params, x_test)
+    return (loss_fn(params, x_test, y_test),
+            jnp.mean(jnp.argmax(logits, -1) == y_test))
+
+  peaks = jnp.asarray([0.03, 0.1, 0.3])
+  keys = jnp.stack([jax.random.key(s) for s in seeds])
+  start = time.perf_counter()
+  grid = jax.jit(jax.vmap(lambda p: jax.vmap(lambda l: jax.vmap(
+      lambda k: train(p, l, k))(keys))(jnp.asarray([False, True]))))
+  losses, accs = jax.device_get(grid(peaks))
+  seconds = time.perf_counter() - start
+  rows = {}
+  for i, peak in enumerate(np.asarray(peaks)):
+    for j, name in enumerate(("cosine", "learned (NMF policy)")):
+      rows[f"{name}, peak {peak:g}"] = {
+          "test_loss_mean": float(np.mean(losses[i, j])),
+          "test_loss_sd": float(np.std(losses[i, j])),
+          "test_accuracy_mean": float(np.mean(accs[i, j]))}
+    ratio = losses[i, 1] / losses[i, 0]
+    rows[f"learned (NMF policy), peak {peak:g}"]["win_tie_loss_vs_cosine"] = [
+        int((ratio < 1 - TIE).sum()), int((np.abs(ratio - 1) <= TIE).sum()),
+        int((ratio > 1 + TIE).sum())]
+  return {"task": "MLP 64-64-10 on sklearn digits (1200 train / 597 test),"
+                  f" SGD momentum 0.9, batch {batch}, {steps} steps",
+          "seconds": seconds, "rows": rows}
+
+
+def _plot(path, curves):
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  shown = ("learned", "step decay", "greedy_lr", "greedy_lr clipped",
+           "cosine")
+  fig, axes = plt.subplots(2, len(curves), figsize=(5 * len(curves), 7),
+                           squeeze=False)
+  for col, (title, (errors, fractions)) in enumerate(curves.items()):
+    low = np.inf
+    for name in shown:
+      median = np.nanmedian(errors[name], axis=0)
+      width = 2.5 if name == "learned" else 1.2
+      axes[0, col].plot(median, label=name, lw=width)
+      axes[1, col].plot(fractions[name], label=name, lw=width)
+      low = min(low, np.nanmin(median))
+    # A diverging run leaves the plot at the top; the rest stays readable.
+    axes[0, col].set(title=title, xlabel="step", yscale="log",
+                     ylabel="relative error (median over runs)",
+                     ylim=(0.9 * low, 1.2))
+    axes[1, col].set(xlabel="step", yscale="log", ylim=(1e-3, 10),
+                     ylabel="rate on W / bound (first run)")
+    axes[1, col].axhline(1.0, color="k", ls=":", lw=1)
+  axes[0, 0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+
+
+def run(quick: bool = True, out_dir=None) -> dict:
+  """Runs the comparison and the transfer experiment.
+
+  Args:
+    quick: 3 seeds, 8 synthetic problems, 200 steps on digits, 300 MLP
+      steps (about 3 minutes on 2 shared cores) instead of 5 seeds, 24
+      problems, 400 steps and 600 MLP steps.
+    out_dir: folder for ``learned.json``, ``learned.md`` and
+      ``learned.png`` (created); ``None`` writes nothing.
+
+  Returns:
+    ``{"config", "problems": {name: {method: row}}, "transfer", "seconds"}``
+    where a row has ``final_error_mean``/``_sd`` (over the runs that did
+    not diverge, i.e. ended with error < 1; ``None`` if none), ``diverged``,
+    ``steps_to_target_median``, ``reached_target``, ``runs`` and (except
+    for ``learned``) ``learned_win_tie_loss``.
+  """
+  start = time.perf_counter()
+  seeds = tuple(range(3 if quick else 5))
+  policy = optax_greedy.load_policy()
+  problems, curves = {}, {}
+  for name, (V, rank, batch, steps) in _problems(quick).items():
+    errors, fractions, seconds = _run_problem(V, rank, batch, steps, seeds,
+                                              policy)
+    problems[name] = {"rank": rank, "batch": batch, "steps": steps,
+                      "matrices": int(V.shape[0]),
+                      "rows": _summary(errors, steps),
+                      "seconds": seconds}
+    curves[name] = (errors, fractions)
+  result = {
+      "config": {"seeds": list(seeds), "safety": SAFETY, "tie": TIE,
+                 "bound": "nmf.stability_bounds(params, joint=True)",
+                 "backend": jax.default_backend()},
+      "problems": problems,
+      "transfer": _transfer(policy, seeds, quick),
+  }
+  result["seconds"] = time.perf_counter() - start
+  if out_dir is not None:
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learned.json").write_text(json.dumps(result, indent=1))
+    (out / "learned.md").write_text(markdown(result))
+    _plot(out / "learned.png", curves)
+    result["figure"] = str(out / "learned.png")
+  return result
+
+
+def markdown(result) -> str:
+  """The results as markdown tables."""
+  lines = []
+  for name, prob in result["problems"].items():
+    lines += [
+        f"**{name}** ({prob['matrices']} matrix/matrices x "
+        f"{len(result['config']['seeds'])} seeds, batch {prob['batch']}, "
+        f"{prob['steps']} steps)", "",
+        "| method | final rel. error (mean ± sd) | steps to target (median)"
+        " | learned vs it: win/tie/loss |", "|---|---|---|---|"]
+    for method, row in prob["rows"].items():
+      steps = row["steps_to_target_median"]
+      steps = (str(steps) if steps is not None else
+               f"- ({row['reached_target']}/{row['runs']} reach)")
+      wtl = row.get("learned_win_tie_loss")
+      error = ("diverged" if row["final_error_mean"] is None else
+               f"{row['final_error_mean']:.4f} ± {row['final_error_sd']:.4f}")
+      if row["diverged"] and row["final_error_mean"] is not None:
+        error += f" ({row['diverged']}/{row['runs']} diverged, excluded)"
+      lines.append(
+          f"| {method} | {error} | {steps} | "
+          f"{'/'.join(map(str, wtl)) if wtl else ''} |")
+    lines.append("")
+  tr = result["transfer"]
+  lines += [f"**Transfer**: {tr['task']}", "",
+            "| schedule | test loss (mean ± sd) | test accuracy | "
+            "learned vs cosine: win/tie/loss |", "|---|---|---|---|"]
+  for name, row in tr["rows"].items():
+    wtl = row.get("win_tie_loss_vs_cosine")
+    lines.append(
+        f"| {name} | {row['test_loss_mean']:.4f} ± {row['test_loss_sd']:.4f}"
+        f" | {row['test_accuracy_mean']:.4f} | "
+        f"{'/'.join(map(str, wtl)) if wtl else ''} |")
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--out", default="learned_bench")
+  args = parser.parse_args()
+  result = run(args.quick, args.out)
+  print(markdown(result))
+  print(f"total {result['seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+  main()
