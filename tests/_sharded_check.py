@@ -278,12 +278,8 @@ def gathering_control():
 def check(name, mode, single_cache):
   start = time.perf_counter()
   record = {"name": name, "mode": mode}
-  if name == "gathering_control":
-    tx, missing = gathering_control(), None
-  else:
-    tx, missing = _transforms.build(name)
-  if missing:
-    return dict(record, status="unavailable", reason=missing)
+  tx = (gathering_control() if name == "gathering_control"
+        else _transforms.build(name))
   try:
     (mesh, params0, place, initial,
      (params, state, compiled, record["relayouts"])) = sharded_run(tx, mode)

@@ -2,9 +2,7 @@
 
 Each entry builds a transform for the small MLP parameter tree of
 :func:`mlp_params` (leaves ``w1``, ``b1``, ``w2``, ``b2``). Adding a transform
-to both test files is one line here. A factory that needs a part of the
-package that is not there yet raises ``AttributeError``; the tests then skip
-it with that message.
+to both test files is one line here.
 
 The hyperparameters are chosen so that the interesting state changes within a
 few steps: GreedyLR with ``patience=1`` and a 3-value window changes its rate
@@ -50,17 +48,17 @@ TRANSFORMS = {
         optax.trace(0.9),
         og.stability_clip(leaf_bounds, og.greedy_lr(0.05, **GREEDY),
                           safety=0.9, max_update=0.05)),
+    "learned_schedule": lambda: optax.chain(
+        optax.scale_by_adam(),
+        og.learned_schedule(og.load_policy(), 0.01, budget=10)),
 }
 # Transforms whose sharded state test_sharding.py also saves and restores.
 SHARDED_CHECKPOINTS = ("greedy_adam", "hd_global", "hd_per_parameter")
 
 
 def build(name):
-  """The transform called ``name``, or ``None`` with the reason it is absent."""
-  try:
-    return TRANSFORMS[name](), None
-  except AttributeError as error:
-    return None, f"{name} needs a part of optax_greedy not there yet: {error}"
+  """The transform called ``name``."""
+  return TRANSFORMS[name]()
 
 
 def mlp_params(key, d_in=16, hidden=32, d_out=8):
