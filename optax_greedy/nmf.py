@@ -21,19 +21,16 @@ Reference: "Efficient learning rate schedules for stochastic non-negative
 matrix factorization via reinforcement learning", ICLR 2023 Tiny Papers
 (Amazon).
 
-Example (an optax step moves both factors, hence ``joint=True``):
-  >>> import functools, jax, optax, optax_greedy
+Example (the bounds of a random start; see :func:`optax_greedy.stability_clip`
+for a training step):
+  >>> import jax
   >>> from optax_greedy import nmf
   >>> V = nmf.digits_matrix().T  # 64 pixels x 1797 images
   >>> params = nmf.init(jax.random.key(0), V, rank=8)
-  >>> bounds = functools.partial(nmf.stability_bounds, joint=True)
-  >>> tx = optax.chain(
-  ...     optax_greedy.stability_clip(bounds, optax_greedy.greedy_lr(1.0)),
-  ...     optax.keep_params_nonnegative())
-  >>> state = tx.init(params)
-  >>> value, grads = jax.value_and_grad(nmf.loss)(params, V)
-  >>> updates, state = tx.update(grads, state, params, value=value)
-  >>> params = optax.apply_updates(params, updates)
+  >>> sorted(nmf.stability_bounds(params))
+  ['H', 'W']
+  >>> bool(nmf.relative_error(params, V) < 1.5)
+  True
 """
 
 from typing import Any, Optional

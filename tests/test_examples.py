@@ -1,4 +1,4 @@
-"""The GreedyLR examples run end to end (briefly) and learn something."""
+"""The examples run end to end (briefly), learn something, save their figures."""
 
 import importlib.util
 import pathlib
@@ -41,3 +41,43 @@ def test_vmap_sweep_is_one_program_of_independent_runs():
   np.testing.assert_allclose(rates[:, 0], initial, rtol=0.06)
   assert np.all(rates <= 10 * initial[:, None] * (1 + 1e-5))
   assert np.all(losses[:, -5:].mean(1) < losses[:, :5].mean(1))
+
+
+@pytest.mark.slow
+def test_hd_comparison_saves_png(tmp_path, capsys):
+  out = tmp_path / "figure.png"
+  results = _load("hd_comparison").main(["--steps", "12", "--out", str(out)])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert set(results) == {"SGD", "SGD-HD per parameter", "SGD-HD per tensor",
+                          "GreedyLR"}
+  for losses, rates, _ in results.values():
+    assert losses.shape == rates.shape == (12,)
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  # Plain SGD keeps its rate; the hypergradient variants move theirs.
+  np.testing.assert_allclose(results["SGD"][1], 0.05)
+  assert results["SGD-HD per tensor"][1][-1] != 0.05
+  assert "saved" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_nmf_digits_saves_png(tmp_path, capsys):
+  out = tmp_path / "figure.png"
+  results = _load("nmf_digits").main(["--steps", "30", "--rank", "8", "--out", str(out)])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert set(results) == {"constant 3x bound", "constant at bound", "cosine",
+                          "greedy_lr", "greedy_lr + stability_clip"}
+  for errors, rates in results.values():
+    assert errors.shape == (4,) and rates.shape == (30,)
+  # Three times the bound fails within 30 steps: the error grows past 1.
+  assert not errors_below(results["constant 3x bound"][0][-1], 1.0)
+  # Clipped from 10x the bound, the rate stays under 0.9x each batch's
+  # bound and the error falls like the constant rate at the bound.
+  clipped_errors, clipped_rates = results["greedy_lr + stability_clip"]
+  assert errors_below(clipped_errors[-1], 0.9 * clipped_errors[0])
+  assert np.all(clipped_rates < 10 * results["constant at bound"][1][0])
+  printed = capsys.readouterr().out
+  assert "saved" in printed and "failed" in printed
+
+
+def errors_below(value, limit):
+  return bool(np.isfinite(value) and value < limit)
