@@ -10,8 +10,9 @@ Two ways to feed GreedyLR:
 * ``--feed train`` (default): every step observes the minibatch loss; the
   default ``smooth=True`` averages it over the last 50 steps.
 * ``--feed validation``: every ``--eval-every`` steps, the validation loss is
-  observed (``smooth=False``: it is already an average); the steps in between
-  pass ``value=None`` and keep the rate.
+  observed (``smooth=False``: it is already an average; ``patience=2``: there
+  are few observations); the steps in between pass ``value=None`` and keep
+  the rate.
 
     python examples/train_digits.py --steps 2000 --learning-rate 1e-3
 """
@@ -99,8 +100,10 @@ def main(argv=None):
 
   (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args.seed)
   model = MLP(args.width, rngs=nnx.Rngs(args.seed))
-  smooth = args.feed == "train"
-  tx = optax_greedy.greedy_adam(args.learning_rate, smooth=smooth)
+  if args.feed == "train":
+    tx = optax_greedy.greedy_adam(args.learning_rate)
+  else:  # Already an average, and observed only a few times: react faster.
+    tx = optax_greedy.greedy_adam(args.learning_rate, smooth=False, patience=2)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   rng = np.random.default_rng(args.seed)
