@@ -1,0 +1,1 @@
+"""Benchmark suite for optax_greedy (see bench/README.md)."""

@@ -1,0 +1,262 @@
+"""From runs to verdicts: win/tie/loss tables and speed to target.
+
+Every number here is computed from the runs; nothing is entered by hand.
+
+Win/tie/loss of a challenger against a fixed schedule, on one (task, base
+optimizer, initial rate) configuration, compares the mean over seeds of the
+final evaluation loss:
+
+* tie (rule ``"spread"``) if ``|mean_c - mean_s| <= max(std_c, std_s)``, the
+  larger of the two seed standard deviations;
+* else tie (rule ``"1%"``) if ``|mean_c - mean_s| <= 0.01 * |mean_s|``;
+* else win if ``mean_c < mean_s``, loss otherwise.
+
+A run whose final loss is not finite (diverged) counts as +inf: it loses to
+any finite run and ties (rule ``"both diverged"``) with another +inf.
+"""
+
+import numpy as np
+
+from bench import controllers as C
+
+CHALLENGERS = ("greedy", "greedy_val", "greedy_clipped", "hd_global",
+               "hd_per_tensor", "hd_per_parameter", "reduce_on_plateau",
+               "backtracking", "schedule_free", "mechanize", "prodigy", "dog")
+HEADLINE = "greedy"
+TIE_REL = 0.01
+
+
+def _finite(x):
+  x = np.asarray(x, np.float64)
+  return np.where(np.isfinite(x), x, np.inf)
+
+
+def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
+  """One record per (option, variant, rate) of a program."""
+  k = steps // n_evals
+  out = []
+  for o, row in enumerate(options):
+    for v, variant in enumerate(task.variants):
+      for li, lr in enumerate(lrs):
+        evals = _finite(prog.eval_loss[o, v, li])            # [seed, n+1]
+        out.append({
+            "task": task.variant_name(variant), "family": task.name,
+            "row": row, "group": ctrl.group, "base": base,
+            "lr_index": None if ctrl.lr_free else li,
+            "lr": None if ctrl.lr_free else float(lr),
+            "final": [float(x) for x in evals[:, -1]],
+            "curve": [float(x) for x in evals.mean(0)],
+            "eval_steps": [int(i * k) for i in range(n_evals + 1)],
+            "rate": np.asarray(prog.rate[o, v, li, 0]),       # seed 0
+            "train": np.asarray(prog.train_loss[o, v, li]).mean(0),
+        })
+  return out
+
+
+def _stats(final):
+  final = np.asarray(final)
+  if not np.all(np.isfinite(final)):
+    return np.inf, 0.0
+  return float(final.mean()), float(final.std())
+
+
+def compare(challenger, schedule):
+  """``(outcome, tie_rule)`` for two lists of per-seed final losses."""
+  mc, sc = _stats(challenger)
+  ms, ss = _stats(schedule)
+  if np.isinf(mc) and np.isinf(ms):
+    return "tie", "both diverged"
+  if np.isinf(mc) or np.isinf(ms):
+    return ("loss", None) if np.isinf(mc) else ("win", None)
+  diff = abs(mc - ms)
+  if diff <= max(sc, ss):
+    return "tie", "spread"
+  if diff <= TIE_REL * abs(ms):
+    return "tie", "1%"
+  return ("win", None) if mc < ms else ("loss", None)
+
+
+def _index(recs):
+  return {(r["task"], r["row"], r["base"], r["lr_index"]): r for r in recs}
+
+
+def comparisons(recs):
+  """Every challenger against every fixed schedule, per configuration.
+
+  Learning-rate-free peers (one run per task) are compared with every
+  (base optimizer, rate, schedule) configuration of their task.
+  """
+  idx = _index(recs)
+  names = challengers(recs)
+  rows = []
+  for (task, row, base, li), sched in idx.items():
+    if row not in C.FIXED_SCHEDULES:
+      continue
+    for chal in names:
+      rec = idx.get((task, chal, base, li)) or idx.get((task, chal, "-", None))
+      if rec is None:
+        continue
+      outcome, rule = compare(rec["final"], sched["final"])
+      rows.append({
+          "challenger": chal, "task": task, "base": base, "lr": sched["lr"],
+          "schedule": row, "outcome": outcome, "tie_rule": rule,
+          "challenger_mean": _stats(rec["final"])[0],
+          "challenger_std": _stats(rec["final"])[1],
+          "schedule_mean": _stats(sched["final"])[0],
+          "schedule_std": _stats(sched["final"])[1],
+      })
+  return rows
+
+
+def tuned_comparisons(recs):
+  """Best-of-grid against best-of-grid: per (task, base optimizer), each
+  challenger at its best initial rate against each fixed schedule at *its*
+  best initial rate (lowest mean final loss). This removes the advantage a
+  controller gets from fixing a badly chosen initial rate."""
+  best = {}
+  for r in recs:
+    key = (r["task"], r["row"], r["base"])
+    if key not in best or _stats(r["final"])[0] < _stats(best[key]["final"])[0]:
+      best[key] = r
+  names = challengers(recs)
+  rows = []
+  for (task, row, base), sched in best.items():
+    if row not in C.FIXED_SCHEDULES:
+      continue
+    for chal in names:
+      rec = best.get((task, chal, base)) or best.get((task, chal, "-"))
+      if rec is None:
+        continue
+      outcome, rule = compare(rec["final"], sched["final"])
+      rows.append({
+          "challenger": chal, "task": task, "base": base, "lr": None,
+          "challenger_lr": rec["lr"], "schedule_lr": sched["lr"],
+          "schedule": row, "outcome": outcome, "tie_rule": rule,
+          "challenger_mean": _stats(rec["final"])[0],
+          "schedule_mean": _stats(sched["final"])[0]})
+  return rows
+
+
+def _tally(rows):
+  n = len(rows)
+  count = {o: sum(r["outcome"] == o for r in rows)
+           for o in ("win", "tie", "loss")}
+  rules = {}
+  for r in rows:
+    if r["tie_rule"]:
+      rules[r["tie_rule"]] = rules.get(r["tie_rule"], 0) + 1
+  return {"n": n, "wins": count["win"], "ties": count["tie"],
+          "losses": count["loss"], "tie_rules": rules,
+          "equal_or_better": (count["win"] + count["tie"]) / n if n else None}
+
+
+def challengers(recs):
+  """Every non-fixed row: :data:`CHALLENGERS` first, then tuned variants."""
+  rows = {r["row"] for r in recs} - set(C.FIXED_SCHEDULES)
+  return [c for c in CHALLENGERS if c in rows] + sorted(
+      rows - set(CHALLENGERS))
+
+
+def win_tables(rows):
+  """Tallies per challenger, overall and by task, schedule and base."""
+  tables = {}
+  for chal in dict.fromkeys(r["challenger"] for r in rows):
+    mine = [r for r in rows if r["challenger"] == chal]
+    if not mine:
+      continue
+    table = _tally(mine)
+    for key in ("task", "schedule", "base"):
+      table[f"by_{key}"] = {
+          v: _tally([r for r in mine if r[key] == v])
+          for v in sorted({r[key] for r in mine})}
+    tables[chal] = table
+  return tables
+
+
+def speed_to_target(recs):
+  """Steps to the target loss, relative to the best tuned Adam.
+
+  Per task, the reference is the Adam run with a constant or cosine
+  schedule and the initial rate with the lowest mean final evaluation loss;
+  the target is that loss. ``steps`` is the first evaluation step at which a
+  row's seed-mean evaluation loss is at or below the target (``None`` if
+  never); ``speedup = reference steps / steps`` (> 1 is faster than tuned
+  Adam).
+  """
+  out = []
+  for task in sorted({r["task"] for r in recs}):
+    mine = [r for r in recs if r["task"] == task]
+    refs = [r for r in mine if r["base"] == "adam"
+            and r["row"] in ("constant", "cosine")]
+    if not refs:
+      continue
+    ref = min(refs, key=lambda r: _stats(r["final"])[0])
+    target = _stats(ref["final"])[0]
+    if not np.isfinite(target):
+      continue
+
+    def steps_to(r, target=target):
+      hit = [s for s, c in zip(r["eval_steps"], r["curve"]) if c <= target]
+      return hit[0] if hit else None
+
+    ref_steps = steps_to(ref)
+    for r in mine:
+      s = steps_to(r)
+      out.append({
+          "task": task, "row": r["row"], "base": r["base"], "lr": r["lr"],
+          "target": target, "reference": f"adam {ref['row']} lr={ref['lr']:g}",
+          "steps": s, "reference_steps": ref_steps,
+          "speedup": (ref_steps / s) if s and ref_steps else None})
+  return out
+
+
+def speed_summary(speed):
+  """Per (row, base): tasks where some rate reached the target, and the
+  median, over those tasks, of the best rate's speedup."""
+  out = []
+  keys = sorted({(r["row"], r["base"]) for r in speed})
+  tasks = sorted({r["task"] for r in speed})
+  for row, base in keys:
+    best = []
+    for task in tasks:
+      ups = [r["speedup"] or 0.0 for r in speed
+             if r["task"] == task and r["row"] == row and r["base"] == base]
+      if ups:
+        best.append(max(ups))
+    reached = [b for b in best if b > 0]
+    out.append({"row": row, "base": base, "tasks": len(best),
+                "reached": len(reached),
+                "median_best_speedup": (float(np.median(reached))
+                                        if reached else None)})
+  return out
+
+
+def summarize(recs, meta, extra):
+  """The content of summary.json."""
+  rows = comparisons(recs)
+  tables = win_tables(rows)
+  tuned = tuned_comparisons(recs)
+  speed = speed_to_target(recs)
+  head = tables.get(HEADLINE, {})
+  return {
+      "meta": meta,
+      "win_rate_vs_fixed_schedules": head.get("equal_or_better"),
+      "tie_rule": (f"tie if |mean difference| <= max seed std ('spread'), "
+                   f"else if <= {TIE_REL:.0%} of the schedule's mean ('1%')"),
+      "win_tables": tables,
+      # Rows of the labelled variants are summarised in the tables only.
+      "comparisons": [r for r in rows if "[" not in r["challenger"]],
+      "tuned_win_tables": {k: {kk: v for kk, v in t.items()
+                               if kk in ("n", "wins", "ties", "losses",
+                                         "tie_rules", "equal_or_better",
+                                         "by_task")}
+                           for k, t in win_tables(tuned).items()},
+      "tuned_comparisons": [r for r in tuned if "[" not in r["challenger"]],
+      "speed_to_target": [r for r in speed if "[" not in r["row"]],
+      "speed_summary": speed_summary(speed),
+      "overhead": extra.get("overhead"),
+      "vmap": extra.get("vmap"),
+      "external": extra.get("external"),
+      "runs": [{k: v for k, v in r.items() if k not in ("rate", "train")}
+               for r in recs],
+  }

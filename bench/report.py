@@ -1,0 +1,284 @@
+"""summary.md, summary.json and the figures."""
+
+import json
+import os
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+from bench import controllers as C  # pylint: disable=wrong-import-position
+
+LABELS = {
+    "greedy": "GreedyLR (train loss, defaults)",
+    "greedy_val": "GreedyLR (validation loss per eval, smooth=False, "
+                  "patience=2)",
+    "greedy_clipped": "GreedyLR clipped to the stability bound",
+    "hd_global": "HD global", "hd_per_tensor": "HD per tensor",
+    "hd_per_parameter": "HD per parameter",
+    "reduce_on_plateau": "reduce_on_plateau", "backtracking":
+    "backtracking line search", "schedule_free": "schedule-free",
+    "mechanize": "mechanize", "prodigy": "prodigy", "dog": "DoG",
+}
+
+
+def _fmt(x, spec=".3g"):
+  if x is None:
+    return "-"
+  if isinstance(x, float) and not np.isfinite(x):
+    return "inf"
+  return format(x, spec)
+
+
+def _table(header, rows):
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def _tally_cells(t):
+  return [t["n"], t["wins"], t["ties"], t["losses"],
+          _fmt(t["equal_or_better"], ".1%"),
+          ", ".join(f"{k}: {v}" for k, v in sorted(t["tie_rules"].items()))
+          or "-"]
+
+
+def markdown(summary):
+  """The tables of summary.md."""
+  meta, tables = summary["meta"], summary["win_tables"]
+  m = meta["machine"]
+  out = [f"# Benchmark summary ({meta['preset']} preset)", "",
+         f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']} "
+         f"({m['device']}); jax {m['jax']}, Python {m['python']}; "
+         f"{m['date']}. Grid wall time {meta['grid_seconds']:.0f} s, total "
+         f"{meta['total_seconds']:.0f} s.", "",
+         f"Config: steps per task {meta['config']['steps']}, "
+         f"{meta['config']['n_evals']} evaluations per run, seeds "
+         f"{meta['config']['seeds']}, {meta['config']['n_lrs']} initial rates "
+         f"per base optimizer (31.6x span), bases {meta['config']['bases']}.",
+         ""]
+  wr = summary["win_rate_vs_fixed_schedules"]
+  out += ["## Headline", "",
+          f"**GreedyLR with its defaults (given only the initial rate) is "
+          f"equal "
+          f"or better than the fixed schedule in {_fmt(wr, '.1%')} of "
+          f"comparisons** (`win_rate_vs_fixed_schedules`). "
+          f"{summary['tie_rule']}.", ""]
+  hdr = ["challenger", "comparisons", "wins", "ties", "losses",
+         "equal or better", "tie rules"]
+  out += ["## Win/tie/loss against the fixed schedules", "",
+          "Each comparison: one (task, base optimizer, initial rate) and one "
+          "of " + ", ".join(C.FIXED_SCHEDULES) + ", same step budget, "
+          "final evaluation loss averaged over seeds.", "",
+          _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+                       for k, t in tables.items()]), ""]
+  tuned = summary["tuned_win_tables"]
+  out += ["## Best-of-grid against best-of-grid", "",
+          "Per (task, base optimizer): each row at its best initial rate "
+          "against each fixed schedule at its own best initial rate. This "
+          "takes away the advantage of repairing a badly chosen initial "
+          "rate, which the per-configuration table rewards.", "",
+          _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+                       for k, t in tuned.items()]), ""]
+  for chal in ("greedy", "greedy_val"):
+    if chal not in tables:
+      continue
+    for key in ("task", "schedule", "base"):
+      out += [f"### {LABELS[chal]} by {key}", "",
+              _table([key] + hdr[1:], [[v] + _tally_cells(t) for v, t in
+                                       tables[chal][f"by_{key}"].items()]),
+              ""]
+  hd = [k for k in tables if k.startswith("hd_")]
+  if hd:
+    out += ["### Hypergradient descent by task", "",
+            _table(["task"] + [LABELS[k] for k in hd],
+                   [[task] + [_fmt(tables[k]["by_task"][task]
+                                   ["equal_or_better"], ".0%") for k in hd]
+                    for task in tables[hd[0]]["by_task"]]), ""]
+  speed = [r for r in summary["speed_summary"] if "[" not in r["row"]]
+  bases = sorted({r["base"] for r in speed})
+  cells = {}
+  for r in speed:
+    cells.setdefault(r["row"], {})[r["base"]] = (
+        f"{r['reached']}/{r['tasks']}, "
+        f"{_fmt(r['median_best_speedup'], '.2f')}")
+  out += ["## Speed to target", "",
+          "Target per task: the final evaluation loss of the best-of-grid "
+          "Adam with a constant or cosine schedule. Cell: tasks where some "
+          "initial rate reached the target / tasks, and the median, over the "
+          "tasks reached, of the best rate's speedup (reference steps / "
+          "steps; > 1 is faster than tuned Adam).", "",
+          _table(["row"] + bases,
+                 [[LABELS.get(k, k)] + [v.get(b, "-") for b in bases]
+                  for k, v in cells.items()]), ""]
+  ov = summary.get("overhead")
+  if ov:
+    names = list(ov["bare_update"]["ratio"])
+    out += ["## Cost against optax.adam (same process)", "",
+            f"Bare update + apply on {ov['bare_update']['n_params']:,} "
+            f"parameters; full train step of a {ov['train_step']['n_params']:,}"
+            f"-parameter MLP on digits (batch {ov['train_step']['batch']}); "
+            "compile time of that train step; optimizer state bytes on the "
+            f"{ov['bare_update']['n_params']:,} parameters. Medians of "
+            "interleaved rounds.", "",
+            _table(["controller", "bare update", "train step", "compile",
+                    "state bytes", "adam-relative state"],
+                   [[n, _fmt(ov["bare_update"]["ratio"].get(n), ".2f") + "x",
+                     _fmt(ov["train_step"]["ratio"].get(n), ".2f") + "x",
+                     _fmt(ov["compile"]["ratio"].get(n), ".2f") + "x",
+                     f"{ov['state_bytes']['bytes'][n]:,}",
+                     _fmt(ov["state_bytes"]["ratio"][n], ".2f") + "x"]
+                    for n in names]),
+            "", f"Adam reference: bare update "
+            f"{ov['bare_update']['seconds']['adam'] * 1e3:.2f} ms, train "
+            f"step {ov['train_step']['seconds']['adam'] * 1e3:.3f} ms.", ""]
+  vm = summary.get("vmap")
+  if vm:
+    out += ["## What jax.vmap saves", "",
+            f"{vm['config']}, compile included in every figure:", "",
+            _table(["how", "seconds", "vmap speedup"], [
+                ["one vmapped program", f"{vm['vmapped_s']:.1f}", "1.00x"],
+                ["Python loop, one jit (rate and seed traced)",
+                 f"{vm['loop_one_compile_s']:.1f}",
+                 f"{vm['speedup_vs_loop_one_compile']:.2f}x"],
+                ["Python loop, fresh jit per run",
+                 f"{vm['loop_recompile_s']:.1f}",
+                 f"{vm['speedup_vs_loop_recompile']:.2f}x"]]),
+            "", "A speedup below 1 means the loop was faster."
+            + (f" The vmapped program spent {vm['vmapped_compile_s']:.1f} s "
+               f"compiling and {vm['vmapped_run_s']:.2f} s running."
+               if "vmapped_compile_s" in vm else ""), ""]
+  tim = meta["timings"]
+  if tim:
+    out += ["## Where the time went", "",
+            f"{len(tim)} compiled programs, "
+            f"{sum(t['runs'] for t in tim)} runs; compile "
+            f"{sum(t['compile_s'] for t in tim):.0f} s, run "
+            f"{sum(t['run_s'] for t in tim):.0f} s.", ""]
+  ext = summary.get("external") or {}
+  for key, res in ext.items():
+    out += [f"## External task: {key}", ""]
+    if res["status"] == "ok":
+      out += [f"Ran in {res['seconds']:.0f} s; outputs in `{res['dir']}/`.",
+              ""]
+      table = res.get("table_md")
+      if table:
+        out += [table, ""]
+    else:
+      out += [f"{res['status']}: "
+              f"{res.get('reason') or res.get('error', '').splitlines()[0]}",
+              ""]
+  if meta["skipped"]:
+    out += ["## Skipped", ""] + [
+        f"- {k}: {v.strip().splitlines()[-1]}"
+        for k, v in meta["skipped"].items()] + [""]
+  out += ["Figures: `lr_schedules.png`, `loss_histories.png`.", ""]
+  return "\n".join(out)
+
+
+def _pick(recs, task, row, base, li):
+  for r in recs:
+    if (r["task"], r["row"], r["base"], r["lr_index"]) == (task, row, base,
+                                                           li):
+      return r
+  return None
+
+
+def _middle(recs, task, base):
+  lis = sorted({r["lr_index"] for r in recs if r["task"] == task
+                and r["base"] == base and r["lr_index"] is not None})
+  return lis[len(lis) // 2] if lis else None
+
+
+def _panels(recs, preferred):
+  """(task, base) pairs that exist, in order of preference."""
+  have = {(r["task"], r["base"]) for r in recs if r["row"] == "greedy"}
+  return [p for p in preferred if p in have] or sorted(have)[:2]
+
+
+def _smooth(x, width):
+  width = max(1, min(width, len(x) // 5 or 1))
+  return np.convolve(x, np.ones(width) / width, mode="valid")
+
+
+def figure_schedules(recs, path):
+  """GreedyLR's rate next to constant, linear and cosine, seed 0."""
+  panels = _panels(recs, [("mlp", "momentum"), ("logreg", "sgd"),
+                          ("charlm", "adam"), ("quadratic/noise=0.1", "sgd"),
+                          ("rosenbrock/noise=10", "adam")])
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3),
+                           squeeze=False)
+  for ax, (task, base) in zip(axes[0], panels):
+    li = _middle(recs, task, base)
+    for row, style in (("greedy", "-"), ("constant", ":"), ("linear", "--"),
+                       ("cosine", "-.")):
+      r = _pick(recs, task, row, base, li)
+      if r is not None:
+        ax.plot(np.arange(1, len(r["rate"]) + 1), r["rate"], style,
+                label="GreedyLR" if row == "greedy" else row)
+    ax.set_yscale("log")
+    ax.set_title(f"{task}, {base}")
+    ax.set_xlabel("step")
+  axes[0, 0].set_ylabel("learning rate")
+  axes[0, 0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def figure_losses(recs, path):
+  """Training loss (moving average) and rate of GreedyLR, SGD at the same
+  constant rate, and per-parameter / per-tensor HD."""
+  panels = _panels(recs, [("mlp", "sgd"), ("logreg", "sgd")])[:2]
+  fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 6),
+                           squeeze=False, sharex="col")
+  for col, (task, base) in enumerate(panels):
+    li = _middle(recs, task, base)
+    for row, label, style in (
+        ("greedy", "GreedyLR", "C1-"),
+        ("hd_per_parameter", "HD per parameter", "C2-"),
+        ("hd_per_tensor", "HD per group (tensor)", "C3-"),
+        ("constant", f"{base.upper()} constant", "k--")):
+      r = _pick(recs, task, row, base, li)
+      if r is None:
+        continue
+      loss = _smooth(r["train"], 20)
+      axes[0, col].plot(np.arange(len(loss)) + 1, loss, style, label=label)
+      axes[1, col].plot(np.arange(1, len(r["rate"]) + 1), r["rate"], style,
+                        label=label)
+    axes[0, col].set_yscale("log")
+    axes[0, col].set_title(f"{task}, base {base}")
+    axes[0, col].set_ylabel("training loss (moving average)")
+    axes[1, col].set_yscale("log")
+    axes[1, col].set_ylabel("learning rate (mean)")
+    axes[1, col].set_xlabel("step")
+  axes[0, 0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def write(summary, recs, out_dir):
+  """Writes summary.json, summary.md, lr_schedules.png, loss_histories.png."""
+  with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+    json.dump(_clean(summary), f, separators=(",", ":"), allow_nan=False)
+  with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
+    f.write(markdown(summary))
+  figure_schedules(recs, os.path.join(out_dir, "lr_schedules.png"))
+  figure_losses(recs, os.path.join(out_dir, "loss_histories.png"))
+
+
+def _clean(x):
+  """Strict JSON: arrays to lists, floats to 6 significant digits,
+  non-finite floats (diverged) to null."""
+  if isinstance(x, dict):
+    return {str(k): _clean(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_clean(v) for v in x]
+  if hasattr(x, "tolist"):
+    return _clean(x.tolist())
+  if isinstance(x, float):
+    return float(f"{x:.6g}") if np.isfinite(x) else None
+  return x

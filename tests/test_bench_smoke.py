@@ -1,0 +1,87 @@
+"""Smoke test of the benchmark suite: the tiny preset writes a well-formed
+summary (structure and ranges, not the numbers)."""
+
+import json
+import math
+import pathlib
+import sys
+
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+pytest.importorskip("tqdm")
+
+# bench/ lives next to the package, not inside it: import it from the root.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from bench import suite  # pylint: disable=wrong-import-position
+
+OUTCOMES = {"win", "tie", "loss"}
+
+
+def _reject_constant(name):
+  raise ValueError(f"summary.json contains {name}, which is not JSON")
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("bench")
+  suite.main("tiny", str(out), progress=False)
+  return out
+
+
+@pytest.fixture(scope="module")
+def summary(out_dir):
+  text = (out_dir / "summary.json").read_text(encoding="utf-8")
+  return json.loads(text, parse_constant=_reject_constant)
+
+
+def test_headline_is_a_fraction(summary):
+  rate = summary["win_rate_vs_fixed_schedules"]
+  assert isinstance(rate, float) and 0.0 <= rate <= 1.0
+  table = summary["win_tables"]["greedy"]
+  assert table["wins"] + table["ties"] + table["losses"] == table["n"] > 0
+  # summary.json keeps 6 significant digits.
+  assert math.isclose(rate, (table["wins"] + table["ties"]) / table["n"],
+                      rel_tol=1e-5)
+
+
+def test_comparison_rows_are_well_formed(summary):
+  rows = summary["comparisons"]
+  assert rows
+  fixed = {"constant", "cosine", "linear", "step", "warmup_cosine"}
+  assert {r["schedule"] for r in rows} == fixed
+  for r in rows:
+    assert r["outcome"] in OUTCOMES
+    assert (r["tie_rule"] is None) == (r["outcome"] != "tie")
+    assert r["lr"] > 0
+  greedy = [r for r in rows if r["challenger"] == "greedy"]
+  # One comparison per (task variant, base, rate, schedule).
+  keys = {(r["task"], r["base"], r["lr"], r["schedule"]) for r in greedy}
+  assert len(keys) == len(greedy)
+
+
+def test_overhead_ratios_are_relative_to_adam(summary):
+  overhead = summary["overhead"]
+  for section in ("bare_update", "train_step", "compile", "state_bytes"):
+    ratios = overhead[section]["ratio"]
+    assert ratios["adam"] == 1.0
+    assert "greedy" in ratios
+    assert all(v > 0 for v in ratios.values())
+
+
+def test_runs_record_every_program(summary):
+  meta = summary["meta"]
+  assert meta["machine"]["jax"]
+  assert meta["timings"]
+  rows = {r["row"] for r in summary["runs"]}
+  assert {"greedy", "constant", "cosine"} <= rows
+  for run in summary["runs"]:
+    assert len(run["curve"]) == len(run["eval_steps"])
+
+
+def test_markdown_and_figures_written(out_dir):
+  text = (out_dir / "summary.md").read_text(encoding="utf-8")
+  assert "## Headline" in text and "win" in text.lower()
+  for name in ("lr_schedules.png", "loss_histories.png"):
+    assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
