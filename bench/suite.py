@@ -39,9 +39,9 @@ PRESETS = {
         # The heavy tasks run on the Adam base only in the quick preset.
         "task_bases": {"cnn": ("adam",), "charlm": ("adam",)},
         "controllers": None, "exclude": ("greedy_variants",),
-        "cost_params": 8_000_000, "cost_rounds": 5, "cost_inner": 10,
-        "cost_width": 512, "steps_cost": 100, "vmap": True,
-        "steps_vmap": 100, "external": ("nmf",),
+        "cost_params": 8_000_000, "cost_rounds": 3, "cost_inner": 5,
+        "cost_width": 512, "steps_cost": 50, "vmap": True,
+        "steps_vmap": 50, "external": ("nmf",),
     },
     "full": {
         "steps": {"logreg": 400, "mlp": 300, "cnn": 160, "charlm": 100,
