@@ -228,8 +228,7 @@ def greedy_lr(
     value = jnp.asarray(value).astype(dtype)
     finite = jnp.isfinite(value)
     pushed, current = smoothed(state, value)
-    state = jax.tree.map(
-        lambda new, old: jnp.where(finite, new, old), pushed, state)
+    state = optax.tree.where(finite, pushed, state)
 
     in_cooldown = state.cooldown_counter > 0
     in_warmup = jnp.logical_and(~in_cooldown, state.warmup_counter > 0)
@@ -279,8 +278,7 @@ def greedy_lr(
         dtype, jnp.asarray(learning_rate, dtype),
         jnp.asarray(reset_start, jnp.int32), observed.count)
     do_reset = decrease & at_min & (reset_counter <= 0)
-    return jax.tree.map(
-        lambda r, o: jnp.where(do_reset, r, o), reset, observed)
+    return optax.tree.where(do_reset, reset, observed)
 
   def update_fn(updates, state, params=None, *, value=None, observe=True,
                 **extra_args):
@@ -291,8 +289,7 @@ def greedy_lr(
       return updates, state
     new_state = advance(state, value)
     if observe is not True:
-      new_state = jax.tree.map(
-          lambda n, o: jnp.where(observe, n, o), new_state, state)
+      new_state = optax.tree.where(observe, new_state, state)
     return updates, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

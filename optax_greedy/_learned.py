@@ -277,8 +277,7 @@ def learned_schedule(
     if value is not None:
       new_state = observed(state, updates, value)
       if observe is not True:
-        new_state = jax.tree.map(
-            lambda n, o: jnp.where(observe, n, o), new_state, state)
+        new_state = optax.tree.where(observe, new_state, state)
       state = new_state
     bound = rate_tree(params)
     rate = jax.tree.map(lambda b: state.fraction * b, bound)
