@@ -96,17 +96,17 @@ def _fraction_of_bound(fractions):
 def _greedy_tx(initial, clipped):
   """greedy_lr from ``initial``; inside stability_clip (infinite bound when
   not ``clipped``, so both variants share one compiled program)."""
-  bound_fn = lambda p: jax.tree.map(
+  max_rate = lambda p: jax.tree.map(
       lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
   return optax_greedy.stability_clip(
-      bound_fn, optax_greedy.greedy_lr(initial), safety=SAFETY)
+      max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY)
 
 
 def _learned_tx(policy, steps, clipped):
   inner = optax_greedy.learned_schedule(policy, _bound, budget=steps)
-  bound_fn = lambda p: jax.tree.map(
+  max_rate = lambda p: jax.tree.map(
       lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
-  return optax_greedy.stability_clip(bound_fn, inner, safety=SAFETY)
+  return optax_greedy.stability_clip(max_rate, inner, safety=SAFETY)
 
 
 def _batches(seed, n, batch, steps):

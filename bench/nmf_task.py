@@ -104,9 +104,9 @@ def _greedy_tx(initial, mode):
   def rate_fn(before, after, t):
     del before, t
     return optax.tree.get(after, "applied_learning_rate")["W"]
-  bound_fn = functools.partial(_clip_bound, mode=mode)
+  max_rate = functools.partial(_clip_bound, mode=mode)
   tx = optax_greedy.stability_clip(
-      bound_fn, optax_greedy.greedy_lr(initial), safety=SAFETY,
+      max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY,
       bound_args=("columns",))
   return tx, rate_fn
 

@@ -49,9 +49,9 @@ def optimizers(lr, beta_tensor, beta_parameter):
   """The four contenders, by name; all start from the rate ``lr``."""
   return {
       "SGD": optax.sgd(lr),
-      "SGD-HD per parameter": optax_greedy.sgd_hd(
+      "SGD-HD per parameter": optax_greedy.hd_sgd(
           lr, beta_parameter, granularity="per_parameter"),
-      "SGD-HD per tensor": optax_greedy.sgd_hd(
+      "SGD-HD per tensor": optax_greedy.hd_sgd(
           lr, beta_tensor, granularity="per_tensor"),
       "GreedyLR": optax_greedy.greedy_sgd(lr),
   }

@@ -67,8 +67,8 @@ def optimizers(learning_rate: float):
   """The optimizers compared, by name (HD when the package has it)."""
   found = {"adam+greedy_lr": optax_greedy.greedy_adam(
       learning_rate, patience=5, window_size=10)}
-  if hasattr(optax_greedy, "adam_hd"):
-    found["adam_hd (global)"] = optax_greedy.adam_hd(learning_rate, 1e-4)
+  if hasattr(optax_greedy, "hd_adam"):
+    found["hd_adam (global)"] = optax_greedy.hd_adam(learning_rate, 1e-4)
   return found
 
 

@@ -9,9 +9,9 @@ from optax_greedy._greedy_lr import greedy_adamw
 from optax_greedy._greedy_lr import greedy_lr
 from optax_greedy._greedy_lr import greedy_sgd
 from optax_greedy._hypergradient import HypergradientState
-from optax_greedy._hypergradient import adam_hd
+from optax_greedy._hypergradient import hd_adam
 from optax_greedy._hypergradient import hypergradient
-from optax_greedy._hypergradient import sgd_hd
+from optax_greedy._hypergradient import hd_sgd
 from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
 from optax_greedy._learned import load_policy

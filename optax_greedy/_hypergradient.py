@@ -307,7 +307,7 @@ def hypergradient(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def sgd_hd(
+def hd_sgd(
     learning_rate: Any,
     hypergrad_lr: Any,
     momentum: Any = 0.0,
@@ -349,7 +349,7 @@ def sgd_hd(
     ``hypergradient(optax.identity(), ...)`` for ``momentum=0``.
 
   Example:
-    >>> tx = sgd_hd(0.01, 1e-3, momentum=0.9, nesterov=True)
+    >>> tx = hd_sgd(0.01, 1e-3, momentum=0.9, nesterov=True)
   """
   _checks.check_range("momentum", momentum, 0, 1, high_open=True)
   no_momentum = _checks.is_concrete(momentum) and momentum == 0
@@ -393,7 +393,7 @@ def _scale_by_adam_reference_eps(b1, b2, eps, eps_root):
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def adam_hd(
+def hd_adam(
     learning_rate: Any,
     hypergrad_lr: Any,
     b1: Any = 0.9,
@@ -441,7 +441,7 @@ def adam_hd(
     its reference-``eps`` twin).
 
   Example:
-    >>> tx = adam_hd(1e-3, 1e-7, eps_placement="reference")
+    >>> tx = hd_adam(1e-3, 1e-7, eps_placement="reference")
   """
   _checks.check_range("b1", b1, 0, 1, high_open=True)
   _checks.check_range("b2", b2, 0, 1, high_open=True)

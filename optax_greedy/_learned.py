@@ -179,7 +179,7 @@ def learned_schedule(
   column minibatches); for other models pass the largest rate you would
   allow. To also cap at ``safety * bound`` (e.g. a minibatch bound) and
   clip single updates, wrap it:
-  ``stability_clip(bound_fn, learned_schedule(...))``. ``value=None``
+  ``stability_clip(max_rate, learned_schedule(...))``. ``value=None``
   keeps the last fraction (the bound is still recomputed) and observes
   nothing.
 

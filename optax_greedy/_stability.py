@@ -19,7 +19,7 @@ class StabilityClipState(NamedTuple):
   """State of :func:`stability_clip`; every field is an array (or a pytree).
 
   Attributes:
-    bound: ``bound_fn(params)`` as last computed (before ``safety``), one
+    bound: ``max_rate(params)`` as last computed (before ``safety``), one
       scalar per parameter block.
     proposed_learning_rate: the rate the wrapped transform proposed in the
       last update, per block (measured, see :func:`stability_clip`).
@@ -56,7 +56,7 @@ def _block_rate(updates, directions):
 
 
 def stability_clip(
-    bound_fn: Callable[[Any], Any],
+    max_rate: Callable[[Any], Any],
     learning_rate: Any,
     *,
     safety: Any = 0.9,
@@ -64,7 +64,7 @@ def stability_clip(
     max_update: Optional[Any] = None,
     bound_args: tuple[str, ...] = (),
 ) -> optax.GradientTransformationExtraArgs:
-  r"""Applies a learning rate, capped per block at ``safety * bound_fn(params)``.
+  r"""Applies a learning rate, capped per block at ``safety * max_rate(params)``.
 
   ``learning_rate`` sets the rate: a number, an optax schedule, or any
   rate-setting transform (:func:`optax_greedy.greedy_lr`, a hypergradient
@@ -84,7 +84,7 @@ def stability_clip(
     \ (\text{if } \eta_b > c_b),
 
   then, with ``max_update``, clips every entry to
-  ``[-max_update, max_update]``. A block is a leaf of ``bound_fn``'s output,
+  ``[-max_update, max_update]``. A block is a leaf of ``max_rate``'s output,
   which must be a prefix of the params' tree: a scalar (one bound for all),
   ``{"W": ..., "H": ...}`` for :func:`optax_greedy.nmf.stability_bounds`, or
   one bound per leaf. The bound is recomputed from the current params every
@@ -98,7 +98,7 @@ def stability_clip(
   :func:`optax.projections.projection_non_negative` does to params).
 
   Args:
-    bound_fn: ``params -> bounds``, the largest stable rate per block, e.g.
+    max_rate: ``params -> bounds``, the largest stable rate per block, e.g.
       :func:`optax_greedy.nmf.stability_bounds` (or a ``functools.partial``
       of it with ``joint=True`` / ``batch_size=b``); pure jnp, jit-safe.
     learning_rate: the proposed rate: a float > 0, a schedule
@@ -113,10 +113,10 @@ def stability_clip(
     max_update: if given (> 0), the largest change of any single parameter
       in one update (default ``None``: no elementwise cap).
     bound_args: names of extra keyword arguments of ``update`` that are also
-      passed to ``bound_fn`` (default none), for bounds that depend on the
+      passed to ``max_rate`` (default none), for bounds that depend on the
       step's data: ``bound_args=("columns",)`` with ``update(...,
       columns=B)`` and :func:`optax_greedy.nmf.stability_bounds` gives the
-      bound exact for minibatch ``B``. ``init`` calls ``bound_fn(params)``
+      bound exact for minibatch ``B``. ``init`` calls ``max_rate(params)``
       alone, so those arguments need defaults.
 
   Returns:
@@ -140,8 +140,8 @@ def stability_clip(
     >>> params = optax.apply_updates(params, updates)
     >>> rates = optax.tree.get(state, "applied_learning_rate")
   """
-  if not callable(bound_fn):
-    raise ValueError(f"bound_fn must be callable, got bound_fn={bound_fn!r}.")
+  if not callable(max_rate):
+    raise ValueError(f"max_rate must be callable, got max_rate={max_rate!r}.")
   _checks.check_range("safety", safety, 0, 1, low_open=True)
   if not isinstance(every, int) or isinstance(every, bool):
     raise ValueError(f"every must be an integer >= 1, got every={every!r}.")
@@ -161,12 +161,12 @@ def stability_clip(
         optax.scale_by_learning_rate(learning_rate))
 
   def bounds_of(params, **kwargs):
-    bounds = bound_fn(params, **kwargs)
+    bounds = max_rate(params, **kwargs)
     try:
       jax.tree.map(lambda b, p: None, bounds, params)
     except ValueError as error:
       raise ValueError(
-          "bound_fn(params) must return a pytree whose structure is a prefix"
+          "max_rate(params) must return a pytree whose structure is a prefix"
           f" of the params' (one scalar per block): {error}") from error
     return bounds
 

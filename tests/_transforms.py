@@ -41,9 +41,9 @@ TRANSFORMS = {
     "hd_multiplicative": lambda: og.hypergradient(
         optax.scale_by_adam(), 0.01, 0.05, granularity="per_tensor",
         rule="multiplicative"),
-    "sgd_hd_nesterov": lambda: og.sgd_hd(0.05, 1e-2, momentum=0.9,
+    "sgd_hd_nesterov": lambda: og.hd_sgd(0.05, 1e-2, momentum=0.9,
                                          nesterov=True),
-    "adam_hd": lambda: og.adam_hd(0.01, 1e-4),
+    "hd_adam": lambda: og.hd_adam(0.01, 1e-4),
     "stability_clip_greedy": lambda: optax.chain(
         optax.trace(0.9),
         og.stability_clip(leaf_bounds, og.greedy_lr(0.05, **GREEDY),

@@ -49,10 +49,10 @@ def _compiled_reference_run(problem, optimizer, with_momentum, nesterov,
   """One compiled run per kind of case; the numbers are traced arguments."""
   def run(data, params, lr, hypergrad_lr, momentum, b1, b2):
     if optimizer == "sgd_hd":
-      tx = optax_greedy.sgd_hd(lr, hypergrad_lr,
+      tx = optax_greedy.hd_sgd(lr, hypergrad_lr,
                                momentum if with_momentum else 0.0, nesterov)
     else:
-      tx = optax_greedy.adam_hd(lr, hypergrad_lr, b1, b2,
+      tx = optax_greedy.hd_adam(lr, hypergrad_lr, b1, b2,
                                 eps_placement=eps_placement)
     return _run(tx, _reference_loss(problem, data), params, steps)[1]
   return jax.jit(run)
@@ -146,7 +146,7 @@ def test_first_steps_by_hand():
   g0, g1, g2 = _grads(0), _grads(1), _grads(2)
   params = _params()
   for granularity in GRANULARITIES:
-    tx = optax_greedy.sgd_hd(lr, beta, granularity=granularity, min_lr=None)
+    tx = optax_greedy.hd_sgd(lr, beta, granularity=granularity, min_lr=None)
     state = tx.init(params)
     updates, state = tx.update(g0, state, params)
     # d_{-1} = 0: the first step keeps the initial rate.
@@ -185,7 +185,7 @@ def test_multiplicative_rule_by_hand():
   g0, g1 = _grads(0), _grads(1)
   params = _params()
   cos = _vdot(g1, g0) / np.sqrt(_vdot(g0, g0) * _vdot(g1, g1))
-  tx = optax_greedy.sgd_hd(lr, beta, rule="multiplicative")
+  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative")
   state = tx.init(params)
   _, state = tx.update(g0, state, params)
   assert float(state.learning_rate) == pytest.approx(lr)
@@ -193,7 +193,7 @@ def test_multiplicative_rule_by_hand():
   assert float(state.learning_rate) == pytest.approx(lr * (1 + beta * cos),
                                                      rel=1e-5)
   # Per parameter, the cosine of one coordinate is the sign of g1 * g0.
-  tx = optax_greedy.sgd_hd(lr, beta, rule="multiplicative",
+  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative",
                            granularity="per_parameter")
   state = tx.init(params)
   _, state = tx.update(g0, state, params)
@@ -209,7 +209,7 @@ def test_multiplicative_rule_ignores_the_gradient_scale():
   # is scale-free, so the multiplicative rates agree too. The additive
   # hypergradient g . d scales with the loss, so its rates differ.
   def rates_for(scale, rule):
-    tx = optax_greedy.adam_hd(0.05, 0.1, eps=0.0, rule=rule)
+    tx = optax_greedy.hd_adam(0.05, 0.1, eps=0.0, rule=rule)
     _, (_, rates, _) = _run(tx, lambda p: scale * _quadratic(p), _params(),
                             30)
     return np.asarray(rates)
@@ -225,7 +225,7 @@ def test_zero_hypergrad_lr_is_sgd(momentum, nesterov):
   grads = [_grads(k) for k in range(5)]
   params = _params()
   plain = optax.sgd(0.1, momentum=momentum or None, nesterov=nesterov)
-  tx = optax_greedy.sgd_hd(0.1, 0.0, momentum, nesterov)
+  tx = optax_greedy.hd_sgd(0.1, 0.0, momentum, nesterov)
   s_plain, s_hd = plain.init(params), tx.init(params)
   for g in grads:
     expected, s_plain = plain.update(g, s_plain, params)
@@ -236,7 +236,7 @@ def test_zero_hypergrad_lr_is_sgd(momentum, nesterov):
 
 def test_zero_hypergrad_lr_is_optax_adam():
   params = _params()
-  plain, tx = optax.adam(0.1), optax_greedy.adam_hd(0.1, 0.0)
+  plain, tx = optax.adam(0.1), optax_greedy.hd_adam(0.1, 0.0)
   s_plain, s_hd = plain.init(params), tx.init(params)
   for k in range(5):
     expected, s_plain = plain.update(_grads(k), s_plain, params)
@@ -254,9 +254,9 @@ def test_granularities_agree_where_they_coincide():
   # One scalar parameter: one rate whatever the granularity.
   scalar_loss = lambda p: jnp.cosh(p - 2.0) + 0.1 * p ** 3  # noqa: E731
   x = jnp.asarray(0.5)
-  expected = _rates_over(optax_greedy.sgd_hd(lr, beta), scalar_loss, x)
+  expected = _rates_over(optax_greedy.hd_sgd(lr, beta), scalar_loss, x)
   for granularity in ("per_tensor", "per_parameter", lambda p: "all"):
-    got = _rates_over(optax_greedy.sgd_hd(lr, beta, granularity=granularity),
+    got = _rates_over(optax_greedy.hd_sgd(lr, beta, granularity=granularity),
                       scalar_loss, x)
     got = got["all"] if isinstance(got, dict) else got
     np.testing.assert_allclose(got, expected, rtol=1e-6)
@@ -264,20 +264,20 @@ def test_granularities_agree_where_they_coincide():
   vec_loss = lambda p: jnp.sum(jnp.cosh(p - jnp.arange(3.0)))  # noqa: E731
   v = jnp.zeros(3)
   np.testing.assert_allclose(
-      _rates_over(optax_greedy.sgd_hd(lr, beta, granularity="per_tensor"),
+      _rates_over(optax_greedy.hd_sgd(lr, beta, granularity="per_tensor"),
                   vec_loss, v),
-      _rates_over(optax_greedy.sgd_hd(lr, beta), vec_loss, v), rtol=1e-6)
+      _rates_over(optax_greedy.hd_sgd(lr, beta), vec_loss, v), rtol=1e-6)
   # One label for every leaf (a prefix, a full tree, a callable) is global.
-  expected = _rates_over(optax_greedy.sgd_hd(lr, beta), _quadratic, _params())
+  expected = _rates_over(optax_greedy.hd_sgd(lr, beta), _quadratic, _params())
   # (A callable may return a prefix: here the root, "one".)
   for labels in ({"w": "one", "b": "one"}, lambda p: "one"):
-    tx = optax_greedy.sgd_hd(lr, beta, granularity=labels)
+    tx = optax_greedy.hd_sgd(lr, beta, granularity=labels)
     np.testing.assert_allclose(
         _rates_over(tx, _quadratic, _params())["one"], expected, rtol=1e-6)
   # One label per leaf is per_tensor.
-  per_leaf = _rates_over(optax_greedy.sgd_hd(
+  per_leaf = _rates_over(optax_greedy.hd_sgd(
       lr, beta, granularity={"w": "w", "b": "b"}), _quadratic, _params())
-  per_tensor = _rates_over(optax_greedy.sgd_hd(
+  per_tensor = _rates_over(optax_greedy.hd_sgd(
       lr, beta, granularity="per_tensor"), _quadratic, _params())
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
                per_leaf, per_tensor)
@@ -290,7 +290,7 @@ def test_min_lr_keeps_the_rate_non_negative():
   # Too large a rate on a stiff quadratic: every step overshoots, g . d < 0
   # and the additive rule drives the rate down through zero.
   def run(**kwargs):
-    tx = optax_greedy.sgd_hd(1.2, 0.05, **kwargs)
+    tx = optax_greedy.hd_sgd(1.2, 0.05, **kwargs)
     return np.asarray(_train(tx, 60)[3])
   unbounded = run(min_lr=None)
   assert unbounded.min() < 0  # The reference's rule.
@@ -305,7 +305,7 @@ def test_min_lr_keeps_the_rate_non_negative():
 def test_non_finite_gradient_never_poisons_the_rate(granularity, bad):
   lr, beta = 0.1, 0.01
   params = _params()
-  tx = optax_greedy.sgd_hd(lr, beta, granularity=granularity)
+  tx = optax_greedy.hd_sgd(lr, beta, granularity=granularity)
   state = tx.init(params)
   poisoned = {"w": jnp.asarray([1.0, bad, 1.0]), "b": jnp.asarray(0.5)}
   rates = []
@@ -334,7 +334,7 @@ def test_non_finite_gradient_never_poisons_the_rate(granularity, bad):
 
 def test_non_finite_gradient_with_momentum_freezes_the_rate():
   params = _params()
-  tx = optax_greedy.sgd_hd(0.1, 0.01, momentum=0.9)
+  tx = optax_greedy.hd_sgd(0.1, 0.01, momentum=0.9)
   state = tx.init(params)
   for k in range(3):
     _, state = tx.update(_grads(k), state, params)
@@ -348,8 +348,8 @@ def test_non_finite_gradient_with_momentum_freezes_the_rate():
 
 def test_apply_if_finite_skips_the_whole_step():
   params = _params()
-  tx = optax.apply_if_finite(optax_greedy.adam_hd(0.1, 1e-3), 3)
-  clean = optax_greedy.adam_hd(0.1, 1e-3)
+  tx = optax.apply_if_finite(optax_greedy.hd_adam(0.1, 1e-3), 3)
+  clean = optax_greedy.hd_adam(0.1, 1e-3)
   state, clean_state = tx.init(params), clean.init(params)
   update, clean_update = jax.jit(tx.update), jax.jit(clean.update)
   bad = jax.tree.map(lambda g: g * np.inf, _grads(0))
@@ -368,7 +368,7 @@ def test_apply_if_finite_skips_the_whole_step():
 
 def test_exactly_one_learning_rate_in_state():
   tx = optax.chain(optax.clip_by_global_norm(1.0),
-                   optax_greedy.adam_hd(1e-3, 1e-7))
+                   optax_greedy.hd_adam(1e-3, 1e-7))
   state = tx.init(_params())
   assert len(optax.tree.get_all_with_path(state, "learning_rate")) == 1
   assert float(optax.tree.get(state, "learning_rate")) == pytest.approx(1e-3)
@@ -384,7 +384,7 @@ def test_direction_with_a_learning_rate_is_refused():
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=GRANULARITY_IDS)
 def test_jit_does_not_recompile(granularity):
   traces = []
-  tx = optax_greedy.adam_hd(1e-2, 1e-4, granularity=granularity)
+  tx = optax_greedy.hd_adam(1e-2, 1e-4, granularity=granularity)
 
   @jax.jit
   def step(params, state):
@@ -401,7 +401,7 @@ def test_jit_does_not_recompile(granularity):
 
 
 def test_scan_many_steps():
-  tx = optax_greedy.sgd_hd(0.01, 1e-3, momentum=0.9,
+  tx = optax_greedy.hd_sgd(0.01, 1e-3, momentum=0.9,
                            granularity="per_parameter")
   params = _params()
 
@@ -429,8 +429,8 @@ def test_dtypes_are_kept(dtype):
     params = _params(jnp.dtype(dtype))
     grads = _grads(0, jnp.dtype(dtype))
     rate_dtype = jnp.float64 if dtype == "float64" else jnp.float32
-    cases = [(optax_greedy.sgd_hd, g) for g in GRANULARITIES]
-    for make, granularity in cases + [(optax_greedy.adam_hd, "per_parameter")]:
+    cases = [(optax_greedy.hd_sgd, g) for g in GRANULARITIES]
+    for make, granularity in cases + [(optax_greedy.hd_adam, "per_parameter")]:
       tx = make(0.1, 1e-3, granularity=granularity)
       state = tx.init(params)
       update = lambda g, s: tx.update(g, s, params)  # noqa: B023,E731
@@ -452,7 +452,7 @@ def test_dtypes_are_kept(dtype):
 
 def test_rate_dtype_override():
   params = _params(jnp.bfloat16)
-  tx = optax_greedy.sgd_hd(0.1, 1e-3, granularity="per_parameter",
+  tx = optax_greedy.hd_sgd(0.1, 1e-3, granularity="per_parameter",
                            rate_dtype=jnp.bfloat16)
   state = tx.init(params)
   updates, state = tx.update(_grads(0, jnp.bfloat16), state, params)
@@ -489,14 +489,14 @@ def test_multiplicative_converges_on_quadratic(name):
 
 
 def test_inside_multisteps():
-  tx = optax.MultiSteps(optax_greedy.sgd_hd(0.05, 1e-3), every_k_schedule=2)
+  tx = optax.MultiSteps(optax_greedy.hd_sgd(0.05, 1e-3), every_k_schedule=2)
   _, state, losses, _ = _train(tx, 400)
   assert float(losses[-1]) < 1e-4 * float(losses[0])
   assert float(optax.tree.get(state, "learning_rate")) != 0.05
 
 
 def test_inside_inject_hyperparams():
-  tx = optax.inject_hyperparams(optax_greedy.sgd_hd)(
+  tx = optax.inject_hyperparams(optax_greedy.hd_sgd)(
       learning_rate=0.05, hypergrad_lr=optax.linear_schedule(1e-3, 0.0, 100),
       momentum=0.5, granularity="per_tensor")
   params = _params()
@@ -515,7 +515,7 @@ def test_inside_inject_hyperparams():
 
 def test_inside_partition():
   tx = optax.partition(
-      {"hd": optax_greedy.adam_hd(0.05, 1e-3, granularity="per_tensor"),
+      {"hd": optax_greedy.hd_adam(0.05, 1e-3, granularity="per_tensor"),
        "frozen": optax.set_to_zero()},
       {"w": "hd", "b": "frozen"})
   params, _, _, _ = _train(tx, 400)
@@ -525,7 +525,7 @@ def test_inside_partition():
 
 def test_groups_inside_partition():
   tx = optax.partition(
-      {"hd": optax_greedy.sgd_hd(0.05, 1e-3, granularity={"w": "x", "b": "y"}),
+      {"hd": optax_greedy.hd_sgd(0.05, 1e-3, granularity={"w": "x", "b": "y"}),
        "plain": optax.sgd(0.05)},
       {"w": "hd", "b": "plain"})
   params, state, _, _ = _train(tx, 400)
@@ -556,14 +556,14 @@ def test_invalid_hyperparameters_raise(kwargs, name):
 
 
 @pytest.mark.parametrize("make, kwargs, name", [
-    (optax_greedy.sgd_hd, dict(momentum=-0.5), "momentum"),
-    (optax_greedy.sgd_hd, dict(nesterov=True), "nesterov"),
-    (optax_greedy.sgd_hd, dict(hypergrad_lr=-1.0), "hypergrad_lr"),
-    (optax_greedy.adam_hd, dict(b1=1.0), "b1"),
-    (optax_greedy.adam_hd, dict(b2=-0.1), "b2"),
-    (optax_greedy.adam_hd, dict(eps=-1e-8), "eps"),
-    (optax_greedy.adam_hd, dict(eps_placement="torch"), "eps_placement"),
-    (optax_greedy.adam_hd, dict(granularity="layer"), "granularity"),
+    (optax_greedy.hd_sgd, dict(momentum=-0.5), "momentum"),
+    (optax_greedy.hd_sgd, dict(nesterov=True), "nesterov"),
+    (optax_greedy.hd_sgd, dict(hypergrad_lr=-1.0), "hypergrad_lr"),
+    (optax_greedy.hd_adam, dict(b1=1.0), "b1"),
+    (optax_greedy.hd_adam, dict(b2=-0.1), "b2"),
+    (optax_greedy.hd_adam, dict(eps=-1e-8), "eps"),
+    (optax_greedy.hd_adam, dict(eps_placement="torch"), "eps_placement"),
+    (optax_greedy.hd_adam, dict(granularity="layer"), "granularity"),
 ])
 def test_invalid_alias_hyperparameters_raise(make, kwargs, name):
   kwargs = {"learning_rate": 0.1, "hypergrad_lr": 1e-3, **kwargs}
@@ -572,7 +572,7 @@ def test_invalid_alias_hyperparameters_raise(make, kwargs, name):
 
 
 def test_zero_initial_rate_is_allowed_and_grows():
-  tx = optax_greedy.sgd_hd(0.0, 1e-3)
+  tx = optax_greedy.hd_sgd(0.0, 1e-3)
   _, _, losses, rates = _train(tx, 300)
   assert float(rates[1]) > 0
   assert float(losses[-1]) < 1e-4 * float(losses[0])

@@ -68,8 +68,8 @@ def test_update_is_fraction_times_bound_times_direction():
   policy = optax_greedy.load_policy()
   V = jax.random.uniform(jax.random.key(0), (6, 9))
   params = nmf.init(jax.random.key(1), V, 3)
-  bound_fn = lambda p: nmf.stability_bounds(p, joint=True)
-  tx = optax_greedy.learned_schedule(policy, bound_fn, budget=10)
+  max_rate = lambda p: nmf.stability_bounds(p, joint=True)
+  tx = optax_greedy.learned_schedule(policy, max_rate, budget=10)
   state = tx.init(params)
   value, grads = jax.value_and_grad(nmf.loss)(params, V)
   updates, state = tx.update(grads, state, params, value=value)
@@ -210,10 +210,10 @@ def test_chain_with_stability_clip_on_nmf():
   policy = optax_greedy.load_policy()
   V = jax.random.uniform(jax.random.key(2), (20, 30))
   params = nmf.init(jax.random.key(3), V, 4)
-  bound_fn = lambda p: nmf.stability_bounds(p, joint=True)
+  max_rate = lambda p: nmf.stability_bounds(p, joint=True)
   tx = optax.chain(
       optax_greedy.stability_clip(
-          bound_fn, optax_greedy.learned_schedule(policy, bound_fn,
+          max_rate, optax_greedy.learned_schedule(policy, max_rate,
                                                   budget=40),
           safety=0.5),
       optax.keep_params_nonnegative())

@@ -192,9 +192,9 @@ def digits():
 def test_clipped_never_diverges_up_to_100x_bound(digits, controller):
   V, params = digits
   batch = 50
-  bound_fn = functools.partial(nmf.stability_bounds, joint=True,
+  max_rate = functools.partial(nmf.stability_bounds, joint=True,
                                batch_size=batch)
-  bound = float(min(jax.tree.leaves(bound_fn(params))))
+  bound = float(min(jax.tree.leaves(max_rate(params))))
   n = V.shape[1]
 
   def columns_fn(i):
@@ -204,7 +204,7 @@ def test_clipped_never_diverges_up_to_100x_bound(digits, controller):
   def run(multiplier):
     rate = multiplier * bound
     inner = rate if controller == "constant" else optax_greedy.greedy_lr(rate)
-    tx = optax.chain(optax_greedy.stability_clip(bound_fn, inner),
+    tx = optax.chain(optax_greedy.stability_clip(max_rate, inner),
                      optax.keep_params_nonnegative())
     return _fit(tx, params, V, 100, columns_fn)
 
