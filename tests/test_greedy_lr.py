@@ -1,6 +1,7 @@
 """GreedyLR: conformance with the reference, the optax contract, bad input."""
 
 import functools
+import gzip
 import json
 import pathlib
 
@@ -12,14 +13,13 @@ import pytest
 
 import optax_greedy
 
-REFERENCE = (pathlib.Path(__file__).resolve().parents[1].parent / "shared"
-             / "reference" / "greedy_lr_trajectories.json")
+REFERENCE = (pathlib.Path(__file__).parent / "reference"
+             / "greedy_lr_trajectories.json.gz")
 
 
 def _reference_cases():
-  if not REFERENCE.exists():
-    return []
-  return json.loads(REFERENCE.read_text())["cases"]
+  with gzip.open(REFERENCE, "rt") as f:
+    return json.load(f)["cases"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,8 +39,6 @@ def _compiled_run(config_items):
   return jax.jit(run)
 
 
-@pytest.mark.skipif(not REFERENCE.exists(),
-                    reason=f"reference trajectories not found at {REFERENCE}")
 @pytest.mark.parametrize(
     "case", _reference_cases(), ids=lambda case: case["name"])
 def test_matches_reference_trajectories(case):
