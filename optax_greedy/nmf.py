@@ -89,8 +89,18 @@ def digits_matrix(dtype: Any = jnp.float32) -> jax.Array:
 
   Returns:
     A non-negative ``(1797, 64)`` array.
+
+  Raises:
+    ImportError: if scikit-learn is not installed (it is an optional
+      dependency: ``pip install "optax_greedy[examples]"``).
   """
-  from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  try:
+    from sklearn import datasets  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+        "optax_greedy.nmf.digits_matrix() reads scikit-learn's digits, and"
+        " scikit-learn is not installed: pip install"
+        ' "optax_greedy[examples]" (or pip install scikit-learn).') from error
   return jnp.asarray(datasets.load_digits().data / 16.0, dtype)
 
 

@@ -9,8 +9,6 @@ state must equal those of the uninterrupted run.
 """
 
 import functools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -179,10 +177,3 @@ def test_check_state_compatible_accepts_a_matching_state():
   tx = og.greedy_adam(0.1)
   og.check_state_compatible(tx.init(_params()),
                             jax.eval_shape(tx.init, _params()))
-
-
-def test_orbax_is_not_imported_with_the_package():
-  code = "import sys, optax_greedy; print('orbax' in sys.modules)"
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                       text=True, check=True).stdout
-  assert out.strip() == "False"

@@ -6,6 +6,7 @@ runs projected gradient descent just below and just above the bound.
 """
 
 import functools
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -367,6 +368,12 @@ def test_init_loss_and_relative_error():
   parts = jnp.arange(64).reshape(4, 16)
   estimate = jnp.mean(jnp.stack([nmf.loss(params, V, c) for c in parts]))
   np.testing.assert_allclose(estimate, nmf.loss(params, V), rtol=1e-5)
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+  monkeypatch.setitem(sys.modules, "sklearn", None)  # as if not installed
+  with pytest.raises(ImportError, match=r"optax_greedy\[examples\]"):
+    nmf.digits_matrix()
 
 
 @pytest.mark.parametrize("call, match", [
