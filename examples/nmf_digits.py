@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 
 
 def optimizers(bound, steps):
-  """Name -> (transform, ``rate(before, after, t)``: the rate the update
-  from state ``before`` to state ``after`` applied to ``W``)."""
+  """Name -> (transform, ``rate(state, t)``: the rate that update ``t``,
+  which ended in ``state``, applied to ``W``)."""
   clipped = optax_greedy.stability_clip(
       # Both factors move in every step: the joint bound; exact for the
       # step's minibatch, passed to update() as columns=...
@@ -51,19 +51,16 @@ def optimizers(bound, steps):
   )
   cosine = optax.cosine_decay_schedule(bound, steps)
   return {
-      "constant 3x bound": (optax.sgd(3 * bound),
-                            lambda before, after, t: 3 * bound),
-      "constant at bound": (optax.sgd(bound), lambda before, after, t: bound),
-      "cosine": (optax.sgd(cosine), lambda before, after, t: cosine(t)),
-      # greedy_lr applies the rate it held before observing the loss.
+      "constant 3x bound": (optax.sgd(3 * bound), lambda state, t: 3 * bound),
+      "constant at bound": (optax.sgd(bound), lambda state, t: bound),
+      "cosine": (optax.sgd(cosine), lambda state, t: cosine(t)),
+      # optax_greedy's states hold the rate their last update applied (after
+      # the cap, under stability_clip).
       "greedy_lr": (optax_greedy.greedy_lr(bound),
-                    lambda before, after, t: optax.tree.get(
-                        before, "learning_rate")),
-      # stability_clip records the rate it applied.
+                    lambda state, t: optax.tree.get(state, "learning_rate")),
       "greedy_lr + stability_clip": (
           clipped,
-          lambda before, after, t: optax.tree.get(
-              after, "applied_learning_rate")["W"]),
+          lambda state, t: optax.tree.get(state, "learning_rate")["W"]),
   }
 
 
@@ -85,9 +82,8 @@ def train(V, tx, rate_of, steps, batch_size, rank, seed, eval_every=10):
   errors, rates = [float(nmf.relative_error(params, V))], []
   for t in range(steps):
     columns = jnp.asarray(rng.choice(n, batch_size, replace=False))
-    params, new_state = step(params, state, columns)
-    rates.append(float(rate_of(state, new_state, t)))
-    state = new_state
+    params, state = step(params, state, columns)
+    rates.append(float(rate_of(state, t)))
     if (t + 1) % eval_every == 0:
       errors.append(float(nmf.relative_error(params, V)))
   return np.array(errors), np.array(rates)
@@ -95,12 +91,19 @@ def train(V, tx, rate_of, steps, batch_size, rank, seed, eval_every=10):
 
 def main(argv=None):
   """Runs the comparison; returns name -> (errors every 10 steps, rates)."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", type=int, default=300)
-  parser.add_argument("--batch-size", type=int, default=256)
-  parser.add_argument("--rank", type=int, default=16)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="nmf_digits.png")
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=300,
+                      help="SGD steps of each schedule")
+  parser.add_argument("--batch-size", type=int, default=256,
+                      help="images (columns of V) per minibatch")
+  parser.add_argument("--rank", type=int, default=16,
+                      help="inner dimension r of W (64 x r) and H (r x 1797)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the initial factors and the minibatches")
+  parser.add_argument("--out", default="nmf_digits.png",
+                      help="where to save the figure (PNG)")
   args = parser.parse_args(argv)
 
   V = nmf.digits_matrix().T  # 64 pixels x 1797 images

@@ -21,38 +21,97 @@ class StabilityClipState(NamedTuple):
   Attributes:
     bound: ``max_rate(params)`` as last computed (before ``safety``), one
       scalar per parameter block.
-    proposed_learning_rate: the rate the wrapped transform proposed in the
-      last update, per block (measured, see :func:`stability_clip`).
-    applied_learning_rate: the rate actually applied in the last update, per
-      block: ``min(proposed, safety * bound)``.
     count: number of updates (``optax.safe_increment``).
-    inner_state: the wrapped transform's state.
+    inner_state: the wrapped rate-setter's state. Its ``learning_rate`` field
+      holds the rate actually applied by the last update, after the cap.
   """
 
   bound: Any
-  proposed_learning_rate: Any
-  applied_learning_rate: Any
   count: jax.Array
   inner_state: Any
 
 
-def _block_rate(updates, directions):
-  """``-<u, d> / <d, d>`` over all leaves of one block (0 where ``d = 0``).
+class ScheduledRateState(NamedTuple):
+  """State of the rate-setter that :func:`stability_clip` builds from a
+  number or a schedule.
 
-  Both are divided by ``max |d|`` first so the squares cannot overflow.
+  Attributes:
+    learning_rate: the rate applied by the last update (before the first:
+      the rate the first update would apply).
+    count: number of updates (``optax.safe_increment``).
   """
-  u_leaves = jax.tree.leaves(updates)
-  d_leaves = jax.tree.leaves(directions)
-  dtype = jnp.result_type(jnp.float32, *u_leaves, *d_leaves)
-  top = jnp.max(jnp.stack(
-      [jnp.max(jnp.abs(d), initial=0).astype(dtype) for d in d_leaves]))
-  top = jnp.where(top > 0, top, 1)
-  # jnp.sum(a * b), not jnp.vdot: vdot flattens first, which gathers a
-  # sharded parameter onto every device.
-  along = sum(jnp.sum((u.astype(dtype) / top) * (d.astype(dtype) / top))
-              for u, d in zip(u_leaves, d_leaves))
-  norm = sum(jnp.sum(jnp.square(d.astype(dtype) / top)) for d in d_leaves)
-  return jnp.where(norm > 0, -along / jnp.where(norm > 0, norm, 1), 0)
+
+  learning_rate: Any
+  count: jax.Array
+
+
+def _scheduled_rate(learning_rate) -> optax.GradientTransformationExtraArgs:
+  """``u = -learning_rate(count) * d``, recording the rate in its state.
+
+  The ``learning_rate`` field is a record: each update recomputes the rate
+  from the number or schedule, whatever the field holds.
+  """
+  schedule = learning_rate if callable(learning_rate) else (
+      lambda count: learning_rate)
+
+  def rate_at(count):
+    return jnp.asarray(schedule(count), jnp.result_type(float))
+
+  def init_fn(params):
+    del params
+    count = jnp.zeros([], jnp.int32)
+    return ScheduledRateState(learning_rate=rate_at(count), count=count)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    rate = rate_at(state.count)
+    updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
+    return updates, ScheduledRateState(
+        learning_rate=rate, count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _read_rate(inner_state):
+  """The wrapped state's single ``learning_rate`` field, or ``ValueError``."""
+  found = optax.tree.get_all_with_path(inner_state, "learning_rate")
+  if len(found) != 1:
+    raise ValueError(
+        "stability_clip reads the rate from the wrapped transform's state,"
+        " which must have exactly one field named 'learning_rate' (the rate"
+        f" of its last update); found {len(found)}. Pass a number, a schedule"
+        " or a rate-setting transform of optax_greedy (greedy_lr,"
+        " hypergradient, learned_schedule).")
+  return found[0][1]
+
+
+def _on_common_blocks(rates, caps, params):
+  """``rates`` and ``caps`` (both prefixes of ``params``) on one structure.
+
+  The structure is the finer of the two: the other one's leaves are repeated
+  over the blocks they cover (the params' full structure where neither is
+  finer).
+  """
+  rate_tree, cap_tree = jax.tree.structure(rates), jax.tree.structure(caps)
+  if rate_tree == cap_tree:
+    return rates, caps
+  if jax.tree_util.treedef_is_leaf(rate_tree):
+    return jax.tree.map(lambda c: rates, caps), caps
+  if jax.tree_util.treedef_is_leaf(cap_tree):
+    return rates, jax.tree.map(lambda r: caps, rates)
+  return jax.tree.broadcast(rates, params), jax.tree.broadcast(caps, params)
+
+
+def _as_own_rate(stored, own):
+  """``stored`` (on the blocks of the caps) back on the wrapped transform's
+  own structure ``own``: where one of its rates covers several blocks, the
+  largest rate applied to them (a projection onto the largest cap)."""
+  def one(like, blocks):
+    leaves = jax.tree.leaves(blocks)
+    if len(leaves) == 1 and jnp.shape(leaves[0]) == like.shape:
+      return leaves[0].astype(like.dtype)
+    return jnp.max(jnp.stack([jnp.max(x) for x in leaves])).astype(like.dtype)
+  return jax.tree.map(one, own, stored)
 
 
 def stability_clip(
@@ -66,22 +125,21 @@ def stability_clip(
 ) -> optax.GradientTransformationExtraArgs:
   r"""Applies a learning rate, capped per block at ``safety * max_rate(params)``.
 
-  ``learning_rate`` sets the rate: a number, an optax schedule, or any
-  rate-setting transform (:func:`optax_greedy.greedy_lr`, a hypergradient
-  transform, ``optax.inject_hyperparams(optax.sgd)(...)``). This transform
-  runs it on the incoming direction ``d`` (the gradient, or the output of a
-  preconditioner placed before it), reads the rate :math:`\eta` it proposes
-  for each block :math:`b` from its output ``u`` (so any rate-setter works,
-  whatever its state looks like; exact when ``u = -eta * d``, the
-  gradient-weighted mean of the rates when they differ within a block), and
-  rescales the block so the applied rate never exceeds the cap:
+  ``learning_rate`` sets the rate: a number, an optax schedule, or a
+  rate-setting transform of this library (:func:`optax_greedy.greedy_lr`,
+  :func:`optax_greedy.hypergradient` and its wrappers,
+  :func:`optax_greedy.learned_schedule`). This transform runs it on the
+  incoming direction (the gradient, or the output of a preconditioner placed
+  before it), reads the rate :math:`\eta` it applied from the
+  ``learning_rate`` field of its new state (a scalar, or a tree that is a
+  prefix of the params, down to one rate per element), and rescales the
+  update so that no block's rate exceeds its cap:
 
   .. math::
 
-    \eta_b = -\frac{\langle u_b, d_b\rangle}{\langle d_b, d_b\rangle},
-    \qquad c_b = \texttt{safety}\cdot\texttt{bound\_fn(params)}_b,
-    \qquad u_b \leftarrow u_b \cdot \min\!\big(1, c_b / \eta_b\big)
-    \ (\text{if } \eta_b > c_b),
+    c_b = \texttt{safety}\cdot\texttt{max\_rate(params)}_b, \qquad
+    u \leftarrow u \cdot \min\!\big(1, c_b / \eta\big)
+    \quad (\text{elementwise for per-element rates}),
 
   then, with ``max_update``, clips every entry to
   ``[-max_update, max_update]``. A block is a leaf of ``max_rate``'s output,
@@ -89,8 +147,16 @@ def stability_clip(
   ``{"W": ..., "H": ...}`` for :func:`optax_greedy.nmf.stability_bounds`, or
   one bound per leaf. The bound is recomputed from the current params every
   ``every`` updates (and kept in between); a NaN or negative bound stops
-  the block (cap 0). The wrapped transform keeps its own state and sees its
-  own proposal, not the capped step.
+  the block (cap 0).
+
+  The rate applied, :math:`\min(\eta, c_b)`, is written back into the wrapped
+  state's ``learning_rate`` field, so ``optax.tree.get(state,
+  "learning_rate")`` is the rate actually applied, on the finer of the
+  rate's and the caps' blocks. The wrapped transform reads that field at its
+  next update: a hypergradient rate continues from the capped value (where
+  one of its rates covers several blocks, from the largest of their applied
+  rates); GreedyLR and the learned schedule keep their own state and only
+  record the rate there.
 
   Keep the factors non-negative by adding :func:`optax.keep_params_nonnegative`
   after this transform (it replaces ``u`` by ``-p`` where ``p + u < 0``,
@@ -101,17 +167,20 @@ def stability_clip(
     max_rate: ``params -> bounds``, the largest stable rate per block, e.g.
       :func:`optax_greedy.nmf.stability_bounds` (or a ``functools.partial``
       of it with ``joint=True`` / ``batch_size=b``); pure jnp, jit-safe.
-    learning_rate: the proposed rate: a float > 0, a schedule
-      ``count -> rate``, or a rate-setting
-      :class:`optax.GradientTransformation` (whose ``update`` receives the
-      extra arguments, e.g. ``value=loss`` for ``greedy_lr``).
+    learning_rate: the rate to cap: a float > 0, a schedule
+      ``count -> rate``, or a transform whose state has exactly one field
+      named ``learning_rate`` holding the rate of its last update (its
+      ``update`` receives the extra arguments, e.g. ``value=loss`` for
+      ``greedy_lr``). Put preconditioners (momentum, Adam) before this
+      transform, not inside ``learning_rate``.
     safety: the fraction of the bound allowed, in (0, 1]. Default 0.9: a
       margin for the bound being computed from the params before the step
       and, in stochastic settings, for noise.
     every: recompute the bound every ``every >= 1`` updates (default 1;
       larger saves the eigenvalue computations on big models).
     max_update: if given (> 0), the largest change of any single parameter
-      in one update (default ``None``: no elementwise cap).
+      in one update (default ``None``: no elementwise cap). The recorded
+      rate is the one before this clip.
     bound_args: names of extra keyword arguments of ``update`` that are also
       passed to ``max_rate`` (default none), for bounds that depend on the
       step's data: ``bound_args=("columns",)`` with ``update(...,
@@ -121,15 +190,19 @@ def stability_clip(
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
-    :class:`StabilityClipState`; ``optax.tree.get(state, "bound")`` and
-    ``optax.tree.get(state, "applied_learning_rate")`` are the bound and the
-    rate used in the last update (pytrees of one scalar per block).
+    :class:`StabilityClipState`; ``optax.tree.get(state, "learning_rate")``
+    is the rate applied by the last update (before the first update, the
+    capped initial rate) and ``optax.tree.get(state, "bound")`` the bound.
+
+  Raises:
+    ValueError: at ``init``, if the wrapped transform's state has no field
+      (or more than one) named ``learning_rate``.
 
   Example:
     >>> import functools, jax, optax, optax_greedy
     >>> from optax_greedy import nmf
-    >>> V = nmf.digits_matrix().T
-    >>> params = nmf.init(jax.random.key(0), V, rank=8)
+    >>> V = jax.random.uniform(jax.random.key(0), (20, 30))
+    >>> params = nmf.init(jax.random.key(1), V, rank=4)
     >>> bounds = functools.partial(nmf.stability_bounds, joint=True)
     >>> tx = optax.chain(
     ...     optax_greedy.stability_clip(bounds, optax_greedy.greedy_lr(1.0)),
@@ -138,7 +211,9 @@ def stability_clip(
     >>> value, grads = jax.value_and_grad(nmf.loss)(params, V)
     >>> updates, state = tx.update(grads, state, params, value=value)
     >>> params = optax.apply_updates(params, updates)
-    >>> rates = optax.tree.get(state, "applied_learning_rate")
+    >>> rates = optax.tree.get(state, "learning_rate")  # {"W": ..., "H": ...}
+    >>> bool(rates["W"] <= 0.9 * optax.tree.get(state, "bound")["W"])
+    True
   """
   if not callable(max_rate):
     raise ValueError(f"max_rate must be callable, got max_rate={max_rate!r}.")
@@ -157,8 +232,7 @@ def stability_clip(
   else:
     if not callable(learning_rate):
       _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
-    inner = optax.with_extra_args_support(
-        optax.scale_by_learning_rate(learning_rate))
+    inner = _scheduled_rate(learning_rate)
 
   def bounds_of(params, **kwargs):
     bounds = max_rate(params, **kwargs)
@@ -170,17 +244,28 @@ def stability_clip(
           f" of the params' (one scalar per block): {error}") from error
     return bounds
 
+  def capped(rates, bounds, params):
+    """The scale of each block's update and the rate it then applies."""
+    caps = jax.tree.map(lambda b: jnp.where(b >= 0, safety * b, 0), bounds)
+    rates, caps = _on_common_blocks(rates, caps, params)
+    over = jax.tree.map(lambda r, c: r > c, rates, caps)
+    scales = jax.tree.map(
+        lambda o, r, c: jnp.where(o, c.astype(r.dtype) / r, 1).astype(r.dtype),
+        over, rates, caps)
+    applied = jax.tree.map(
+        lambda o, r, c: jnp.where(o, c.astype(r.dtype), r), over, rates, caps)
+    return scales, applied
+
   def init_fn(params):
     bounds = jax.tree.map(
         lambda b: jnp.asarray(b, jnp.result_type(float, b)),
         bounds_of(params))
-    zeros = jax.tree.map(jnp.zeros_like, bounds)
+    inner_state = inner.init(params)
+    _, applied = capped(_read_rate(inner_state), bounds, params)
     return StabilityClipState(
         bound=bounds,
-        proposed_learning_rate=zeros,
-        applied_learning_rate=zeros,
         count=jnp.zeros([], jnp.int32),
-        inner_state=inner.init(params),
+        inner_state=optax.tree.set(inner_state, learning_rate=applied),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
@@ -199,29 +284,22 @@ def stability_clip(
             state.bound),
         lambda: state.bound,
     )
-    directions = updates
-    updates, inner_state = inner.update(
-        directions, state.inner_state, params, **extra_args)
-    proposed = jax.tree.map(
-        lambda b, u, d: _block_rate(u, d).astype(b.dtype),
-        bounds, updates, directions)
-    caps = jax.tree.map(
-        lambda b: jnp.where(b >= 0, safety * b, 0).astype(b.dtype), bounds)
-    scales = jax.tree.map(
-        lambda eta, cap: jnp.where(eta > cap, cap / eta, 1).astype(eta.dtype),
-        proposed, caps)
+    own = _read_rate(jax.eval_shape(inner.init, params))
+    inner_state = optax.tree.set(
+        state.inner_state,
+        learning_rate=_as_own_rate(_read_rate(state.inner_state), own))
+    updates, inner_state = inner.update(updates, inner_state, params,
+                                        **extra_args)
+    scales, applied = capped(_read_rate(inner_state), bounds, params)
     updates = jax.tree.map(
         lambda s, block: jax.tree.map(lambda u: (u * s).astype(u.dtype), block),
         scales, updates)
     if max_update is not None:
       updates = optax.tree.clip(updates, -max_update, max_update)
-    applied = jax.tree.map(jnp.multiply, proposed, scales)
     new_state = StabilityClipState(
         bound=bounds,
-        proposed_learning_rate=proposed,
-        applied_learning_rate=applied,
         count=optax.safe_increment(state.count),
-        inner_state=inner_state,
+        inner_state=optax.tree.set(inner_state, learning_rate=applied),
     )
     return updates, new_state
 

@@ -126,7 +126,7 @@ def test_bound_args_pass_the_batch_to_the_bound():
   expected = nmf.stability_bounds(params, columns=columns)
   for name in ("W", "H"):
     np.testing.assert_allclose(state.bound[name], expected[name], rtol=1e-5)
-    np.testing.assert_allclose(state.applied_learning_rate[name],
+    np.testing.assert_allclose(optax.tree.get(state, "learning_rate")[name],
                                0.9 * expected[name], rtol=1e-4)
   with pytest.raises(ValueError, match="columns"):
     tx.update(grads, state, params)
@@ -215,7 +215,7 @@ def test_clipped_never_diverges_up_to_100x_bound(digits, controller):
     assert np.all(np.isfinite(leaf)) and np.all(np.asarray(leaf) >= 0)
   errors = jax.vmap(nmf.relative_error, (0, None))(final, V)
   assert np.all(np.asarray(errors) < float(nmf.relative_error(params, V)))
-  applied = optax.tree.get(state, "applied_learning_rate")
+  applied = optax.tree.get(state, "learning_rate")
   caps = jax.tree.map(lambda b: 0.9 * b, optax.tree.get(state, "bound"))
   for a, c in zip(jax.tree.leaves(applied), jax.tree.leaves(caps)):
     assert np.all(np.asarray(a) <= np.asarray(c) * (1 + 1e-5))
@@ -252,10 +252,8 @@ def test_applied_rate_is_the_schedule_capped_at_the_bound(digits):
     bounds = nmf.stability_bounds(params)
     for name in ("W", "H"):
       expected = min(float(schedule(t)), 0.5 * float(bounds[name]))
-      np.testing.assert_allclose(state.applied_learning_rate[name], expected,
-                                 rtol=1e-4)
-      np.testing.assert_allclose(state.proposed_learning_rate[name],
-                                 schedule(t), rtol=1e-4)
+      np.testing.assert_allclose(optax.tree.get(state, "learning_rate")[name],
+                                 expected, rtol=1e-4)
       np.testing.assert_allclose(updates[name], -expected * grads[name],
                                  rtol=1e-4, atol=1e-7)
     params = optax.apply_updates(params, updates)
@@ -263,51 +261,85 @@ def test_applied_rate_is_the_schedule_capped_at_the_bound(digits):
 
 def test_composes_with_greedy_lr(digits):
   V, params = digits
-  bounds = nmf.stability_bounds(params)
+  caps = jax.tree.map(lambda b: 0.9 * b, nmf.stability_bounds(params))
   tx = optax.chain(
       optax_greedy.stability_clip(nmf.stability_bounds,
                                   optax_greedy.greedy_lr(1.0)),
       optax.keep_params_nonnegative())
   state = tx.init(params)
+  # Before the first update: greedy_lr's 1.0, capped for each block.
+  for name in ("W", "H"):
+    np.testing.assert_allclose(optax.tree.get(state, "learning_rate")[name],
+                               caps[name], rtol=1e-5)
   value, grads = jax.value_and_grad(nmf.loss)(params, V)
   updates, state = jax.jit(tx.update)(grads, state, params, value=value)
-  # greedy_lr proposes 1.0 for both blocks; each is capped at 0.9 x its bound.
-  np.testing.assert_allclose(
-      optax.tree.get(state, "proposed_learning_rate")["W"], 1.0, rtol=1e-4)
   for name in ("W", "H"):
-    np.testing.assert_allclose(
-        optax.tree.get(state, "applied_learning_rate")[name],
-        0.9 * bounds[name], rtol=1e-4)
+    np.testing.assert_allclose(optax.tree.get(state, "learning_rate")[name],
+                               caps[name], rtol=1e-5)
   # greedy_lr saw the value (its state is reached through the wrapper).
   assert int(optax.tree.get(state, "GreedyLRState").count) == 1
   assert all(np.all(np.asarray(p) >= 0)
              for p in jax.tree.leaves(optax.apply_updates(params, updates)))
 
 
-def test_composes_with_hypergradient(digits):
+def test_hypergradient_continues_from_the_capped_rate(digits):
+  """The capped rate is written into the hypergradient's state, and its next
+  step starts from there: ``alpha_2 = max_b min(alpha_1, c_b) + beta g_2.g_1``
+  (one global rate over the blocks W and H: the largest applied rate)."""
   V, params = digits
-  tx = optax.chain(
-      optax_greedy.stability_clip(
-          nmf.stability_bounds,
-          optax_greedy.hypergradient(optax.identity(), 1.0, 1e-6)),
-      optax.keep_params_nonnegative())
+  beta = 8e-7
+  tx = optax_greedy.stability_clip(
+      nmf.stability_bounds,
+      optax_greedy.hypergradient(optax.identity(), 1.0, beta))
   state = tx.init(params)
   update = jax.jit(tx.update)
-  for _ in range(3):
-    bounds = nmf.stability_bounds(params)
-    grads = jax.grad(nmf.loss)(params, V)
-    updates, state = update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    # The hypergradient rate used in this step is the one in its new state.
-    rate = optax.tree.get(state, "learning_rate")
+  grads, caps, applied = [], [], []
+  for _ in range(2):
+    caps.append({k: 0.9 * float(b)
+                 for k, b in nmf.stability_bounds(params).items()})
+    grads.append(jax.grad(nmf.loss)(params, V))
+    updates, state = update(grads[-1], state, params)
+    applied.append({k: float(r) for k, r in
+                    optax.tree.get(state, "learning_rate").items()})
     for name in ("W", "H"):
-      np.testing.assert_allclose(
-          optax.tree.get(state, "proposed_learning_rate")[name], rate,
-          rtol=1e-4)
-      np.testing.assert_allclose(
-          optax.tree.get(state, "applied_learning_rate")[name],
-          min(float(rate), 0.9 * float(bounds[name])), rtol=1e-4)
-  assert all(np.all(np.asarray(p) >= 0) for p in jax.tree.leaves(params))
+      np.testing.assert_allclose(updates[name],
+                                 -applied[-1][name] * grads[-1][name],
+                                 rtol=1e-5, atol=1e-8)
+    params = optax.apply_updates(params, updates)
+  # Step 1: the initial rate 1.0 is far above both caps (h_1 = 0).
+  for name in ("W", "H"):
+    np.testing.assert_allclose(applied[0][name], caps[0][name], rtol=1e-5)
+  h = sum(float(jnp.sum(grads[1][k] * grads[0][k])) for k in ("W", "H"))
+  alpha = max(applied[0].values()) + beta * h
+  # Inside (0, the largest cap): neither the floor min_lr=0 nor a restart
+  # from the uncapped 1.0 would give it.
+  assert 0 < alpha < max(caps[1].values())
+  for name in ("W", "H"):
+    np.testing.assert_allclose(applied[1][name], min(alpha, caps[1][name]),
+                               rtol=1e-4)
+
+
+def _recorded_rate(rate):
+  """A rate-setter with the given (per-element) rate in its state."""
+  return optax.GradientTransformationExtraArgs(
+      lambda params: {"learning_rate": rate},
+      lambda updates, state, params=None, **extra: (
+          jax.tree.map(lambda u, r: -r * u, updates, rate),
+          {"learning_rate": rate}))
+
+
+def test_per_element_rates_are_capped_elementwise():
+  params = {"w": jnp.ones(3)}
+  rate = {"w": jnp.array([0.05, 0.2, 0.5])}
+  tx = optax_greedy.stability_clip(lambda p: jnp.asarray(0.3),
+                                   _recorded_rate(rate), safety=0.9)
+  state = tx.init(params)
+  grads = {"w": jnp.array([1.0, -2.0, 4.0])}
+  updates, state = jax.jit(tx.update)(grads, state, params)
+  expected = jnp.array([0.05, 0.2, 0.27])
+  np.testing.assert_allclose(optax.tree.get(state, "learning_rate")["w"],
+                             expected, rtol=1e-6)
+  np.testing.assert_allclose(updates["w"], -expected * grads["w"], rtol=1e-6)
 
 
 def test_max_update_every_and_dtype():
@@ -342,9 +374,10 @@ def test_scalar_bound_and_zero_gradient():
   updates, state = update(grads, state, params)
   np.testing.assert_allclose(updates["a"], -0.1 * jnp.ones(3), rtol=1e-6)
   np.testing.assert_array_equal(updates["b"], 0.0)
-  # All-zero gradients propose rate 0, not NaN.
-  _, state = update(jax.tree.map(jnp.zeros_like, grads), state, params)
-  assert float(state.proposed_learning_rate) == 0.0
+  # All-zero gradients: zero updates, the rate is still the capped one.
+  updates, state = update(jax.tree.map(jnp.zeros_like, grads), state, params)
+  assert all(np.all(np.asarray(u) == 0) for u in jax.tree.leaves(updates))
+  np.testing.assert_allclose(optax.tree.get(state, "learning_rate"), 0.1)
 
 
 def test_init_loss_and_relative_error():
@@ -403,6 +436,10 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
     (lambda: nmf.stability_bounds(
         {"W": jnp.ones((4, 2)), "H": jnp.ones((2, 3))}, batch_size=2,
         columns=jnp.arange(2)), "not both"),
+    (lambda: optax_greedy.stability_clip(
+        nmf.stability_bounds, optax.sgd(0.1)).init(
+            {"W": jnp.ones((4, 2)), "H": jnp.ones((2, 3))}),
+     "exactly one field named 'learning_rate'"),
     (lambda: optax_greedy.stability_clip(
         lambda p: {"X": 1.0, "Y": 2.0}, 1.0).init(
             {"W": jnp.ones(2), "H": jnp.ones(2)}), "prefix"),
