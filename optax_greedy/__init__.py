@@ -8,6 +8,7 @@ from optax_greedy._greedy_lr import greedy_adam
 from optax_greedy._greedy_lr import greedy_adamw
 from optax_greedy._greedy_lr import greedy_lr
 from optax_greedy._greedy_lr import greedy_sgd
+from optax_greedy._greedy_lr import validation_feed
 from optax_greedy._hypergradient import HypergradientState
 from optax_greedy._hypergradient import hd_adam
 from optax_greedy._hypergradient import hypergradient

@@ -44,3 +44,15 @@ def check_choice(name, value, choices):
         f"{name} must be one of {', '.join(map(repr, choices))}, got"
         f" {name}={value!r}."
     )
+
+
+def check_number(name, value):
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is a number.
+
+  A number is a Python or NumPy real (not a bool) or an array (possibly
+  traced); a string such as ``"1e-3"`` is refused at once rather than
+  failing inside the first update.
+  """
+  if isinstance(value, bool) or not (
+      isinstance(value, numbers.Real) or hasattr(value, "dtype")):
+    raise ValueError(f"{name} must be a number, got {name}={value!r}.")

@@ -6,7 +6,9 @@ Scheduler", arXiv:2512.14527; the authors' implementation is
 observes a ``value`` is one reference ``scheduler.step(value)``.
 """
 
-from typing import Any, NamedTuple, Optional
+import numbers
+from typing import Any, Callable, NamedTuple, Optional
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +17,38 @@ import optax
 from optax_greedy import _checks
 
 
+class _Default:
+  """A default argument whose ``repr`` says what it stands for.
+
+  ``optax.inject_hyperparams`` turns every numeric argument into a traced
+  hyperparameter; a marker is not numeric, so a default that depends on other
+  arguments (or sets a shape) stays static.
+  """
+
+  def __init__(self, text):
+    self._text = text
+
+  def __repr__(self):
+    return self._text
+
+
+_RELATIVE_MIN_LR = _Default("learning_rate / 100")
+_RELATIVE_MAX_LR = _Default("10 * learning_rate")
+_WINDOW_SIZE = 50
+_DEFAULT_WINDOW_SIZE = _Default(str(_WINDOW_SIZE))
+_NO_VALUE = _Default("<no value>")
+
+
 class GreedyLRState(NamedTuple):
   """State of :func:`greedy_lr`; every field is an array.
 
   Attributes:
-    learning_rate: the rate applied by the next update (scalar).
+    learning_rate: the rate applied by the most recent update (the initial
+      rate before the first update), scalar. Informational: a wrapper such as
+      :func:`optax_greedy.stability_clip` may overwrite it with the rate it
+      actually applied.
+    next_learning_rate: the rate the next update applies (the reference's
+      ``get_last_lr()`` after ``step(value)``).
     best: the best (smoothed) value observed since the last reset.
     num_good: consecutive improvements since the last change.
     num_bad: consecutive non-improvements since the last change.
@@ -34,6 +63,7 @@ class GreedyLRState(NamedTuple):
   """
 
   learning_rate: jax.Array
+  next_learning_rate: jax.Array
   best: jax.Array
   num_good: jax.Array
   num_bad: jax.Array
@@ -47,6 +77,53 @@ class GreedyLRState(NamedTuple):
   count: jax.Array
 
 
+def _divide(numerator, denominator):
+  """``numerator / denominator`` rounded correctly, as Python rounds it.
+
+  XLA turns a division by a constant into a multiplication by its reciprocal,
+  one unit in the last place away from the quotient in about half the cases;
+  GreedyLR compares rates with ``min_lr`` exactly, so that ulp can change a
+  decision. The candidates next to the fast quotient are compared by their
+  exact residual ``numerator - q * denominator`` (Dekker's product).
+  """
+  dtype = numerator.dtype
+  split = jnp.asarray(2.0 ** -(-(jnp.finfo(dtype).nmant + 1) // 2) + 1, dtype)
+
+  def halves(x):
+    scaled = split * x
+    high = scaled - (scaled - x)
+    return high, x - high
+
+  def residual(q):
+    product = q * denominator
+    q_high, q_low = halves(q)
+    d_high, d_low = halves(denominator)
+    error = (((q_high * d_high - product) + q_high * d_low + q_low * d_high)
+             + q_low * d_low)
+    return jnp.abs((numerator - product) - error)
+
+  quotient = numerator / denominator
+  best, best_residual = quotient, residual(quotient)
+  for candidate in (jnp.nextafter(quotient, -jnp.inf),
+                    jnp.nextafter(quotient, jnp.inf)):
+    candidate_residual = residual(candidate)
+    closer = candidate_residual < best_residual
+    best = jnp.where(closer, candidate, best)
+    best_residual = jnp.where(closer, candidate_residual, best_residual)
+  return best
+
+
+def _check_window_size(window_size):
+  if isinstance(window_size, numbers.Integral) and not isinstance(
+      window_size, bool):
+    _checks.check_range("window_size", window_size, 1)
+    return int(window_size)
+  raise ValueError(
+      "window_size sets the shape of the state, so it must be a Python int,"
+      f" got window_size={window_size!r}. Under optax.inject_hyperparams, name"
+      " it in static_args=('window_size',).")
+
+
 def greedy_lr(
     learning_rate: Any,
     *,
@@ -57,11 +134,11 @@ def greedy_lr(
     threshold_mode: str = "abs",
     cooldown: Any = 0,
     warmup: Any = 0,
-    min_lr: Optional[Any] = None,
-    max_lr: Optional[Any] = None,
-    eps: Any = 1e-8,
+    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
+    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
+    min_change: Any = 1e-8,
     smooth: bool = True,
-    window_size: int = 50,
+    window_size: int = _DEFAULT_WINDOW_SIZE,
     reset_start: Any = 500,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-learning_rate_t``, a rate that reacts to the loss.
@@ -92,22 +169,31 @@ def greedy_lr(
     \end{cases}
 
   where ``best`` is the best :math:`\tilde v` seen, :math:`\gamma` is
-  ``factor``, a change smaller than ``eps`` is skipped, and the counters
+  ``factor``, a change of at most ``min_change`` is skipped, and the counters
   restart after a change. During a hold (cooldown or warmup) observations only
-  count the hold down. After ``reset_start`` decreases that end at
-  ``min_lr`` with no increase in between, the controller resets: the rate
-  returns to ``learning_rate`` and ``best``, counters and window are cleared.
+  count the hold down. A decrease that leaves the rate at or below ``min_lr``
+  counts one of ``reset_start``; an increase restores the count. When it runs
+  out the controller resets: the rate returns to ``learning_rate``; ``best``,
+  counters and window are cleared; and, as in the reference, the cooldown
+  hold of that last decrease still applies.
 
   Non-finite values (NaN, +/-inf) count as non-improvements: they can lower
   the rate, never raise it, and they are kept out of the window and ``best``.
+  (The reference puts them in its window sum, which then stays NaN or
+  infinite for good: the one documented difference from it.)
 
   Feeding the loss:
 
   * every step: pass the training loss, with ``smooth=True`` (the default);
   * once per evaluation: pass the validation loss on evaluation steps and
-    ``value=None`` (or omit it) elsewhere; ``value=None`` leaves the state
+    ``value=None`` elsewhere; ``value=None`` leaves the controller's state
     untouched and keeps the rate. Inside one compiled step, pass
-    ``observe=is_eval_step`` (a boolean array) instead.
+    ``observe=is_eval_step`` (a boolean array) instead, or use
+    :func:`optax_greedy.validation_feed`.
+
+  Omitting ``value`` altogether is almost always a mistake (the rate then
+  never moves): tracing an update without it emits a ``UserWarning`` once;
+  pass ``value=None`` to skip observing on purpose.
 
   Args:
     learning_rate: the initial rate, > 0; also the rate after a reset.
@@ -120,32 +206,40 @@ def greedy_lr(
       noise) patience 10 raised the rate on streaks of luck and lost to the
       fixed schedules; 20 won or tied in more comparisons on every view of
       ``bench/`` (see the README). With a validation loss observed once per
-      evaluation, use a small patience (2-3), as with ReduceLROnPlateau.
+      evaluation, use a small patience (see
+      :func:`optax_greedy.validation_feed`).
     threshold: ``tau`` >= 0, the margin a value must beat ``best`` by.
       Default 1e-6 (the reference's).
     threshold_mode: ``"abs"`` or ``"rel"``. Default ``"abs"``.
     cooldown: observations held after a decrease, >= 0. Default 0.
     warmup: observations held after an increase, >= 0. Default 0.
-    min_lr: lower bound, in [0, ``max_lr``]. Default ``None`` means
-      ``learning_rate / 100``: the reference's absolute 1e-3 would exceed most
-      Adam rates and pin them up, so the bound is relative.
-    max_lr: upper bound. Default ``None`` means ``10 * learning_rate``:
-      enough room to recover from a rate chosen 10x too small, not enough to
-      run away on a loss that keeps improving.
-    eps: changes of the rate smaller than ``eps`` are skipped, >= 0.
+    min_lr: lower bound on the rate, >= 0, or ``None`` for no lower bound.
+      Default ``learning_rate / 100``: the reference's absolute 1e-3 would
+      exceed most Adam rates and pin them up, so the default is relative.
+    max_lr: upper bound on the rate, >= ``min_lr``, or ``None`` for no upper
+      bound. Default ``10 * learning_rate``: enough room to recover from a
+      rate chosen 10x too small, not enough to run away on a loss that keeps
+      improving.
+    min_change: changes of the rate of at most ``min_change`` are skipped,
+      >= 0. Default 1e-8. This is the reference's ``eps``, renamed so that it
+      cannot be confused with Adam's ``eps`` in :func:`greedy_adam`.
     smooth: average the last ``window_size`` values before deciding. Default
       ``True``, because most users feed the noisy per-step training loss
       (the reference's default is ``False``); pass ``False`` for an
       already-averaged validation loss.
-    window_size: length of the smoothing window, >= 1. Default 50. It sets
-      the state's shape, so under :func:`optax.inject_hyperparams` name it in
-      ``static_args``.
+    window_size: length of the smoothing window, a Python int >= 1. Default
+      50. It sets the state's shape, so under :func:`optax.inject_hyperparams`
+      name it in ``static_args`` when you pass it.
     reset_start: decreases at ``min_lr`` before a reset, >= 1. Default 500.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`GreedyLRState`; ``optax.tree.get(state, "learning_rate")`` is the
-    current rate.
+    rate applied by the last update and
+    ``optax.tree.get(state, "next_learning_rate")`` the one the next update
+    applies. Its ``update`` takes the extra keyword arguments ``value`` (a
+    scalar loss, or ``None`` to skip observing) and ``observe`` (a boolean,
+    possibly traced: whether to observe ``value``).
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_greedy
@@ -157,42 +251,50 @@ def greedy_lr(
     >>> print(f'{optax.tree.get(state, "learning_rate"):.3g}')
     0.001
   """
+  numbers_in = dict(learning_rate=learning_rate, factor=factor,
+                    patience=patience, threshold=threshold, cooldown=cooldown,
+                    warmup=warmup, min_change=min_change,
+                    reset_start=reset_start)
+  if min_lr is not None and min_lr is not _RELATIVE_MIN_LR:
+    numbers_in["min_lr"] = min_lr
+  if max_lr is not None and max_lr is not _RELATIVE_MAX_LR:
+    numbers_in["max_lr"] = max_lr
+  for name, val in numbers_in.items():
+    _checks.check_number(name, val)
   _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
   _checks.check_choice("mode", mode, ("min", "max"))
   _checks.check_range("factor", factor, 0, 1, low_open=True, high_open=True)
-  for name, val in (("patience", patience), ("cooldown", cooldown),
-                    ("warmup", warmup), ("threshold", threshold),
-                    ("eps", eps)):
-    _checks.check_range(name, val, 0)
+  for name in ("patience", "cooldown", "warmup", "threshold", "min_change",
+               "min_lr", "max_lr"):
+    if name in numbers_in:
+      _checks.check_range(name, numbers_in[name], 0)
   _checks.check_choice("threshold_mode", threshold_mode, ("abs", "rel"))
   _checks.check_range("reset_start", reset_start, 1)
-  if smooth:
-    _checks.check_range("window_size", window_size, 1)
-  if min_lr is not None:
-    _checks.check_range("min_lr", min_lr, 0)
-  if _checks.is_concrete(min_lr) and _checks.is_concrete(max_lr):
-    if min_lr > max_lr:
-      raise ValueError(
-          f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}."
-      )
-  window_len_max = int(window_size) if smooth else 0
+  if window_size is _DEFAULT_WINDOW_SIZE:
+    window_size = _WINDOW_SIZE
+  window_len_max = _check_window_size(window_size) if smooth else 0
+  if min_lr is _RELATIVE_MIN_LR:
+    min_lr = learning_rate / 100
+  if max_lr is _RELATIVE_MAX_LR:
+    max_lr = 10 * learning_rate
+  if (_checks.is_concrete(min_lr) and _checks.is_concrete(max_lr)
+      and min_lr > max_lr):
+    raise ValueError(
+        f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
   sign = 1.0 if mode == "min" else -1.0
+  warned_missing_value = []
 
-  def bounds():
-    lower = learning_rate / 100 if min_lr is None else min_lr
-    upper = 10 * learning_rate if max_lr is None else max_lr
-    return lower, upper
-
-  def fresh_state(dtype, lr, reset_counter, count):
+  def fresh_state(dtype, rate, next_rate, count):
     zero = jnp.zeros([], jnp.int32)
     return GreedyLRState(
-        learning_rate=lr,
+        learning_rate=rate,
+        next_learning_rate=next_rate,
         best=jnp.asarray(sign * jnp.inf, dtype),
         num_good=zero,
         num_bad=zero,
         cooldown_counter=zero,
         warmup_counter=zero,
-        reset_counter=reset_counter,
+        reset_counter=jnp.asarray(reset_start, jnp.int32),
         window=jnp.zeros([window_len_max], dtype),
         window_sum=jnp.zeros([], dtype),
         window_len=zero,
@@ -202,13 +304,11 @@ def greedy_lr(
 
   def init_fn(params):
     del params
-    lr = jnp.asarray(learning_rate, dtype=float)
-    return fresh_state(
-        lr.dtype, lr, jnp.asarray(reset_start, jnp.int32),
-        jnp.zeros([], jnp.int32))
+    rate = jnp.asarray(learning_rate, dtype=float)
+    return fresh_state(rate.dtype, rate, rate, jnp.zeros([], jnp.int32))
 
-  def smoothed(state, value):
-    """Pushes ``value`` into the window; returns the window state and mean."""
+  def push_to_window(state, value):
+    """The state with ``value`` in the window, and the window's mean."""
     if not smooth:
       return state, value
     full = state.window_len == window_len_max
@@ -221,125 +321,224 @@ def greedy_lr(
         window_len=length,
         window_head=(state.window_head + 1) % window_len_max,
     )
-    return state, total / length
+    return state, _divide(total, length.astype(total.dtype))
 
-  def advance(state, value):
-    dtype = state.learning_rate.dtype
-    value = jnp.asarray(value).astype(dtype)
-    finite = jnp.isfinite(value)
-    pushed, current = smoothed(state, value)
-    state = optax.tree.where(finite, pushed, state)
-
-    in_cooldown = state.cooldown_counter > 0
-    in_warmup = jnp.logical_and(~in_cooldown, state.warmup_counter > 0)
-    active = ~(in_cooldown | in_warmup)
+  def is_better(current, best):
     if threshold_mode == "abs":
-      target = state.best - sign * threshold
+      target = best - sign * threshold
     else:
-      target = state.best * (1.0 - sign * threshold)
-    better = finite & (sign * current < sign * target)
-    num_good = jnp.where(active & better, state.num_good + 1, 0)
+      target = best * (1.0 - sign * threshold)
+    return sign * current < sign * target
+
+  def decide(state, current, finite):
+    """Counts the observation; returns the state and whether to step up/down.
+
+    During a hold (cooldown, then warmup) the observation only counts the
+    hold down and clears both streaks.
+    """
+    in_cooldown = state.cooldown_counter > 0
+    in_warmup = ~in_cooldown & (state.warmup_counter > 0)
+    active = ~(in_cooldown | in_warmup)
+    better = active & finite & is_better(current, state.best)
+    num_good = jnp.where(better, state.num_good + 1, 0)
     num_bad = jnp.where(active & ~better, state.num_bad + 1, 0)
     increase = num_good > patience
     decrease = ~increase & (num_bad > patience)
-
-    lr = state.learning_rate
-    lower, upper = bounds()
-    lower = jnp.asarray(lower, dtype)
-    upper = jnp.asarray(upper, dtype)
-    raised = jnp.minimum(lr / factor, upper)
-    lowered = jnp.maximum(lr * factor, lower)
-    new_lr = jnp.where(increase & (raised - lr > eps), raised, lr)
-    new_lr = jnp.where(decrease & (lr - lowered > eps), lowered, new_lr)
-    # "At min_lr" tolerates rounding within eps: XLA may compute lr / factor
-    # as lr * (1 / factor), one ulp away from the reference.
-    at_min = new_lr - lower <= eps
-    reset_counter = jnp.where(
-        increase, jnp.asarray(reset_start, jnp.int32), state.reset_counter)
-    reset_counter = jnp.where(decrease & at_min, reset_counter - 1,
-                              reset_counter)
-    observed = state._replace(
-        learning_rate=new_lr,
-        best=jnp.where(active & better, current, state.best),
+    state = state._replace(
+        best=jnp.where(better, current, state.best),
         num_good=jnp.where(increase, 0, num_good).astype(jnp.int32),
         num_bad=jnp.where(decrease, 0, num_bad).astype(jnp.int32),
         cooldown_counter=jnp.where(
             decrease, cooldown,
-            jnp.where(in_cooldown, state.cooldown_counter - 1,
-                      state.cooldown_counter)).astype(jnp.int32),
+            state.cooldown_counter - in_cooldown).astype(jnp.int32),
         warmup_counter=jnp.where(
             increase, warmup,
-            jnp.where(in_warmup, state.warmup_counter - 1,
-                      state.warmup_counter)).astype(jnp.int32),
-        reset_counter=reset_counter.astype(jnp.int32),
-        count=optax.safe_increment(state.count),
+            state.warmup_counter - in_warmup).astype(jnp.int32),
     )
-    reset = fresh_state(
-        dtype, jnp.asarray(learning_rate, dtype),
-        jnp.asarray(reset_start, jnp.int32), observed.count)
-    do_reset = decrease & at_min & (reset_counter <= 0)
-    return optax.tree.where(do_reset, reset, observed)
+    return state, increase, decrease
 
-  def update_fn(updates, state, params=None, *, value=None, observe=True,
-                **extra_args):
+  def step_rate(rate, increase, decrease):
+    """The rate after an increase or decrease, within the bounds.
+
+    A change of at most ``min_change`` is skipped. Returns the new rate and
+    whether it is at (or below) ``min_lr``.
+    """
+    raised = _divide(rate, jnp.asarray(factor, rate.dtype))
+    if max_lr is not None:
+      raised = jnp.minimum(raised, jnp.asarray(max_lr, rate.dtype))
+    lowered = (rate * factor).astype(rate.dtype)
+    if min_lr is not None:
+      lowered = jnp.maximum(lowered, jnp.asarray(min_lr, rate.dtype))
+    new_rate = jnp.where(increase & (raised - rate > min_change), raised, rate)
+    new_rate = jnp.where(decrease & (rate - lowered > min_change), lowered,
+                         new_rate)
+    if min_lr is None:
+      at_min = jnp.zeros([], bool)
+    else:
+      at_min = new_rate <= jnp.asarray(min_lr, rate.dtype)
+    return new_rate, at_min
+
+  def count_toward_reset(reset_counter, increase, decrease_at_min):
+    """An increase restores ``reset_start``; a decrease at min_lr counts."""
+    reset_counter = jnp.where(increase, reset_start, reset_counter)
+    return jnp.where(decrease_at_min, reset_counter - 1,
+                     reset_counter).astype(jnp.int32)
+
+  def reset(state):
+    """The initial rate, cleared history; the cooldown hold still applies."""
+    rate = jnp.asarray(learning_rate, state.next_learning_rate.dtype)
+    fresh = fresh_state(rate.dtype, state.learning_rate, rate, state.count)
+    return fresh._replace(cooldown_counter=state.cooldown_counter)
+
+  def observe_value(state, value):
+    value = jnp.asarray(value).astype(state.next_learning_rate.dtype)
+    finite = jnp.isfinite(value)
+    pushed, current = push_to_window(state, value)
+    state = optax.tree.where(finite, pushed, state)
+    state, increase, decrease = decide(state, current, finite)
+    rate, at_min = step_rate(state.next_learning_rate, increase, decrease)
+    reset_counter = count_toward_reset(
+        state.reset_counter, increase, decrease & at_min)
+    state = state._replace(
+        next_learning_rate=rate, reset_counter=reset_counter,
+        count=optax.safe_increment(state.count))
+    return optax.tree.where(decrease & at_min & (reset_counter <= 0),
+                            reset(state), state)
+
+  def update_fn(updates, state, params=None, *, value=_NO_VALUE,
+                observe=True, **extra_args):
     del params, extra_args
-    step = -state.learning_rate
-    updates = jax.tree.map(lambda u: (step * u).astype(u.dtype), updates)
+    rate = state.next_learning_rate
+    updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
+    applied = state._replace(learning_rate=rate)
+    if value is _NO_VALUE:
+      if not warned_missing_value:
+        warned_missing_value.append(True)
+        warnings.warn(
+            "greedy_lr's update was called without value=: the learning rate"
+            " will never change. Pass value=loss (e.g. tx.update(grads, state,"
+            " params, value=loss)), or value=None to skip observing on"
+            " purpose.", UserWarning, stacklevel=2)
+      return updates, applied
     if value is None:
-      return updates, state
-    new_state = advance(state, value)
+      return updates, applied
+    if jnp.ndim(value) != 0:
+      raise ValueError(
+          "value must be a scalar loss, got value of shape"
+          f" {jnp.shape(value)}.")
+    observed = observe_value(applied, value)
     if observe is not True:
-      new_state = optax.tree.where(observe, new_state, state)
-    return updates, new_state
+      observed = optax.tree.where(observe, observed, applied)
+    return updates, observed
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _direction(momentum, nesterov):
-  if momentum is None:
-    return optax.identity()
-  return optax.trace(decay=momentum, nesterov=nesterov)
+def _greedy_lr_args(kwargs):
+  """The keyword arguments of :func:`greedy_lr` among a wrapper's locals."""
+  return {name: kwargs[name] for name in _GREEDY_KEYWORDS}
+
+
+_GREEDY_KEYWORDS = (
+    "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
+    "warmup", "min_lr", "max_lr", "min_change", "smooth", "window_size",
+    "reset_start")
+
+
+def _check_momentum(momentum, nesterov):
+  if momentum is not None:
+    _checks.check_number("momentum", momentum)
+    _checks.check_range("momentum", momentum, 0, 1, high_open=True)
+  if nesterov and (momentum is None or (_checks.is_concrete(momentum)
+                                        and momentum == 0)):
+    raise ValueError(
+        f"nesterov=True requires momentum in (0, 1), got momentum={momentum!r}.")
+
+
+def _check_adam(b1, b2, eps):
+  for name, val in (("b1", b1), ("b2", b2)):
+    _checks.check_number(name, val)
+    _checks.check_range(name, val, 0, 1, high_open=True)
+  _checks.check_number("eps", eps)
+  _checks.check_range("eps", eps, 0)
 
 
 def greedy_sgd(
     learning_rate: Any,
-    momentum: Optional[float] = None,
+    momentum: Optional[Any] = None,
     nesterov: bool = False,
-    **greedy_kwargs,
+    *,
+    mode: str = "min",
+    factor: Any = 0.95,
+    patience: Any = 20,
+    threshold: Any = 1e-6,
+    threshold_mode: str = "abs",
+    cooldown: Any = 0,
+    warmup: Any = 0,
+    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
+    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
+    min_change: Any = 1e-8,
+    smooth: bool = True,
+    window_size: int = _DEFAULT_WINDOW_SIZE,
+    reset_start: Any = 500,
 ) -> optax.GradientTransformationExtraArgs:
   """SGD (optionally with momentum) whose rate is set by :func:`greedy_lr`.
 
   Args:
-    learning_rate: the initial rate.
-    momentum: decay of :func:`optax.trace`; ``None`` for plain SGD.
-    nesterov: use Nesterov momentum.
-    **greedy_kwargs: keyword arguments of :func:`greedy_lr`.
+    learning_rate: the initial rate, > 0.
+    momentum: decay of :func:`optax.trace`, in [0, 1); ``None`` (the
+      default) for plain SGD, with no momentum buffer in the state.
+    nesterov: use Nesterov momentum (needs ``momentum``).
+    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
+      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
-    ``optax.chain(optax.trace(momentum, nesterov), greedy_lr(...))``.
+    ``optax.chain(optax.trace(momentum, nesterov), greedy_lr(...))`` (the
+    trace is :func:`optax.identity` for ``momentum=None``).
 
   Example:
-    >>> tx = greedy_sgd(0.1, momentum=0.9)
+    >>> tx = greedy_sgd(0.1, momentum=0.9, patience=5)
   """
+  _check_momentum(momentum, nesterov)
+  if momentum is None:
+    direction = optax.identity()
+  else:
+    direction = optax.trace(decay=momentum, nesterov=nesterov)
   return optax.chain(
-      _direction(momentum, nesterov), greedy_lr(learning_rate, **greedy_kwargs))
+      direction, greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 
 
 def greedy_adam(
     learning_rate: Any,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    **greedy_kwargs,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    *,
+    mode: str = "min",
+    factor: Any = 0.95,
+    patience: Any = 20,
+    threshold: Any = 1e-6,
+    threshold_mode: str = "abs",
+    cooldown: Any = 0,
+    warmup: Any = 0,
+    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
+    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
+    min_change: Any = 1e-8,
+    smooth: bool = True,
+    window_size: int = _DEFAULT_WINDOW_SIZE,
+    reset_start: Any = 500,
 ) -> optax.GradientTransformationExtraArgs:
   """Adam whose rate is set by :func:`greedy_lr`.
 
   Args:
-    learning_rate: the initial rate.
-    b1, b2, eps: as in :func:`optax.scale_by_adam` (``eps`` here is Adam's;
-      GreedyLR's is ``greedy_eps``).
-    **greedy_kwargs: keyword arguments of :func:`greedy_lr`; pass its
-      ``eps`` as ``greedy_eps``.
+    learning_rate: the initial rate, > 0.
+    b1, b2: Adam's decay rates, in [0, 1), as in :func:`optax.adam`.
+    eps: Adam's ``eps`` >= 0, as in :func:`optax.adam` (GreedyLR's own
+      threshold on rate changes is ``min_change``).
+    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
+      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
     ``optax.chain(optax.scale_by_adam(b1, b2, eps), greedy_lr(...))``.
@@ -347,32 +546,46 @@ def greedy_adam(
   Example:
     >>> tx = greedy_adam(1e-3, patience=5)
   """
+  _check_adam(b1, b2, eps)
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
-      greedy_lr(learning_rate, **_rename_eps(greedy_kwargs)),
-  )
+      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 
 
 def greedy_adamw(
     learning_rate: Any,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 1e-4,
+    b1: Any = 0.9,
+    b2: Any = 0.999,
+    eps: Any = 1e-8,
+    weight_decay: Any = 1e-4,
     mask: Any = None,
-    **greedy_kwargs,
+    *,
+    mode: str = "min",
+    factor: Any = 0.95,
+    patience: Any = 20,
+    threshold: Any = 1e-6,
+    threshold_mode: str = "abs",
+    cooldown: Any = 0,
+    warmup: Any = 0,
+    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
+    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
+    min_change: Any = 1e-8,
+    smooth: bool = True,
+    window_size: int = _DEFAULT_WINDOW_SIZE,
+    reset_start: Any = 500,
 ) -> optax.GradientTransformationExtraArgs:
   """AdamW (decoupled weight decay) whose rate is set by :func:`greedy_lr`.
 
   As in :func:`optax.adamw`, the decay is scaled by the current rate.
 
   Args:
-    learning_rate: the initial rate.
-    b1, b2, eps: as in :func:`optax.scale_by_adam`.
-    weight_decay: decoupled weight decay (default 1e-4, as optax).
+    learning_rate: the initial rate, > 0.
+    b1, b2, eps: as in :func:`greedy_adam`.
+    weight_decay: decoupled weight decay >= 0 (default 1e-4, as optax).
     mask: as in :func:`optax.add_decayed_weights`.
-    **greedy_kwargs: keyword arguments of :func:`greedy_lr` (its ``eps`` as
-      ``greedy_eps``).
+    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
+      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
     ``optax.chain(scale_by_adam, add_decayed_weights, greedy_lr(...))``.
@@ -380,15 +593,73 @@ def greedy_adamw(
   Example:
     >>> tx = greedy_adamw(1e-3, weight_decay=1e-2)
   """
+  _check_adam(b1, b2, eps)
+  _checks.check_number("weight_decay", weight_decay)
+  _checks.check_range("weight_decay", weight_decay, 0)
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
       optax.add_decayed_weights(weight_decay, mask),
-      greedy_lr(learning_rate, **_rename_eps(greedy_kwargs)),
-  )
+      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 
 
-def _rename_eps(greedy_kwargs):
-  kwargs = dict(greedy_kwargs)
-  if "greedy_eps" in kwargs:
-    kwargs["eps"] = kwargs.pop("greedy_eps")
-  return kwargs
+
+def validation_feed(
+    step: Any,
+    every: int,
+    evaluate: Callable[[], Any],
+) -> dict[str, Any]:
+  """``value=`` and ``observe=`` for feeding a validation loss every k steps.
+
+  GreedyLR as its authors describe it observes the validation loss once per
+  evaluation. Inside a jitted, scanned training loop that is one line::
+
+    updates, state = tx.update(
+        grads, state, params,
+        **optax_greedy.validation_feed(t, 50, lambda: val_loss(params)))
+
+  On the steps ``t`` where ``(t + 1) % every == 0`` (after every ``every``
+  updates) it calls ``evaluate()`` (under :func:`jax.lax.cond`, so the
+  validation loss is computed only then) and returns
+  ``{"value": loss, "observe": True}``; on the other steps
+  ``{"value": <unused>, "observe": False}``, which leaves the controller
+  untouched and keeps the rate.
+
+  Pair it with settings for a sparse, already-averaged signal:
+  ``greedy_lr(lr, smooth=False, patience=...)`` with a small patience (see
+  the README's GreedyLR recipe for measured values).
+
+  Args:
+    step: the 0-based index of the update (a Python int or a traced integer,
+      e.g. the scan's counter).
+    every: evaluate after every ``every`` updates, a Python int >= 1.
+    evaluate: a function of no arguments returning the scalar validation
+      loss (close over the current parameters).
+
+  Returns:
+    A dict with the keys ``value`` and ``observe``, to pass as ``**`` to the
+    update of any chain that contains :func:`greedy_lr`.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, optax_greedy
+    >>> tx = optax_greedy.greedy_sgd(0.1, smooth=False, patience=2)
+    >>> params = jnp.ones(2)
+    >>> def train_step(carry, t):
+    ...   params, state = carry
+    ...   grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
+    ...   updates, state = tx.update(grads, state, params,
+    ...       **optax_greedy.validation_feed(
+    ...           t, 10, lambda: jnp.sum((params - 0.1) ** 2)))
+    ...   return (optax.apply_updates(params, updates), state), None
+    >>> (params, state), _ = jax.lax.scan(
+    ...     train_step, (params, tx.init(params)), jnp.arange(100))
+    >>> int(optax.tree.get(state, "count"))  # 100 steps, 10 evaluations
+    10
+  """
+  if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+    raise ValueError(f"every must be a Python int >= 1, got every={every!r}.")
+  observe = (jnp.asarray(step) + 1) % every == 0
+  skipped = jax.eval_shape(evaluate)
+  value = jax.lax.cond(
+      observe, evaluate,
+      lambda: jnp.zeros(skipped.shape, skipped.dtype))
+  return {"value": value, "observe": observe}
