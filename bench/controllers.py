@@ -182,14 +182,35 @@ def hd_beta(base):
   return HD_BETA[base]
 
 
+def hd_transform(base, lr, granularity, rule, beta):
+  """Hypergradient descent on ``base``'s direction: ``hd_sgd`` / ``hd_adam``
+  (which recompute the previous direction from the momentum or Adam state
+  instead of storing it)."""
+  kwargs = dict(granularity=granularity, rule=rule)
+  if base == "adam":
+    return optax_greedy.hd_adam(lr, beta, **kwargs)
+  return optax_greedy.hd_sgd(
+      lr, beta, momentum=MOMENTUM if base == "momentum" else None, **kwargs)
+
+
 def _hd(granularity):
+  """The paper's rule: additive, beta from :data:`HD_BETA`."""
   def build(base, lr, payload, ctx):
     del payload, ctx
-    return optax_greedy.hypergradient(
-        direction(base), lr, hd_beta(base), granularity=granularity)
+    return hd_transform(base, lr, granularity, "additive", hd_beta(base))
   return Controller(f"hd_{granularity}", "hd", build,
                     rate=lambda s, lr, p, t: mean_rate(s),
                     requires="hypergradient")
+
+
+def hd_multiplicative(granularity, options):
+  """The multiplicative rule, ``beta`` = the payload's first entry (traced,
+  so every ``beta`` of ``options`` shares one program)."""
+  def build(base, lr, payload, ctx):
+    del ctx
+    return hd_transform(base, lr, granularity, "multiplicative", payload[0])
+  return Controller(f"hd_mult_{granularity}", "hd_tuned", build,
+                    rate=lambda s, lr, p, t: mean_rate(s), options=options)
 
 
 def _fixed_build(base, lr, payload, ctx):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from optax_greedy import _checks
+from optax_greedy import _hd_directions
 
 _GRANULARITIES = ("global", "per_tensor", "per_parameter")
 _GROUPS = "groups"
@@ -23,24 +24,49 @@ class HypergradientState(NamedTuple):
   """State of :func:`hypergradient`; every leaf is an array.
 
   Attributes:
-    learning_rate: the rate(s) applied by the last update: a scalar
-      (``"global"``), a params-shaped tree of scalars (``"per_tensor"``), a
-      params-shaped tree (``"per_parameter"``), or a dict from group label to
-      scalar (groups).
+    learning_rate: the rate(s) applied by the most recent update (before the
+      first update, the initial rate): a scalar (``"global"``), a tree of
+      scalars with the params' structure (``"per_tensor"`` and groups, where
+      the leaves of a group hold the same value), or a params-shaped tree
+      (``"per_parameter"``). Always a prefix of the params' tree, so it can
+      be broadcast leaf by leaf; a value written here between updates (e.g.
+      by :func:`optax_greedy.stability_clip`) is where the next update
+      continues from.
     prev_direction: the direction ``d_{t-1}`` of the last update (params'
-      structure and dtypes), zero before the first update.
+      structure and dtypes, zero before the first update), or ``None`` when
+      the direction's own state determines it (:func:`hd_adam`,
+      :func:`hd_sgd` with non-Nesterov momentum), which then recompute it.
     inner_state: the state of the wrapped direction transform.
   """
 
   learning_rate: Any
-  prev_direction: optax.Updates
+  prev_direction: Optional[optax.Updates]
   inner_state: optax.OptState
+
+
+# The multiplicative rule's default ``hypergrad_lr``, by granularity (see
+# ``hypergradient``'s docstring for the evidence).
+_MULTIPLICATIVE_DEFAULT = {"global": 0.02, "per_tensor": 0.02, _GROUPS: 0.02,
+                           "per_parameter": 0.005}
 
 
 def _granularity_kind(granularity) -> str:
   """``granularity``'s kind; raises ``ValueError`` if it is none of them."""
+  if hasattr(granularity, "dtype"):
+    # What optax.inject_hyperparams passes for a callable it took for a
+    # schedule.
+    raise ValueError(
+        f"granularity must be a string, a pytree of labels or a callable, got"
+        f" the array {granularity!r}; under optax.inject_hyperparams, name a"
+        " callable granularity in static_args=('granularity',).")
   if isinstance(granularity, str) or granularity is None:
-    _checks.check_choice("granularity", granularity, _GRANULARITIES)
+    if granularity not in _GRANULARITIES:
+      raise ValueError(
+          "granularity must be one of "
+          f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels"
+          f" or a callable returning one, got granularity={granularity!r}"
+          " (under optax.inject_hyperparams, a callable granularity must be"
+          " named in static_args=('granularity',)).")
     return granularity
   if callable(granularity):
     return _GROUPS
@@ -48,8 +74,7 @@ def _granularity_kind(granularity) -> str:
     raise ValueError(
         "granularity must be one of "
         f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels or"
-        f" a callable returning one, got granularity={granularity!r}."
-    )
+        f" a callable returning one, got granularity={granularity!r}.")
   return _GROUPS
 
 
@@ -74,13 +99,176 @@ def _leaf_rate_dtype(leaf, rate_dtype):
   return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
 
 
+def _leaf_sums(g, d, dtype, cosine):
+  """``sum(g d)`` and, for the cosine, ``sum(g g)`` and ``sum(d d)`` of one
+  leaf, in ``dtype``: one variadic reduction, so the leaf is read once."""
+  g, d = g.astype(dtype), d.astype(dtype)
+  if not cosine:
+    return (jnp.sum(g * d),)
+  zero = jnp.zeros([], dtype)
+  return jax.lax.reduce(
+      (g * d, g * g, d * d), (zero, zero, zero),
+      lambda x, y: tuple(a + b for a, b in zip(x, y)), tuple(range(g.ndim)))
+
+
+def _hypergradient(
+    direction: _hd_directions.Direction,
+    learning_rate,
+    hypergrad_lr,
+    granularity,
+    rule,
+    min_lr,
+    max_lr,
+    rate_dtype,
+    additive_default,
+) -> optax.GradientTransformationExtraArgs:
+  """:func:`hypergradient` around a direction that may recompute ``d_{t-1}``.
+
+  ``direction.previous``, when not ``None``, recomputes ``d_{t-1}`` from the
+  direction's state instead of storing it. ``additive_default`` is the
+  additive rule's default ``hypergrad_lr`` (``None``: required).
+  """
+  kind = _granularity_kind(granularity)
+  _checks.check_choice("rule", rule, ("additive", "multiplicative"))
+  multiplicative = rule == "multiplicative"
+  if hypergrad_lr is None:
+    hypergrad_lr = (_MULTIPLICATIVE_DEFAULT[kind] if multiplicative
+                    else additive_default)
+    if hypergrad_lr is None:
+      raise ValueError(
+          "hypergrad_lr is required with rule='additive' (its scale depends"
+          " on the gradients'), got hypergrad_lr=None.")
+  for name, value in (("learning_rate", learning_rate),
+                      ("hypergrad_lr", hypergrad_lr), ("min_lr", min_lr),
+                      ("max_lr", max_lr)):
+    if value is not None or name in ("learning_rate", "hypergrad_lr"):
+      _checks.check_number(name, value)
+  if hasattr(rate_dtype, "shape"):
+    raise ValueError(
+        f"rate_dtype must be a dtype, got {rate_dtype!r}; under"
+        " optax.inject_hyperparams, name it in static_args=('rate_dtype',).")
+  _checks.check_range("learning_rate", learning_rate, 0,
+                      low_open=multiplicative)
+  _checks.check_range("hypergrad_lr", hypergrad_lr, 0, 1 if multiplicative
+                      else None, high_open=multiplicative)
+  concrete = _checks.is_concrete
+  if concrete(min_lr) and concrete(max_lr) and min_lr > max_lr:
+    raise ValueError(
+        f"min_lr must be <= max_lr={max_lr!r}, got min_lr={min_lr!r}.")
+  _checks.check_range(
+      "learning_rate", learning_rate,
+      min_lr if concrete(min_lr) else None,
+      max_lr if concrete(max_lr) else None)
+  transform = optax.with_extra_args_support(direction.transform)
+  previous = direction.previous
+
+  def labels_of(tree):
+    return _full_labels(granularity, tree) if kind == _GROUPS else None
+
+  def init_rates(params):
+    if kind == "per_parameter":
+      # full_like: the rates take the params' sharding.
+      return jax.tree.map(
+          lambda p: jnp.full_like(p, learning_rate,
+                                  _leaf_rate_dtype(p, rate_dtype)), params)
+    if kind == "global":
+      return jnp.asarray(learning_rate, _scalar_rate_dtype(params, rate_dtype))
+    return jax.tree.map(
+        lambda p: jnp.asarray(learning_rate, _leaf_rate_dtype(p, rate_dtype)),
+        params)
+
+  def per_leaf(rates, tree):
+    """The rate of each leaf of ``tree`` (broadcastable to it)."""
+    if kind == "global":
+      return jax.tree.map(lambda _: rates, tree)
+    return rates
+
+  def init_fn(params):
+    inner_state = transform.init(params)
+    if optax.tree.get_all_with_path(inner_state, "learning_rate"):
+      raise ValueError(
+          "direction's state has a field named 'learning_rate', so"
+          " optax.tree.get(state, 'learning_rate') would be ambiguous; pass"
+          " a direction without a learning rate (e.g. optax.scale_by_adam"
+          " rather than optax.adam).")
+    return HypergradientState(
+        learning_rate=init_rates(params),
+        prev_direction=(optax.tree.zeros_like(params) if previous is None
+                        else None),
+        inner_state=inner_state,
+    )
+
+  def new_rates(grads, prev, rates, labels):
+    """The rates of this update: one hypergradient step from ``rates``."""
+    if kind == "per_parameter":
+      def step(r, g, d):
+        gd = g.astype(r.dtype) * d.astype(r.dtype)
+        if multiplicative:  # The cosine of one coordinate is sign(g d).
+          return r * (1 + hypergrad_lr * jnp.sign(gd))
+        return r + hypergrad_lr * gd
+      candidate = jax.tree.map(step, rates, grads, prev)
+    else:
+      g_leaves, treedef = jax.tree.flatten(grads)
+      r_leaves = (treedef.flatten_up_to(rates) if kind != "global"
+                  else [rates] * len(g_leaves))
+      sums = [_leaf_sums(g, d, r.dtype, multiplicative) for g, d, r in
+              zip(g_leaves, treedef.flatten_up_to(prev), r_leaves)]
+      if kind == "global":
+        sums = [tuple(sum(parts) for parts in zip(*sums))]
+        r_leaves = [rates]
+      elif kind == _GROUPS:
+        by_label = {}
+        label_leaves = treedef.flatten_up_to(labels)
+        for label, parts in zip(label_leaves, sums):
+          by_label[label] = (tuple(map(jnp.add, by_label[label], parts))
+                             if label in by_label else parts)
+        sums = [by_label[label] for label in label_leaves]
+
+      def step(r, parts):
+        parts = [x.astype(r.dtype) for x in parts]
+        if multiplicative:
+          gd, gg, dd = parts
+          cosine = jnp.where((gg > 0) & (dd > 0),
+                             gd / (jnp.sqrt(gg) * jnp.sqrt(dd)), 0)
+          return r * (1 + hypergrad_lr * cosine)
+        return r + hypergrad_lr * parts[0]
+
+      candidate = [step(r, parts) for r, parts in zip(r_leaves, sums)]
+      candidate = (candidate[0] if kind == "global"
+                   else treedef.unflatten(candidate))
+
+    def guard(new, old):
+      new = jnp.where(jnp.isfinite(new), new, old)
+      if min_lr is not None or max_lr is not None:
+        new = jnp.clip(new, min_lr, max_lr)
+      return new.astype(old.dtype)
+
+    return jax.tree.map(guard, candidate, rates)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    prev = (state.prev_direction if previous is None
+            else previous(state.inner_state))
+    rates = new_rates(updates, prev, state.learning_rate, labels_of(updates))
+    directions, inner_state = transform.update(
+        updates, state.inner_state, params, **extra_args)
+    new_updates = jax.tree.map(
+        lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
+        directions, per_leaf(rates, updates), updates)
+    stored = None if previous is not None else jax.tree.map(
+        lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
+    return new_updates, HypergradientState(
+        learning_rate=rates, prev_direction=stored, inner_state=inner_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def hypergradient(
     direction: optax.GradientTransformation,
     learning_rate: Any,
-    hypergrad_lr: Any,
+    hypergrad_lr: Optional[Any] = None,
     *,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "additive",
+    rule: str = "multiplicative",
     min_lr: Optional[Any] = 0.0,
     max_lr: Optional[Any] = None,
     rate_dtype: Optional[Any] = None,
@@ -100,21 +288,31 @@ def hypergradient(
     h_{t,k} &= \textstyle\sum_{i \in k} g_{t,i}\, d_{t-1,i}
       \qquad (\text{the sum over the parameters } i
       \text{ that share rate } k) \\
-    \alpha_{t,k} &= \operatorname{clip}\big(\alpha_{t-1,k} + \beta\, h_{t,k},
-      \ \texttt{min\_lr},\ \texttt{max\_lr}\big)
-      \qquad (\texttt{rule="additive"}) \\
     \alpha_{t,k} &= \operatorname{clip}\Big(\alpha_{t-1,k}\,\big(1 + \beta\,
       \tfrac{h_{t,k}}{\lVert g_{t,k}\rVert\, \lVert d_{t-1,k}\rVert}\big),
       \ \texttt{min\_lr},\ \texttt{max\_lr}\Big)
-      \qquad (\texttt{rule="multiplicative"}) \\
+      \qquad (\texttt{rule="multiplicative"}, \text{ the default}) \\
+    \alpha_{t,k} &= \operatorname{clip}\big(\alpha_{t-1,k} + \beta\, h_{t,k},
+      \ \texttt{min\_lr},\ \texttt{max\_lr}\big)
+      \qquad (\texttt{rule="additive"}, \text{ the paper's}) \\
     u_t &= -\alpha_t\, d_t,
 
   with :math:`d_{-1} = 0` (the first update keeps the initial rate) and
   :math:`\beta` = ``hypergrad_lr``. The multiplicative rule uses the cosine
   between ``g_t`` and ``d_{t-1}`` instead of their dot product, so its step
-  does not depend on the gradients' scale; with ``0 <= beta < 1`` the factor
-  lies in ``[1 - beta, 1 + beta]`` and the rate never changes sign (a zero
-  norm counts as cosine 0).
+  depends neither on the gradients' scale nor on the size of the groups:
+  with ``0 <= beta < 1`` the factor lies in ``[1 - beta, 1 + beta]`` and the
+  rate never changes sign (a zero norm counts as cosine 0). The additive
+  rule's ``h`` scales with the gradients and the number of parameters that
+  share a rate, so its ``beta`` must be tuned per problem; it is the rule of
+  Baydin et al. and of their reference implementation.
+
+  Default ``hypergrad_lr`` (``None``): for the multiplicative rule 0.02
+  (``"per_parameter"``: 0.005, since there every step moves each rate by a
+  factor ``1 +- beta``), chosen on the benchmark (``bench/``, see its
+  README); the additive rule has no scale-free default, so it needs
+  ``hypergrad_lr`` (:func:`hd_sgd` and :func:`hd_adam` default to the
+  paper's values).
 
   Granularity (which parameters share a rate ``k``):
 
@@ -127,31 +325,42 @@ def hypergradient(
     one coordinate is the sign of ``g_i d_i``.
   * a pytree of labels (the params' structure, or a prefix of it) or a
     callable ``params -> labels``, as :func:`optax.partition` takes: one rate
-    per label. Under :func:`optax.inject_hyperparams`, name a callable in
+    per label, stored once per leaf (the leaves of a label hold the same
+    value). Under :func:`optax.inject_hyperparams`, name a callable in
     ``static_args``.
 
-  ``hypergrad_lr`` multiplies a sum over the parameters sharing a rate, so a
-  good value shrinks as the groups grow: ``"per_parameter"`` usually wants a
-  larger ``beta`` than ``"global"``.
+  The state's ``learning_rate`` is the rate applied by the most recent
+  update (the initial rate before any). The next update starts from the
+  value found there, so a transform that overwrites it between updates
+  (:func:`optax_greedy.stability_clip` writes the rate it actually applied)
+  projects the rate: HD continues from the capped rate. For groups each
+  leaf continues from its own stored value, with its group's step.
 
   Guard: where the new rate would be non-finite (a NaN or infinite gradient,
   an overflowing hypergradient), the rate keeps its previous value: the
   hypergradient step is skipped for the affected rates (elementwise for
-  ``"per_parameter"``) and the rate is never NaN. The non-finite direction is
-  still stored, so the next step's hypergradient is skipped too, and the
-  update itself is not guarded: wrap the transform in
+  ``"per_parameter"``) and the rate is never NaN. The non-finite direction
+  stays the previous direction, so the next step's hypergradient is skipped
+  too, and the update itself is not guarded: wrap the transform in
   :func:`optax.apply_if_finite` to skip such steps altogether.
 
   Bounds: by default the rate is clipped at ``min_lr=0``. The reference lets
   it go negative, which turns descent into ascent once a noisy hypergradient
-  overshoots; a zero rate still recovers, since ``d_{t-1}`` is stored whether
-  or not it was applied. Pass ``min_lr=None`` for the reference's unbounded
+  overshoots; with the additive rule a zero rate still recovers, since
+  ``d_{t-1}`` is kept whether or not it was applied (the multiplicative rule
+  cannot leave zero). Pass ``min_lr=None`` for the reference's unbounded
   rule.
 
-  Memory: the previous direction (one params-sized copy, params' dtypes) plus
-  the rates (one params-sized copy in ``rate_dtype`` for
-  ``"per_parameter"``, a few scalars otherwise), on top of ``direction``'s
-  own state.
+  Memory and passes: this function stores the previous direction (one
+  params-sized copy, params' dtypes) on top of ``direction``'s own state,
+  plus the rates (one params-sized copy in ``rate_dtype`` for
+  ``"per_parameter"``, one scalar per leaf at most otherwise). Scalar rates
+  read the gradient and ``d_{t-1}`` once more than ``direction`` (a
+  reduction before the update); per-parameter rates read and write the rate
+  array. :func:`hd_adam` and :func:`hd_sgd` (momentum without Nesterov)
+  recompute ``d_{t-1}`` from the moments instead of storing it: no
+  params-sized memory beyond Adam's (momentum's) own state, except the
+  per-parameter rates.
 
   Args:
     direction: the optax transform that turns gradients into the direction
@@ -159,21 +368,24 @@ def hypergradient(
       :func:`optax.trace`, :func:`optax.scale_by_adam`,
       :func:`optax.scale_by_lion`, ...). Its state must not contain a field
       named ``learning_rate`` (``optax.tree.get`` must find one rate).
-    learning_rate: the initial rate ``alpha_0`` >= 0 (> 0 for the
-      multiplicative rule, which cannot leave zero); a scalar for every
+    learning_rate: the initial rate ``alpha_0``, a number >= 0 (> 0 for the
+      multiplicative rule, which cannot leave zero); one for every
       granularity.
-    hypergrad_lr: ``beta`` >= 0, the hypergradient step size (``beta = 0``
-      gives ``direction`` with a constant rate). For the multiplicative rule
-      ``beta`` is in ``[0, 1)``.
+    hypergrad_lr: ``beta``, the hypergradient step size (``beta = 0`` gives
+      ``direction`` with a constant rate): in ``[0, 1)`` for the
+      multiplicative rule (default ``None``: 0.02, 0.005 per parameter),
+      >= 0 and required for the additive rule.
     granularity: ``"global"`` (default, the reference's), ``"per_tensor"``,
       ``"per_parameter"``, a labels pytree or a callable (see above).
-    rule: ``"additive"`` (default, the reference's) or ``"multiplicative"``.
-    min_lr: lower bound of the rate, default 0 (see above); ``None`` for none.
+    rule: ``"multiplicative"`` (default, scale-free) or ``"additive"`` (the
+      reference's).
+    min_lr: lower bound of the rate, default 0 (see above); ``None`` for
+      none.
     max_lr: upper bound of the rate, default ``None`` (none): the
       hypergradient already lowers a rate that makes the loss oscillate.
     rate_dtype: dtype of the rates. Default ``None``: the params' dtype
-      widened to at least float32 (the widest over the params for scalar
-      rates), because a float16/bfloat16 rate cannot resolve steps below
+      widened to at least float32 (the widest over the params for a global
+      rate), because a float16/bfloat16 rate cannot resolve steps below
       1/1000 (1/256) of itself and would not adapt; pass ``jnp.bfloat16`` to
       halve the per-parameter rates' memory for bfloat16 models.
 
@@ -185,136 +397,37 @@ def hypergradient(
   Example:
     >>> import jax.numpy as jnp, optax, optax_greedy
     >>> tx = optax_greedy.hypergradient(
-    ...     optax.scale_by_adam(), 1e-3, 1e-7, granularity="per_tensor")
+    ...     optax.scale_by_lion(), 1e-3, granularity="per_tensor")
     >>> params = {"w": jnp.ones(3), "b": jnp.zeros(())}
     >>> state = tx.init(params)
     >>> updates, state = tx.update(params, state, params)
     >>> optax.tree.get(state, "learning_rate")["w"].shape
     ()
+
+  References:
+    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
+    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  kind = _granularity_kind(granularity)
-  _checks.check_choice("rule", rule, ("additive", "multiplicative"))
-  multiplicative = rule == "multiplicative"
-  _checks.check_range("learning_rate", learning_rate, 0,
-                      low_open=multiplicative)
-  _checks.check_range("hypergrad_lr", hypergrad_lr, 0, 1 if multiplicative
-                      else None, high_open=multiplicative)
-  concrete = _checks.is_concrete
-  if concrete(min_lr) and concrete(max_lr) and min_lr > max_lr:
+  return _hypergradient(
+      _hd_directions.Direction(direction, None), learning_rate, hypergrad_lr,
+      granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None)
+
+
+def _check_static_flag(name, value):
+  if not isinstance(value, bool):
     raise ValueError(
-        f"min_lr must be <= max_lr={max_lr!r}, got min_lr={min_lr!r}.")
-  _checks.check_range(
-      "learning_rate", learning_rate,
-      min_lr if concrete(min_lr) else None,
-      max_lr if concrete(max_lr) else None)
-  direction = optax.with_extra_args_support(direction)
-
-  def labels_of(tree):
-    return _full_labels(granularity, tree) if kind == _GROUPS else None
-
-  def init_rates(params):
-    if kind == "per_parameter":
-      # full_like: the rates take the params' sharding.
-      return jax.tree.map(
-          lambda p: jnp.full_like(p, learning_rate,
-                                  _leaf_rate_dtype(p, rate_dtype)), params)
-    if kind == "per_tensor":
-      return jax.tree.map(
-          lambda p: jnp.asarray(learning_rate, _leaf_rate_dtype(p, rate_dtype)),
-          params)
-    rate = jnp.asarray(learning_rate, _scalar_rate_dtype(params, rate_dtype))
-    if kind == "global":
-      return rate
-    return {label: rate for label in jax.tree.leaves(labels_of(params))}
-
-  def rate_per_leaf(rates, tree, labels):
-    """The rate of each leaf of ``tree`` (broadcastable to it)."""
-    if kind == "global":
-      return jax.tree.map(lambda _: rates, tree)
-    if kind == _GROUPS:
-      return jax.tree.map(lambda label: rates[label], labels)
-    return rates
-
-  def reduce(products, labels):
-    """Sums elementwise ``products`` down to the rates' granularity."""
-    if kind == "per_parameter":
-      return products
-    sums = jax.tree.map(jnp.sum, products)
-    if kind == "per_tensor":
-      return sums
-    if kind == "global":
-      return sum(jax.tree.leaves(sums))
-    totals = {}
-    for label, total in zip(jax.tree.leaves(labels), jax.tree.leaves(sums)):
-      totals[label] = totals[label] + total if label in totals else total
-    return totals
-
-  def init_fn(params):
-    inner_state = direction.init(params)
-    if optax.tree.get_all_with_path(inner_state, "learning_rate"):
-      raise ValueError(
-          "direction's state has a field named 'learning_rate', so"
-          " optax.tree.get(state, 'learning_rate') would be ambiguous; pass"
-          " a direction without a learning rate (e.g. optax.scale_by_adam"
-          " rather than optax.adam).")
-    return HypergradientState(
-        learning_rate=init_rates(params),
-        prev_direction=optax.tree.zeros_like(params),
-        inner_state=inner_state,
-    )
-
-  def new_rates(grads, state, labels):
-    rates = state.learning_rate
-    per_leaf = rate_per_leaf(rates, grads, labels)
-
-    def dot(a, b):
-      return reduce(jax.tree.map(
-          lambda x, y, r: x.astype(r.dtype) * y.astype(r.dtype), a, b,
-          per_leaf), labels)
-
-    h = dot(grads, state.prev_direction)
-    if multiplicative:
-      g_sq, d_sq = dot(grads, grads), dot(state.prev_direction,
-                                          state.prev_direction)
-      candidate = jax.tree.map(
-          lambda a, gd, gg, dd: a * (1 + hypergrad_lr * jnp.where(
-              (gg > 0) & (dd > 0), gd / (jnp.sqrt(gg) * jnp.sqrt(dd)), 0)),
-          rates, h, g_sq, d_sq)
-    else:
-      candidate = jax.tree.map(lambda a, hk: a + hypergrad_lr * hk, rates, h)
-
-    def guard(new, old):
-      new = jnp.where(jnp.isfinite(new), new, old)
-      if min_lr is not None or max_lr is not None:
-        new = jnp.clip(new, min_lr, max_lr)
-      return new.astype(old.dtype)
-
-    return jax.tree.map(guard, candidate, rates)
-
-  def update_fn(updates, state, params=None, **extra_args):
-    labels = labels_of(updates)
-    rates = new_rates(updates, state, labels)
-    directions, inner_state = direction.update(
-        updates, state.inner_state, params, **extra_args)
-    new_updates = jax.tree.map(
-        lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
-        directions, rate_per_leaf(rates, updates, labels), updates)
-    stored = jax.tree.map(lambda d, old: d.astype(old.dtype), directions,
-                          state.prev_direction)
-    return new_updates, HypergradientState(
-        learning_rate=rates, prev_direction=stored, inner_state=inner_state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+        f"{name} must be True or False, got {name}={value!r}; under"
+        f" optax.inject_hyperparams, name it in static_args=({name!r},).")
 
 
 def hd_sgd(
     learning_rate: Any,
-    hypergrad_lr: Any,
-    momentum: Any = 0.0,
+    hypergrad_lr: Optional[Any] = None,
+    momentum: Optional[Any] = None,
     nesterov: bool = False,
     *,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "additive",
+    rule: str = "multiplicative",
     min_lr: Optional[Any] = 0.0,
     max_lr: Optional[Any] = None,
     rate_dtype: Optional[Any] = None,
@@ -326,76 +439,68 @@ def hd_sgd(
   .. math::
 
     v_t = \mu\, v_{t-1} + g_t, \qquad
-    d_t = g_t \ (\mu = 0), \quad v_t \ (\text{momentum}), \quad
+    d_t = g_t \ (\text{no momentum}), \quad v_t \ (\text{momentum}), \quad
     g_t + \mu\, v_t \ (\text{Nesterov}),
 
   and :math:`h_t = g_t \cdot d_{t-1}`, as the reference ``SGDHD``
-  (momentum without dampening, ``v_0 = g_0``). For L2 weight decay as the
-  reference's ``weight_decay``, chain :func:`optax.add_decayed_weights`
-  before it: the decayed gradient then enters both ``d_t`` and ``h_t``.
+  (momentum without dampening, ``v_0 = g_0``), with the rate rule of
+  :func:`hypergradient`. For L2 weight decay as the reference's
+  ``weight_decay``, chain :func:`optax.add_decayed_weights` before it: the
+  decayed gradient then enters both ``d_t`` and ``h_t``.
+
+  Memory: without momentum, a copy of the previous gradient; with momentum
+  ``d_{t-1}`` is the trace (recomputed, nothing stored); with Nesterov a
+  copy of ``d_{t-1}`` next to the trace. ``momentum=None`` (no trace) and a
+  number (a trace, even ``0.0``) give different state structures, as in
+  :func:`optax.sgd`; a traced momentum (``optax.inject_hyperparams``)
+  keeps the structure of the number.
 
   Args:
-    learning_rate: the initial rate, >= 0.
-    hypergrad_lr: ``beta`` >= 0 (the reference's ``hypergrad_lr``).
-    momentum: ``mu`` in [0, 1), default 0 (plain SGD-HD, no momentum
-      buffer).
-    nesterov: Nesterov momentum (SGDN-HD); needs ``momentum > 0``.
+    learning_rate: the initial rate, a number >= 0 (> 0 for the
+      multiplicative rule).
+    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
+      default for the multiplicative rule, the paper's 1e-3 for the
+      additive rule (the reference's ``hypergrad_lr``).
+    momentum: ``mu`` in [0, 1), or ``None`` (default: plain SGD-HD, no
+      momentum buffer).
+    nesterov: Nesterov momentum (SGDN-HD); needs ``momentum``.
     granularity, rule, min_lr, max_lr, rate_dtype: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"additive"``, 0,
-      ``None``, ``None``).
+      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
+      0, ``None``, ``None``). ``rule="additive"`` with the default
+      ``hypergrad_lr`` is the paper's SGD-HD.
 
   Returns:
     ``hypergradient(optax.trace(momentum, nesterov), ...)``, or
-    ``hypergradient(optax.identity(), ...)`` for ``momentum=0``.
+    ``hypergradient(optax.identity(), ...)`` for ``momentum=None``.
 
   Example:
-    >>> tx = hd_sgd(0.01, 1e-3, momentum=0.9, nesterov=True)
+    >>> tx = hd_sgd(0.01, momentum=0.9, nesterov=True)
+    >>> paper = hd_sgd(0.01, rule="additive")  # beta = 1e-3
+
+  References:
+    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
+    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  _checks.check_range("momentum", momentum, 0, 1, high_open=True)
-  no_momentum = _checks.is_concrete(momentum) and momentum == 0
-  if nesterov and no_momentum:
-    raise ValueError("nesterov=True requires momentum > 0, got momentum=0.")
-  if no_momentum:
-    inner = optax.identity()
+  _check_static_flag("nesterov", nesterov)
+  if momentum is not None:
+    _checks.check_number("momentum", momentum)
+    _checks.check_range("momentum", momentum, 0, 1, high_open=True)
+  if nesterov and (momentum is None or (_checks.is_concrete(momentum)
+                                        and momentum == 0)):
+    raise ValueError(
+        f"nesterov=True requires momentum in (0, 1), got momentum={momentum!r}.")
+  if momentum is None:
+    direction = _hd_directions.Direction(optax.identity(), None)
   else:
-    inner = optax.trace(decay=momentum, nesterov=nesterov)
-  return hypergradient(
-      inner, learning_rate, hypergrad_lr, granularity=granularity, rule=rule,
-      min_lr=min_lr, max_lr=max_lr, rate_dtype=rate_dtype)
-
-
-def _scale_by_adam_reference_eps(b1, b2, eps, eps_root):
-  """Adam's direction with ``eps`` added before bias correction.
-
-  ``m_hat / (sqrt(v_hat + eps_root) + eps / sqrt(1 - b2**t))``, which is the
-  reference's (and PyTorch's) ``step_size * m / (sqrt(v) + eps)``.
-  """
-
-  def init_fn(params):
-    return optax.ScaleByAdamState(
-        count=jnp.zeros([], jnp.int32),
-        mu=optax.tree.zeros_like(params),
-        nu=optax.tree.zeros_like(params))
-
-  def update_fn(updates, state, params=None):
-    del params
-    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
-    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
-    count = optax.safe_increment(state.count)
-    mu_hat = optax.tree.bias_correction(mu, b1, count)
-    nu_hat = optax.tree.bias_correction(nu, b2, count)
-    eps_hat = eps / jnp.sqrt(1 - b2**count)
-    directions = jax.tree.map(
-        lambda m, v: m / (jnp.sqrt(v + eps_root) + eps_hat.astype(m.dtype)),
-        mu_hat, nu_hat)
-    return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-  return optax.GradientTransformation(init_fn, update_fn)
+    direction = _hd_directions.momentum(momentum, nesterov)
+  return _hypergradient(
+      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
+      max_lr, rate_dtype, additive_default=1e-3)
 
 
 def hd_adam(
     learning_rate: Any,
-    hypergrad_lr: Any,
+    hypergrad_lr: Optional[Any] = None,
     b1: Any = 0.9,
     b2: Any = 0.999,
     eps: Any = 1e-8,
@@ -403,7 +508,7 @@ def hd_adam(
     *,
     eps_placement: str = "optax",
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "additive",
+    rule: str = "multiplicative",
     min_lr: Optional[Any] = 0.0,
     max_lr: Optional[Any] = None,
     rate_dtype: Optional[Any] = None,
@@ -416,14 +521,23 @@ def hd_adam(
   .. math::
 
     d_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon},
-    \qquad h_t = g_t \cdot d_{t-1}.
+    \qquad h_t = g_t \cdot d_{t-1},
 
-  With ``hypergrad_lr=0`` this is :func:`optax.adam` with a constant rate.
+  with the rate rule of :func:`hypergradient`. With ``hypergrad_lr=0`` this
+  is :func:`optax.adam` with a constant rate.
+
+  Memory and passes: ``d_{t-1}`` is recomputed from Adam's moments and
+  count, so the state is :func:`optax.scale_by_adam`'s plus the rates (a
+  scalar, one per leaf, or one per parameter); scalar rates add one
+  reduction pass that reads the gradient and both moments.
 
   Args:
-    learning_rate: the initial rate, >= 0.
-    hypergrad_lr: ``beta`` >= 0; ``h`` is a sum of ``|g|``-sized terms,
-      hence values far smaller than for SGD-HD.
+    learning_rate: the initial rate, a number >= 0 (> 0 for the
+      multiplicative rule).
+    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
+      default for the multiplicative rule, the paper's 1e-7 for the
+      additive rule (``h`` is a sum of ``|g|``-sized terms, hence far
+      smaller than for SGD-HD).
     b1, b2: Adam's decay rates in [0, 1), defaults 0.9 and 0.999.
     eps: Adam's ``eps`` >= 0, default 1e-8.
     eps_root: added to ``v_hat`` under the square root, >= 0, default 0.
@@ -433,25 +547,32 @@ def hd_adam(
       ``eps / sqrt(1 - b2**t)`` after correction). The two differ only
       where ``sqrt(v_hat)`` is comparable to ``eps``.
     granularity, rule, min_lr, max_lr, rate_dtype: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"additive"``, 0,
-      ``None``, ``None``).
+      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
+      0, ``None``, ``None``). ``rule="additive"`` with the default
+      ``hypergrad_lr`` is the paper's Adam-HD.
 
   Returns:
-    ``hypergradient(optax.scale_by_adam(b1, b2, eps, eps_root), ...)`` (or
-    its reference-``eps`` twin).
+    ``hypergradient`` around Adam's direction (state
+    :class:`optax.ScaleByAdamState`), recomputing ``d_{t-1}``.
 
   Example:
-    >>> tx = hd_adam(1e-3, 1e-7, eps_placement="reference")
+    >>> tx = hd_adam(1e-3)
+    >>> paper = hd_adam(1e-3, rule="additive", eps_placement="reference")
+
+  References:
+    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
+    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
+  for name, value in (("b1", b1), ("b2", b2), ("eps", eps),
+                      ("eps_root", eps_root)):
+    _checks.check_number(name, value)
   _checks.check_range("b1", b1, 0, 1, high_open=True)
   _checks.check_range("b2", b2, 0, 1, high_open=True)
   _checks.check_range("eps", eps, 0)
   _checks.check_range("eps_root", eps_root, 0)
   _checks.check_choice("eps_placement", eps_placement, ("optax", "reference"))
-  if eps_placement == "optax":
-    inner = optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
-  else:
-    inner = _scale_by_adam_reference_eps(b1, b2, eps, eps_root)
-  return hypergradient(
-      inner, learning_rate, hypergrad_lr, granularity=granularity, rule=rule,
-      min_lr=min_lr, max_lr=max_lr, rate_dtype=rate_dtype)
+  direction = _hd_directions.adam(b1, b2, eps, eps_root,
+                                  reference_eps=eps_placement == "reference")
+  return _hypergradient(
+      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
+      max_lr, rate_dtype, additive_default=1e-7)

@@ -1,0 +1,82 @@
+"""Directions whose state determines the previous direction.
+
+Hypergradient descent needs the previous direction ``d_{t-1}``. For a
+direction computed from its own state alone (Adam's moments and count, a
+momentum trace) this module gives the transform together with a function
+``previous(state) -> d_{t-1}`` that recomputes it from the state, so no copy
+of it has to be stored. ``previous`` gives zeros before the first update.
+"""
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class Direction(NamedTuple):
+  """A direction transform and, where it exists, ``previous(state)``."""
+
+  transform: optax.GradientTransformation
+  previous: Optional[Callable[[Any], optax.Updates]]
+
+
+def _adam_step(mu, nu, count, b1, b2, eps, eps_root, reference_eps):
+  """Adam's direction from its moments after ``count`` updates.
+
+  The same operations as :func:`optax.scale_by_adam` (bias correction in the
+  moments' dtype, ``eps`` after it), or ``eps / sqrt(1 - b2**count)`` for the
+  reference's (and PyTorch's) placement of ``eps`` before correction.
+  """
+  mu_hat = optax.tree.bias_correction(mu, b1, count)
+  nu_hat = optax.tree.bias_correction(nu, b2, count)
+  if reference_eps:
+    eps = eps / jnp.sqrt(1 - b2**count)
+  return jax.tree.map(
+      lambda m, v: m / (jnp.sqrt(v + jnp.asarray(eps_root, v.dtype))
+                    + jnp.asarray(eps, m.dtype)),
+      mu_hat, nu_hat)
+
+
+def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
+  """Adam's bias-corrected direction; ``previous`` recomputes it.
+
+  With ``reference_eps=False`` the updates are those of
+  ``optax.scale_by_adam(b1, b2, eps, eps_root)`` and so is the state
+  (:class:`optax.ScaleByAdamState`).
+  """
+
+  def init_fn(params):
+    return optax.ScaleByAdamState(
+        count=jnp.zeros([], jnp.int32),
+        mu=optax.tree.zeros_like(params),
+        nu=optax.tree.zeros_like(params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+    count = optax.safe_increment(state.count)
+    directions = _adam_step(mu, nu, count, b1, b2, eps, eps_root,
+                            reference_eps)
+    return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  def previous(state):
+    # Before the first update the moments are zero and the bias correction
+    # divides by zero: d_{-1} is 0 by definition.
+    started = state.count > 0
+    step = _adam_step(state.mu, state.nu, jnp.maximum(state.count, 1), b1,
+                      b2, eps, eps_root, reference_eps)
+    return jax.tree.map(lambda d: jnp.where(started, d, 0), step)
+
+  return Direction(optax.GradientTransformation(init_fn, update_fn), previous)
+
+
+def momentum(decay, nesterov) -> Direction:
+  """:func:`optax.trace`; without Nesterov the direction is the trace itself.
+
+  With Nesterov, ``d_t = g_t + decay * v_t`` needs ``g_{t-1}``, which the
+  trace does not determine: ``previous`` is ``None`` (store a copy).
+  """
+  transform = optax.trace(decay=decay, nesterov=nesterov)
+  return Direction(transform, None if nesterov else lambda s: s.trace)
