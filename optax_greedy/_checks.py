@@ -44,3 +44,22 @@ def check_choice(name, value, choices):
         f"{name} must be one of {', '.join(map(repr, choices))}, got"
         f" {name}={value!r}."
     )
+
+
+def check_number(name, value):
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is a number.
+
+  Arrays and tracers (``optax.inject_hyperparams``, ``jax.vmap``) pass.
+  """
+  if is_concrete(value) or hasattr(value, "dtype"):
+    return
+  raise ValueError(f"{name} must be a number, got {name}={value!r}.")
+
+
+def check_scalar_value(value):
+  """Raises ``ValueError`` unless the ``value=`` of an update is a scalar."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  shape = value.shape if hasattr(value, "shape") else np.shape(value)
+  if tuple(shape) != ():
+    raise ValueError(
+        f"value must be a scalar loss, got an array of shape {tuple(shape)}.")
