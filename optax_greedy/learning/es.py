@@ -60,6 +60,7 @@ def train_es(
     config: ESConfig = ESConfig(),
     *,
     log: Callable[[int, dict], None] = None,
+    checkpoint: Callable[[int, Any], None] = None,
 ) -> tuple:
   """Trains a policy by evolution strategies; deterministic for a seed.
 
@@ -75,6 +76,9 @@ def train_es(
     log: optional ``callable(iteration, info)`` called after each update;
       ``info`` has ``mean_fitness``, ``max_fitness``, ``seconds`` and the
       scalars of ``fitness``'s info dict (population means).
+    checkpoint: optional ``callable(iteration, policy)`` called after each
+      update with the current policy (the first ``k`` updates of a run are
+      those of a run with ``iterations=k``).
 
   Returns:
     ``(policy, history)``: the final policy and the list of ``info`` dicts.
@@ -107,4 +111,6 @@ def train_es(
     history.append(info)
     if log is not None:
       log(i, info)
+    if checkpoint is not None:
+      checkpoint(i, unravel(theta))
   return unravel(theta), history
