@@ -7,6 +7,8 @@ the transforms stay usable as functions of their hyperparameters.
 
 import numbers
 
+import numpy as np
+
 
 def is_concrete(value) -> bool:
   """True for a plain Python number (not a JAX array or tracer)."""
@@ -56,3 +58,11 @@ def check_number(name, value):
   if isinstance(value, bool) or not (
       isinstance(value, numbers.Real) or hasattr(value, "dtype")):
     raise ValueError(f"{name} must be a number, got {name}={value!r}.")
+
+
+def check_scalar_value(value):
+  """Raises ``ValueError`` unless the ``value=`` of an update is a scalar."""
+  shape = value.shape if hasattr(value, "shape") else np.shape(value)
+  if tuple(shape) != ():
+    raise ValueError(
+        f"value must be a scalar loss, got an array of shape {tuple(shape)}.")

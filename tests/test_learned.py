@@ -1,4 +1,12 @@
-"""Tests of learned schedules: the policy, its file, its training, the transform."""
+"""Tests of learned schedules: the policy, its files, its training, the transform.
+
+The generic optax contract (jit without recompilation, dtypes, lax.cond,
+MultiSteps, inject_hyperparams, sharding, checkpoints) is checked for
+``learned_schedule`` by tests/test_contract.py's registry.
+"""
+
+import pathlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -7,17 +15,50 @@ import optax
 import pytest
 
 import optax_greedy
-from optax_greedy import _learned
-from optax_greedy import _rl_env
+from optax_greedy import learning
 from optax_greedy import nmf
+from optax_greedy.learning import es
+from optax_greedy.learning import nmf_problems
 
-_TINY = _rl_env.ESConfig(iterations=2, pairs=2, problems=2, max_steps=12,
-                         min_budget=6, max_budget=12)
+_POLICIES = pathlib.Path(optax_greedy.__file__).parent / "policies"
 
 
-def _extreme_features(key, count):
+def _numpy_fraction(path, features):
+  """The policy of an ``.npz`` file, evaluated with numpy alone."""
+  files = np.load(path)
+  x = np.asarray(features, np.float64)
+  count = sum(1 for k in files if k.startswith("kernel_"))
+  for i in range(count):
+    x = x @ files[f"kernel_{i}"] + files[f"bias_{i}"]
+    if i < count - 1:
+      x = np.tanh(x)
+  return 1e-3 + (1 - 1e-3) / (1 + np.exp(-x[..., 0]))
+
+
+@pytest.mark.parametrize("name", ["nmf", "dnn"])
+def test_shipped_policy_matches_numpy_on_its_stored_weights(name):
+  policy = optax_greedy.load_policy(name)
+  path = _POLICIES / f"{name}_policy.npz"
+  assert policy.features == tuple(np.load(path)["features"])
+  features = np.random.default_rng(0).uniform(
+      -3, 3, (256, len(policy.features)))
+  np.testing.assert_allclose(
+      learning.policy_fraction(policy, features),
+      _numpy_fraction(path, features), rtol=1e-5, atol=1e-6)
+
+
+def test_load_policy_default_is_nmf_and_names_differ():
+  default = optax_greedy.load_policy()
+  nmf_policy = optax_greedy.load_policy("nmf")
+  assert default.features == nmf_policy.features == nmf_problems.FEATURES
+  for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(nmf_policy)):
+    np.testing.assert_array_equal(a, b)
+  assert nmf_policy.hidden == (8, 8)
+
+
+def _extreme_features(key, count, width):
   """Random features, a quarter of the entries replaced by extremes."""
-  normal = 3.0 * jax.random.normal(key, (count, len(_learned.FEATURES)))
+  normal = 3.0 * jax.random.normal(key, (count, width))
   specials = jnp.asarray([jnp.nan, jnp.inf, -jnp.inf, 1e30, -1e30, 0.0])
   pick = jax.random.randint(jax.random.fold_in(key, 1), normal.shape, 0, 6)
   replace = jax.random.uniform(jax.random.fold_in(key, 2), normal.shape) < .25
@@ -25,32 +66,75 @@ def _extreme_features(key, count):
 
 
 def _policies():
-  """The shipped policy and random ones with huge and non-finite weights."""
-  policies = [optax_greedy.load_policy()]
+  """The shipped policies and random ones with huge and non-finite weights."""
+  policies = [optax_greedy.load_policy("nmf"), optax_greedy.load_policy("dnn")]
   for scale in (1.0, 1e3, 1e30):
-    random = _learned.init_policy(jax.random.key(int(np.log10(scale))))
+    random = learning.init_policy(jax.random.key(int(np.log10(scale))))
     policies.append(jax.tree.map(lambda w: scale * w, random))
-  broken = _learned.init_policy(jax.random.key(7))
-  broken["params"]["Dense_0"]["kernel"] = (
-      broken["params"]["Dense_0"]["kernel"].at[0, 0].set(jnp.nan))
+  broken = learning.init_policy(jax.random.key(7))
+  broken.layers[0]["kernel"] = broken.layers[0]["kernel"].at[0, 0].set(
+      jnp.nan)
   policies.append(broken)
   return policies
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(6))
 def test_policy_output_finite_and_inside_bound(index):
   policy = _policies()[index]
-  features = _extreme_features(jax.random.key(index), 4096)
-  fraction = np.asarray(_learned.policy_fraction(policy, features))
+  features = _extreme_features(jax.random.key(index), 4096,
+                               len(policy.features))
+  fraction = np.asarray(learning.policy_fraction(policy, features))
   assert fraction.shape == (4096,)
   assert np.all(np.isfinite(fraction))
-  assert np.all(fraction >= _learned.MIN_FRACTION)
+  assert np.all(fraction >= learning.MIN_FRACTION)
   assert np.all(fraction <= 1.0)
 
 
-def test_rate_stays_inside_bound_for_non_finite_losses_and_updates():
+def test_policy_file_round_trip(tmp_path):
+  policy = learning.init_policy(
+      jax.random.key(0), ("budget_used", "loss_noise"), hidden=(4,))
+  path = tmp_path / "p.npz"
+  learning.save_policy(path, policy, seed=3)
+  loaded = optax_greedy.load_policy(path)
+  assert loaded.features == ("budget_used", "loss_noise")
+  assert loaded.hidden == (4,)
+  for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(a, b)
+  assert int(np.load(path)["meta_seed"]) == 3
+
+
+def test_loading_wrong_version_features_or_shape_fails_clearly(tmp_path):
+  good = tmp_path / "good.npz"
+  learning.save_policy(good, learning.init_policy(jax.random.key(0)))
+  files = dict(np.load(good))
+
+  def write(name, **changes):
+    path = tmp_path / name
+    np.savez(path, **{**files, **changes})
+    return path
+
+  with pytest.raises(ValueError, match=r"v2.npz: version 2, expected 1"):
+    optax_greedy.load_policy(write("v2.npz", version=np.asarray(2)))
+  with pytest.raises(ValueError, match=r"shape.npz: layer 0 has kernel \(4, 8\)"):
+    optax_greedy.load_policy(write("shape.npz", kernel_0=np.zeros((4, 8))))
+  with pytest.raises(ValueError, match=r"layer 1 .* bias \(3,\)"):
+    optax_greedy.load_policy(write("bias.npz", bias_1=np.zeros(3)))
+  with pytest.raises(ValueError, match=r"feat.npz: features \('x',\);"
+                     r" expected distinct names from \('log_loss_ratio'"):
+    optax_greedy.load_policy(write("feat.npz", features=np.asarray(["x"])))
+  with pytest.raises(ValueError, match="1 output"):
+    optax_greedy.load_policy(write("out.npz", kernel_2=np.zeros((8, 2)),
+                                   bias_2=np.zeros(2)))
+  with pytest.raises(ValueError, match="neither a shipped policy"):
+    optax_greedy.load_policy("cnn")
+  del files["version"]
+  with pytest.raises(ValueError, match="version None, expected 1"):
+    optax_greedy.load_policy(write("none.npz"))
+
+
+def test_rate_stays_inside_max_rate_for_non_finite_losses_and_updates():
   bound = 0.37
-  tx = optax_greedy.learned_schedule(optax_greedy.load_policy(), bound,
+  tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), bound,
                                      budget=20)
   params = {"w": jnp.ones(3)}
   state = tx.init(params)
@@ -65,16 +149,16 @@ def test_rate_stays_inside_bound_for_non_finite_losses_and_updates():
 
 
 def test_update_is_fraction_times_bound_times_direction():
-  policy = optax_greedy.load_policy()
   V = jax.random.uniform(jax.random.key(0), (6, 9))
   params = nmf.init(jax.random.key(1), V, 3)
   max_rate = lambda p: nmf.stability_bounds(p, joint=True)
-  tx = optax_greedy.learned_schedule(policy, max_rate, budget=10)
+  tx = optax_greedy.learned_schedule(optax_greedy.load_policy("nmf"),
+                                     max_rate, budget=10)
   state = tx.init(params)
   value, grads = jax.value_and_grad(nmf.loss)(params, V)
   updates, state = tx.update(grads, state, params, value=value)
   fraction = float(optax.tree.get(state, "fraction"))
-  assert _learned.MIN_FRACTION <= fraction <= 1.0
+  assert learning.MIN_FRACTION <= fraction <= 1.0
   # The joint bound is 2 / (lambda_max(H H^T) + lambda_max(W^T W)).
   lam_w = np.linalg.eigvalsh(np.asarray(params["H"] @ params["H"].T))[-1]
   lam_h = np.linalg.eigvalsh(np.asarray(params["W"].T @ params["W"]))[-1]
@@ -82,11 +166,46 @@ def test_update_is_fraction_times_bound_times_direction():
   for k in ("W", "H"):
     np.testing.assert_allclose(updates[k], -fraction * bound * grads[k],
                                rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(state.learning_rate[k], fraction * bound,
+                               rtol=1e-4)
+
+
+def test_learning_rate_is_initial_then_applied_rate():
+  policy = optax_greedy.load_policy("dnn")
+  per_leaf = lambda p: {"a": 0.5, "b": 2.0 * jnp.max(p["b"])}
+  params = {"a": jnp.ones(2), "b": jnp.full(3, 0.25)}
+  tx = optax_greedy.learned_schedule(policy, per_leaf, budget=10)
+  state = tx.init(params)
+  # Before the first update: the initial rate, fraction 1 of max_rate.
+  assert float(state.fraction) == 1.0
+  np.testing.assert_allclose(state.learning_rate["a"], 0.5)
+  np.testing.assert_allclose(state.learning_rate["b"], 0.5)
+  grads = {"a": jnp.ones(2), "b": jnp.ones(3)}
+  updates, state = tx.update(grads, state, params, value=2.0)
+  f = float(state.fraction)
+  np.testing.assert_allclose(state.learning_rate["a"], 0.5 * f, rtol=1e-6)
+  np.testing.assert_allclose(updates["a"], -0.5 * f * np.ones(2), rtol=1e-6)
+  np.testing.assert_allclose(updates["b"], -0.5 * f * np.ones(3), rtol=1e-6)
+  fields = [k for k in state._fields if k == "learning_rate"]
+  assert fields == ["learning_rate"]
+
+
+def test_overwritten_learning_rate_is_informational():
+  tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), 0.3,
+                                     budget=10)
+  params = {"w": jnp.ones(2)}
+  state = tx.init(params)
+  _, state = tx.update({"w": jnp.ones(2)}, state, params, value=3.0)
+  overwritten = optax.tree.set(state, learning_rate=jnp.asarray(1e-6))
+  a, next_a = tx.update({"w": jnp.ones(2)}, state, params, value=2.5)
+  b, next_b = tx.update({"w": jnp.ones(2)}, overwritten, params, value=2.5)
+  np.testing.assert_array_equal(a["w"], b["w"])
+  np.testing.assert_array_equal(next_a.learning_rate, next_b.learning_rate)
 
 
 def test_features_are_scale_free():
-  policy = optax_greedy.load_policy()
-  tx = optax_greedy.learned_schedule(policy, 1.0, budget=30)
+  tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), 1.0,
+                                     budget=30)
   losses = 5.0 * 0.9 ** np.arange(12) * (1 + 0.1 * np.sin(np.arange(12)))
   fractions = []
   for scale in (1.0, 1e4):
@@ -103,118 +222,76 @@ def test_features_are_scale_free():
   assert np.ptp(fractions[0]) > 1e-4
 
 
-def test_value_none_keeps_fraction_and_observes_nothing():
-  tx = optax_greedy.learned_schedule(optax_greedy.load_policy(), 2.0,
+def test_value_none_keeps_fraction_silently_and_missing_value_warns_once():
+  tx = optax_greedy.learned_schedule(optax_greedy.load_policy("nmf"), 2.0,
                                      budget=10)
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   _, state = tx.update({"w": jnp.ones(2)}, state, params, value=3.0)
-  updates, new = tx.update({"w": jnp.ones(2)}, state, params)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    updates, new = tx.update({"w": jnp.ones(2)}, state, params, value=None)
   assert float(new.fraction) == float(state.fraction)
   assert float(new.log_loss) == float(state.log_loss)
   np.testing.assert_allclose(updates["w"], -2.0 * float(state.fraction))
+  step = jax.jit(lambda s: tx.update({"w": jnp.ones(2)}, s, params))
+  with pytest.warns(UserWarning, match="value=None to skip"):
+    _, missing = step(state)
+  assert float(missing.fraction) == float(state.fraction)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    tx.update({"w": jnp.ones(2)}, state, params)  # Warned once already.
 
 
 def test_bad_arguments_raise():
-  policy = optax_greedy.load_policy()
-  with pytest.raises(ValueError, match="budget"):
+  policy = optax_greedy.load_policy("dnn")
+  with pytest.raises(ValueError, match=r"budget must be in \[1, inf\)"):
     optax_greedy.learned_schedule(policy, 1.0, budget=0)
-  with pytest.raises(ValueError, match="max_rate"):
+  with pytest.raises(ValueError, match=r"max_rate must be in \(0, inf\)"):
     optax_greedy.learned_schedule(policy, -1.0, budget=5)
+  with pytest.raises(ValueError, match="max_rate must be a number"):
+    optax_greedy.learned_schedule(policy, "1e-3", budget=5)
+  with pytest.raises(ValueError, match="decay must be a number"):
+    optax_greedy.learned_schedule(policy, 0.1, budget=5, decay="0.9")
+  with pytest.raises(ValueError, match="policy must be a Policy"):
+    optax_greedy.learned_schedule({"params": {}}, 0.1, budget=5)
+  tx = optax_greedy.learned_schedule(policy, 0.1, budget=5)
+  params = {"w": jnp.ones(2)}
+  with pytest.raises(ValueError, match="value must be a scalar loss"):
+    tx.update(params, tx.init(params), params, value=jnp.ones(3))
   tx = optax_greedy.learned_schedule(policy, nmf.stability_bounds, budget=5)
+  factors = {"W": jnp.ones((2, 2)), "H": jnp.ones((2, 2))}
   with pytest.raises(ValueError, match="params"):
-    tx.update({"W": jnp.ones((2, 2)), "H": jnp.ones((2, 2))},
-              tx.init({"W": jnp.ones((2, 2)), "H": jnp.ones((2, 2))}),
-              None, value=1.0)
+    tx.update(factors, tx.init(factors), None, value=1.0)
 
 
-def test_shipped_policy_loads():
-  policy = optax_greedy.load_policy()
-  assert _learned.policy_hidden(policy) == (8, 8)
-  assert policy["params"]["Dense_0"]["kernel"].shape == (5, 8)
-  assert all(np.all(np.isfinite(w)) for w in jax.tree.leaves(policy))
-
-
-def test_loading_wrong_version_or_shape_fails_clearly(tmp_path):
-  policy = _learned.init_policy(jax.random.key(0))
-  good = tmp_path / "good.npz"
-  _learned.save_policy(good, policy, seed=0)
-  loaded = optax_greedy.load_policy(good)
-  for a, b in zip(jax.tree.leaves(policy), jax.tree.leaves(loaded)):
-    np.testing.assert_array_equal(a, b)
-
-  files = dict(np.load(good))
-  def write(name, **changes):
-    path = tmp_path / name
-    np.savez(path, **{**files, **changes})
-    return path
-
-  with pytest.raises(ValueError, match="version 2, expected 1"):
-    optax_greedy.load_policy(write("v2.npz", version=np.asarray(2)))
-  with pytest.raises(ValueError, match=r"layer 0 has kernel \(4, 8\)"):
-    optax_greedy.load_policy(write("shape.npz", kernel_0=np.zeros((4, 8))))
-  with pytest.raises(ValueError, match=r"layer 1 .* bias \(3,\)"):
-    optax_greedy.load_policy(write("bias.npz", bias_1=np.zeros(3)))
-  with pytest.raises(ValueError, match="features"):
-    optax_greedy.load_policy(write("feat.npz", features=np.asarray(["x"])))
-  with pytest.raises(ValueError, match="1 output"):
-    optax_greedy.load_policy(write("out.npz", kernel_2=np.zeros((8, 2)),
-                                   bias_2=np.zeros(2)))
-  del files["version"]
-  with pytest.raises(ValueError, match="version None"):
-    optax_greedy.load_policy(write("none.npz"))
-
-
-def test_tiny_training_run_is_deterministic_for_a_seed():
-  policy_a, history_a = _rl_env.train_es(3, _TINY)
-  policy_b, history_b = _rl_env.train_es(3, _TINY)
-  start = _learned.init_policy(
-      jax.random.split(jax.random.key(3))[0], _TINY.hidden)
-  assert len(history_a) == _TINY.iterations
+def test_nmf_training_run_is_deterministic_for_a_seed():
+  config = nmf_problems.NMFConfig(problems=2, max_steps=12, min_budget=6,
+                                  max_budget=12)
+  es_config = es.ESConfig(iterations=2, pairs=2)
+  policy_a, history_a = nmf_problems.train(3, es_config, config)
+  policy_b, history_b = nmf_problems.train(3, es_config, config)
+  assert len(history_a) == 2
   assert all(np.isfinite(h["mean_fitness"]) for h in history_a)
   assert [h["mean_fitness"] for h in history_a] == [
       h["mean_fitness"] for h in history_b]
-  for a, b, s in zip(jax.tree.leaves(policy_a), jax.tree.leaves(policy_b),
-                     jax.tree.leaves(start)):
+  for a, b in zip(jax.tree.leaves(policy_a), jax.tree.leaves(policy_b)):
     np.testing.assert_array_equal(a, b)
-  # Training moved the weights away from the initial policy.
+  start = learning.init_policy(jax.random.split(jax.random.key(3))[0],
+                               nmf_problems.FEATURES)
   moved = sum(float(jnp.sum(jnp.abs(a - s))) for a, s in zip(
       jax.tree.leaves(policy_a), jax.tree.leaves(start)))
   assert moved > 0
 
 
-def test_jit_without_recompilation_and_dtype_kept():
-  policy = optax_greedy.load_policy()
-  for dtype in (jnp.float32, jnp.bfloat16, jnp.float16):
-    tx = optax_greedy.learned_schedule(policy, 0.1, budget=8)
-    params = {"a": jnp.ones(3, dtype), "b": jnp.ones((2, 2), dtype)}
-    traces = []
-
-    @jax.jit
-    def step(params, state, value):
-      traces.append(1)
-      grads = jax.tree.map(lambda p: 0.5 * p, params)
-      updates, state = tx.update(grads, state, params, value=value)
-      return optax.apply_updates(params, updates), state, updates
-
-    state = tx.init(params)
-    for t in range(5):
-      params, state, updates = step(params, state, jnp.asarray(2.0 - t / 10))
-      assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
-      assert all(p.dtype == dtype for p in jax.tree.leaves(params))
-    assert len(traces) == 1
-    assert int(state.count) == 5
-
-
 def test_chain_with_stability_clip_on_nmf():
-  policy = optax_greedy.load_policy()
   V = jax.random.uniform(jax.random.key(2), (20, 30))
   params = nmf.init(jax.random.key(3), V, 4)
   max_rate = lambda p: nmf.stability_bounds(p, joint=True)
   tx = optax.chain(
       optax_greedy.stability_clip(
-          max_rate, optax_greedy.learned_schedule(policy, max_rate,
-                                                  budget=40),
+          max_rate, optax_greedy.learned_schedule(
+              optax_greedy.load_policy("nmf"), max_rate, budget=40),
           safety=0.5),
       optax.keep_params_nonnegative())
   state = tx.init(params)
@@ -223,29 +300,24 @@ def test_chain_with_stability_clip_on_nmf():
   def step(params, state):
     value, grads = jax.value_and_grad(nmf.loss)(params, V)
     updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state, value
+    return optax.apply_updates(params, updates), state
 
   first = float(nmf.loss(params, V))
   for _ in range(40):
-    params, state, _ = step(params, state)
-    applied = optax.tree.get(state, "applied_learning_rate")
-    bound = optax.tree.get(state, "bound")
-    for k in ("W", "H"):
-      assert float(applied[k]) <= 0.5 * float(bound[k]) * (1 + 1e-5)
+    params, state = step(params, state)
   assert all(float(jnp.min(p)) >= 0 for p in jax.tree.leaves(params))
   assert float(nmf.loss(params, V)) < 0.5 * first
 
 
-@pytest.mark.parametrize("direction", ["sgd", "adam"])
-def test_with_sgd_and_adam_directions(direction):
-  policy = optax_greedy.load_policy()
+@pytest.mark.parametrize("direction", ["sgd_momentum", "adam"])
+def test_dnn_policy_after_adam_and_momentum_directions(direction):
   target = jnp.asarray([1.0, -2.0, 3.0])
   loss_fn = lambda p: 0.5 * jnp.sum((p["x"] - target) ** 2)
-  pre = (optax.identity() if direction == "sgd"
+  pre = (optax.trace(decay=0.9) if direction == "sgd_momentum"
          else optax.scale_by_adam())
-  rate = 1.0 if direction == "sgd" else 0.1
-  tx = optax.chain(pre, optax_greedy.learned_schedule(policy, rate,
-                                                      budget=200))
+  rate = 0.1 if direction == "sgd_momentum" else 0.3
+  tx = optax.chain(pre, optax_greedy.learned_schedule(
+      optax_greedy.load_policy("dnn"), rate, budget=200))
   params = {"x": jnp.zeros(3)}
   state = tx.init(params)
 

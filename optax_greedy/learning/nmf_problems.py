@@ -1,4 +1,4 @@
-r"""A vmapped stochastic-NMF environment and an evolution-strategies trainer.
+r"""A vmapped environment of stochastic-NMF problems for learned schedules.
 
 **Episodes** are stochastic NMF problems drawn by :func:`sample_problem`:
 ``V = scale * (W* H* + noise)`` with random row count, true rank, fitted
@@ -12,7 +12,8 @@ projected minibatch SGD on :func:`optax_greedy.nmf.loss` with the rate set by
 ``nmf.stability_bounds(params, joint=True)`` (see :func:`nmf_bound`): the
 action can never exceed the bound, which is the safety layer.
 
-**Observation** (:func:`optax_greedy._learned.policy_features`): log loss
+**Observation** (:func:`optax_greedy.learning.policy_features`, the five
+features of :data:`FEATURES`): log loss
 ratio to the start, recent log-loss slope, log ratio of the gradient norm to
 the first one, the current fraction of the bound, the fraction of the budget
 used -- all invariant to the data scale and the size of the problem.
@@ -27,27 +28,28 @@ too noisy to credit single steps and the full loss costs a full pass, and
 evolution strategies only use the episode's return. Being a log ratio, it
 weighs every problem equally whatever its scale.
 
-**Training** (:func:`train_es`): antithetic evolution strategies (Salimans
-et al., 2017, "Evolution Strategies as a Scalable Alternative to
-Reinforcement Learning") on the flattened policy weights, centred-rank
-fitness shaping and Adam on the ES gradient. Every member of the population
-plays the same problems with the same minibatches (common random numbers),
-and all ``population x problems`` episodes run in one ``jit``-compiled step
-under ``jax.vmap``.
+**Training** (:func:`train`): :func:`optax_greedy.learning.es.train_es`
+with :func:`fitness`: every member of the population plays the same
+problems with the same minibatches (common random numbers), and all
+``population x problems`` episodes run in one ``jit``-compiled step under
+``jax.vmap``. The shipped ``policies/nmf_policy.npz`` is
+``examples/train_nmf_policy.py --seed 0``.
 """
-
-import functools
-import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.flatten_util import ravel_pytree
 
-from optax_greedy import _learned
+import optax_greedy
+from optax_greedy import _policy
 from optax_greedy import nmf
+from optax_greedy.learning import es
+
+#: The features of the NMF policy.
+FEATURES = ("log_loss_ratio", "loss_slope", "log_grad_norm_ratio",
+            "fraction", "budget_used")
 
 
 class NMFProblem(NamedTuple):
@@ -153,7 +155,7 @@ def run_episode(policy_params, problem: NMFProblem, key, *, max_steps=200,
   # 2-3x slower.
   order = jax.random.permutation(key_steps, n)
   tx = optax.chain(
-      _learned.learned_schedule(policy_params, nmf_bound,
+      optax_greedy.learned_schedule(policy_params, nmf_bound,
                                 budget=problem.budget),
       optax.keep_params_nonnegative())
   state = tx.init(params)
@@ -183,128 +185,83 @@ def run_episode(policy_params, problem: NMFProblem, key, *, max_steps=200,
   return out
 
 
-class ESConfig(NamedTuple):
-  """Hyperparameters of :func:`train_es` (defaults: the shipped policy's).
+class NMFConfig(NamedTuple):
+  """The problems of one ES update (defaults: the shipped policy's).
 
   Attributes:
-    iterations: ES updates. 400 took 364 s on 2 shared CPU cores.
-    pairs: antithetic pairs per update (population ``2 * pairs``).
     problems: NMF problems each member plays per update.
-    sigma: standard deviation of the weight perturbations.
-    learning_rate: Adam's rate on the ES gradient.
-    hidden: the policy's hidden widths.
     max_steps, batch_size: as in :func:`run_episode`.
     min_budget, max_budget: as in :func:`sample_problem`.
   """
 
-  iterations: int = 400
-  pairs: int = 12
   problems: int = 6
-  sigma: float = 0.1
-  learning_rate: float = 0.03
-  hidden: tuple = (8, 8)
   max_steps: int = 200
   batch_size: int = 16
   min_budget: int = 80
   max_budget: int = 200
 
 
-def _returns(thetas, unravel, problems, keys, config):
-  """Returns ``[members, problems]``, all episodes in one flat ``vmap``."""
-  members, count = thetas.shape[0], keys.shape[0]
-  tile = lambda x: jnp.tile(x, (members,) + (1,) * (x.ndim - 1))
-  episode = lambda theta, problem, key: run_episode(
-      unravel(theta), problem, key, max_steps=config.max_steps,
-      batch_size=config.batch_size)["return"]
-  flat = jax.vmap(episode)(jnp.repeat(thetas, count, axis=0),
-                           jax.tree.map(tile, problems), tile(keys))
-  return flat.reshape(members, count)
+#: The ES hyperparameters of the shipped policy (400 updates took 364 s on
+#: 2 shared CPU cores).
+ES_CONFIG = es.ESConfig(iterations=400, pairs=12, sigma=0.1,
+                        learning_rate=0.03)
+#: The hidden widths of the shipped policy.
+HIDDEN = (8, 8)
 
 
-def _centred_ranks(x):
-  ranks = jnp.argsort(jnp.argsort(x)).astype(jnp.float32)
-  return ranks / (x.shape[0] - 1) - 0.5
-
-
-def _unravel(hidden):
-  """Maps a flat weight vector to :class:`PolicyMLP` parameters."""
-  return ravel_pytree(_learned.init_policy(jax.random.key(0), hidden))[1]
-
-
-@functools.partial(jax.jit, static_argnames="config")
-def es_step(theta, opt_state, key, config: ESConfig):
-  """One ES update, all ``2 pairs x problems`` episodes in one ``vmap``.
-
-  Args:
-    theta: the flat policy weights.
-    opt_state: Adam's state for ``theta``.
-    key: randomness of this update (noise, problems, minibatches).
-    config: an :class:`ESConfig` (static: one compilation per config).
-
-  Returns:
-    ``(theta, opt_state, info)`` with the population's mean/max fitness.
-  """
-  unravel = _unravel(config.hidden)
+def sample_problems(key, count, config: NMFConfig = NMFConfig()):
+  """``count`` problems of :func:`sample_problem`, stacked."""
   sample = lambda k: sample_problem(
       k, min_budget=config.min_budget, max_budget=config.max_budget)
-  key_noise, key_problems, key_episodes = jax.random.split(key, 3)
-  eps = jax.random.normal(key_noise, (config.pairs, theta.shape[0]))
-  thetas = theta + config.sigma * jnp.concatenate([eps, -eps])
-  problems = jax.vmap(sample)(jax.random.split(key_problems,
-                                               config.problems))
-  keys = jax.random.split(key_episodes, config.problems)
-  fitness = jnp.mean(_returns(thetas, unravel, problems, keys, config),
-                     axis=1)
-  shaped = _centred_ranks(fitness)
-  weights = shaped[:config.pairs] - shaped[config.pairs:]
-  grad = -(weights @ eps) / (2 * config.pairs * config.sigma)
-  updates, opt_state = optax.adam(config.learning_rate).update(
-      grad, opt_state, theta)
-  theta = optax.apply_updates(theta, updates)
-  return theta, opt_state, {"mean_fitness": jnp.mean(fitness),
-                            "max_fitness": jnp.max(fitness)}
+  return jax.vmap(sample)(jax.random.split(key, count))
 
 
-def train_es(seed: int, config: ESConfig = ESConfig(), *, log=None) -> Any:
-  """Trains a policy by evolution strategies; deterministic for a seed.
+def fitness(policies, key, config: NMFConfig = NMFConfig()):
+  """Mean return of each member over the same ``config.problems`` problems.
 
   Args:
-    seed: the only source of randomness (policy init, noise, problems).
-    config: an :class:`ESConfig`.
-    log: optional ``callable(iteration, info_dict)`` called after each
-      update (with ``seconds`` and ``env_steps_per_s`` added).
+    policies: a Policy whose leaves have a leading ``members`` axis.
+    key: draws the problems, initial factors and minibatches.
+    config: an :class:`NMFConfig`.
 
   Returns:
-    ``(policy_params, history)``: the final policy and a list of per-update
-    info dicts (mean/max fitness over the population).
+    ``(fitness [members], {})`` for :func:`optax_greedy.learning.es.train_es`;
+    all ``members x problems`` episodes run in one flat ``vmap``.
   """
-  key = jax.random.key(seed)
-  key_init, key = jax.random.split(key)
-  theta, unravel = ravel_pytree(_learned.init_policy(key_init, config.hidden))
-  opt_state = optax.adam(config.learning_rate).init(theta)
-  steps_per_update = 2 * config.pairs * config.problems * config.max_steps
-  history = []
-  for i in range(config.iterations):
-    start = time.perf_counter()
-    theta, opt_state, info = es_step(theta, opt_state,
-                                     jax.random.fold_in(key, i), config)
-    info = {k: float(v) for k, v in info.items()}
-    seconds = time.perf_counter() - start
-    info.update(seconds=seconds, env_steps_per_s=steps_per_update / seconds)
-    history.append(info)
-    if log is not None:
-      log(i, info)
-  return unravel(theta), history
+  key_problems, key_episodes = jax.random.split(key)
+  problems = sample_problems(key_problems, config.problems, config)
+  keys = jax.random.split(key_episodes, config.problems)
+  members = jax.tree.leaves(policies)[0].shape[0]
+  count = config.problems
+  tile = lambda x: jnp.tile(x, (members,) + (1,) * (x.ndim - 1))
+  repeat = lambda x: jnp.repeat(x, count, axis=0)
+  episode = lambda policy, problem, k: run_episode(
+      policy, problem, k, max_steps=config.max_steps,
+      batch_size=config.batch_size)["return"]
+  flat = jax.vmap(episode)(jax.tree.map(repeat, policies),
+                           jax.tree.map(tile, problems), tile(keys))
+  return jnp.mean(flat.reshape(members, count), axis=1), {}
 
 
-def evaluate_policy(policy_params, seed, *, problems=32, config=ESConfig()):
+def train(seed: int, es_config: es.ESConfig = ES_CONFIG,
+          config: NMFConfig = NMFConfig(), *, log=None):
+  """Trains an NMF policy from a random one; deterministic for a seed.
+
+  Returns:
+    ``(policy, history)`` as :func:`optax_greedy.learning.es.train_es`.
+  """
+  key_init = jax.random.split(jax.random.key(seed))[0]
+  return es.train_es(seed, lambda p, k: fitness(p, k, config),
+                     _policy.init_policy(key_init, FEATURES, HIDDEN),
+                     es_config, log=log)
+
+
+def evaluate_policy(policy, seed, *, problems=32, config=NMFConfig()):
   """Mean return and relative error on ``problems`` fresh problems."""
   key_problems, key_episodes = jax.random.split(jax.random.key(seed))
-  sample = lambda k: sample_problem(
-      k, min_budget=config.min_budget, max_budget=config.max_budget)
-  batch = jax.vmap(sample)(jax.random.split(key_problems, problems))
+  batch = sample_problems(key_problems, problems, config)
   keys = jax.random.split(key_episodes, problems)
   out = jax.jit(jax.vmap(lambda p, k: run_episode(
-      policy_params, p, k, max_steps=config.max_steps,
+      policy, p, k, max_steps=config.max_steps,
       batch_size=config.batch_size)))(batch, keys)
   return {k: float(np.mean(v)) for k, v in out.items()}

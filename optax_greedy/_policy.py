@@ -1,0 +1,206 @@
+"""The policy of a learned schedule: a tiny ``tanh`` MLP in plain jax.numpy.
+
+A :class:`Policy` maps a vector of named, scale-free features (see
+:data:`KNOWN_FEATURES`) to a fraction in ``[MIN_FRACTION, 1]`` of the largest
+rate the user allows. Its weights are a pytree (so evolution strategies can
+``vmap`` over a population of them); the names of its features are static
+metadata, recorded in its file and checked when it is read.
+"""
+
+import dataclasses
+import functools
+import importlib.resources
+import os
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Version of the policy file format written by :func:`save_policy`.
+POLICY_VERSION = 1
+#: Smallest fraction of ``max_rate`` a policy can choose.
+MIN_FRACTION = 1e-3
+#: The features a policy may read, by name (computed by the schedule from
+#: its state; see :func:`optax_greedy.learning.policy_features`).
+KNOWN_FEATURES = (
+    "log_loss_ratio",       # moving average of the log loss minus the first
+    "loss_slope",           # budget * moving average of its per-step change / 10
+    "log_grad_norm_ratio",  # same as log_loss_ratio for the update norm
+    "fraction",             # the fraction applied by the last update
+    "budget_used",          # updates so far / budget
+    "loss_noise",           # RMS of the log loss around its moving average
+    "loss_above_min",       # moving average of log loss minus its minimum
+)
+#: Every feature is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
+FEATURE_CLIP = 10.0
+#: The policies shipped in ``optax_greedy/policies/``, by name.
+SHIPPED = {"nmf": "nmf_policy.npz", "dnn": "dnn_policy.npz"}
+
+
+@functools.partial(jax.tree_util.register_dataclass,
+                   data_fields=["layers"], meta_fields=["features"])
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """A policy: ``fraction = m + (1 - m) * sigmoid(mlp(features))``.
+
+  ``m`` is :data:`MIN_FRACTION`; the MLP has ``tanh`` hidden layers and a
+  linear output. A pytree whose leaves are the weights (``features`` is
+  static), so ``jax.vmap``, ``jax.jit`` and ``ravel_pytree`` work on it.
+
+  Attributes:
+    layers: a list of ``{"kernel": [n_in, n_out], "bias": [n_out]}``, from
+      ``len(features)`` inputs to 1 output.
+    features: the names of the input features, in order (a tuple of
+      :data:`KNOWN_FEATURES`).
+  """
+
+  layers: list
+  features: tuple
+
+  @property
+  def hidden(self) -> tuple:
+    """The widths of the hidden layers."""
+    return tuple(int(layer["bias"].shape[0]) for layer in self.layers[:-1])
+
+
+def clean_features(features) -> jax.Array:
+  """NaN becomes 0, everything else is clipped to ``+-FEATURE_CLIP``."""
+  features = jnp.nan_to_num(
+      jnp.asarray(features, jnp.float32), nan=0.0, posinf=FEATURE_CLIP,
+      neginf=-FEATURE_CLIP)
+  return jnp.clip(features, -FEATURE_CLIP, FEATURE_CLIP)
+
+
+def policy_fraction(policy: Policy, features) -> jax.Array:
+  """The fraction of ``max_rate`` chosen by ``policy`` for ``features``.
+
+  Features are cleaned by :func:`clean_features` first, and a non-finite
+  output (only possible with non-finite weights) becomes 1, so the result is
+  finite and in ``[MIN_FRACTION, 1]`` for any input.
+
+  Args:
+    policy: a :class:`Policy`.
+    features: array ``[..., len(policy.features)]``.
+
+  Returns:
+    Array ``[...]`` of fractions (float32).
+  """
+  x = clean_features(features)
+  for layer in policy.layers[:-1]:
+    x = jnp.tanh(x @ layer["kernel"] + layer["bias"])
+  z = (x @ policy.layers[-1]["kernel"] + policy.layers[-1]["bias"])[..., 0]
+  fraction = MIN_FRACTION + (1.0 - MIN_FRACTION) * jax.nn.sigmoid(z)
+  return jnp.where(jnp.isfinite(fraction), fraction, 1.0)
+
+
+def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8)) -> Policy:
+  """A random :class:`Policy` (LeCun-normal kernels, zero biases).
+
+  Args:
+    key: a JAX random key.
+    features: the names of its input features (from :data:`KNOWN_FEATURES`).
+    hidden: the widths of its hidden layers.
+  """
+  features = tuple(features)
+  _check_features("init_policy", features)
+  widths = (len(features),) + tuple(hidden) + (1,)
+  layers = []
+  for key, n_in, n_out in zip(jax.random.split(key, len(widths) - 1),
+                              widths[:-1], widths[1:]):
+    layers.append({
+        "kernel": jax.random.normal(key, (n_in, n_out)) / np.sqrt(n_in),
+        "bias": jnp.zeros([n_out], jnp.float32)})
+  return Policy(layers=layers, features=features)
+
+
+def _check_features(where, features):
+  unknown = [f for f in features if f not in KNOWN_FEATURES]
+  if unknown or not features or len(set(features)) != len(features):
+    raise ValueError(
+        f"{where}: features {features}; expected distinct names from"
+        f" {KNOWN_FEATURES}.")
+
+
+def save_policy(path, policy: Policy, **metadata) -> None:
+  """Writes ``policy`` as a versioned ``.npz`` read by :func:`load_policy`.
+
+  The file holds ``version`` (:data:`POLICY_VERSION`), ``features`` (the
+  names, in order), ``kernel_i`` / ``bias_i`` per layer and ``meta_<key>``
+  for each metadata entry.
+
+  Args:
+    path: the file to write.
+    policy: a :class:`Policy`.
+    **metadata: extra scalars or strings stored alongside (seed, steps...).
+  """
+  arrays = {"version": np.asarray(POLICY_VERSION),
+            "features": np.asarray(policy.features)}
+  for i, layer in enumerate(policy.layers):
+    arrays[f"kernel_{i}"] = np.asarray(layer["kernel"], np.float32)
+    arrays[f"bias_{i}"] = np.asarray(layer["bias"], np.float32)
+  arrays.update({f"meta_{k}": np.asarray(v) for k, v in metadata.items()})
+  np.savez(path, **arrays)
+
+
+def load_policy(name_or_path: Optional[Any] = None) -> Policy:
+  """Reads a policy: a shipped one by name, or a file.
+
+  Args:
+    name_or_path: ``"nmf"`` (the NMF policy, trained by
+      ``examples/train_nmf_policy.py`` inside NMF's stability bound),
+      ``"dnn"`` (the deep-network policy, trained by
+      ``examples/train_dnn_policy.py`` as a fraction of a peak rate), or a
+      path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
+      argument) means ``"nmf"``, the first policy shipped, for backward
+      compatibility; name the policy you want.
+
+  Returns:
+    A :class:`Policy`.
+
+  Raises:
+    ValueError: if the file's version is not :data:`POLICY_VERSION`, its
+      features are not known names, or its layer shapes do not chain from
+      ``len(features)`` inputs to 1 output. The message names the file.
+  """
+  if name_or_path is None:
+    name_or_path = "nmf"
+  if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+    ref = (importlib.resources.files("optax_greedy") / "policies"
+           / SHIPPED[name_or_path])
+    with importlib.resources.as_file(ref) as real:
+      return load_policy(real)
+  path = name_or_path
+  if not os.path.exists(path):
+    raise ValueError(
+        f"load_policy: {path!r} is neither a shipped policy"
+        f" ({', '.join(map(repr, SHIPPED))}) nor an existing file.")
+  with np.load(path, allow_pickle=False) as data:
+    files = dict(data)
+  version = int(files["version"]) if "version" in files else None
+  if version != POLICY_VERSION:
+    raise ValueError(
+        f"policy file {path}: version {version}, expected {POLICY_VERSION}"
+        " (retrain it with examples/train_dnn_policy.py or"
+        " examples/train_nmf_policy.py).")
+  features = tuple(str(f) for f in files.get("features", ()))
+  _check_features(f"policy file {path}", features)
+  layers = []
+  width = len(features)
+  while f"kernel_{len(layers)}" in files:
+    i = len(layers)
+    kernel, bias = files[f"kernel_{i}"], files.get(f"bias_{i}")
+    if (kernel.ndim != 2 or kernel.shape[0] != width or bias is None
+        or bias.shape != (kernel.shape[1],)):
+      raise ValueError(
+          f"policy file {path}: layer {i} has kernel {kernel.shape} and bias"
+          f" {None if bias is None else bias.shape}; expected kernel"
+          f" ({width}, k) and bias (k,).")
+    layers.append({"kernel": jnp.asarray(kernel, jnp.float32),
+                   "bias": jnp.asarray(bias, jnp.float32)})
+    width = kernel.shape[1]
+  if len(layers) < 2 or width != 1:
+    raise ValueError(
+        f"policy file {path}: {len(layers)} layers ending in width {width};"
+        " expected at least 2 layers and 1 output.")
+  return Policy(layers=layers, features=features)
