@@ -431,6 +431,13 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
                                          max_update=0.0), "max_update"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, -1.0),
      "learning_rate"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, "1e-3"),
+     "learning_rate must be a number"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
+                                         safety="0.9"),
+     "safety must be a number"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
+                                         every=2.0), "every"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
                                          bound_args="columns"), "bound_args"),
     (lambda: nmf.stability_bounds(
