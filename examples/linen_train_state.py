@@ -56,10 +56,15 @@ def train_step(state, x, y):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=500)
-  parser.add_argument("--learning-rate", type=float, default=0.05)
-  parser.add_argument("--log-every", type=int, default=100)
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=500,
+                      help="training steps (minibatches of 64 images)")
+  parser.add_argument("--learning-rate", type=float, default=0.05,
+                      help="GreedyLR's initial rate (SGD, momentum 0.9)")
+  parser.add_argument("--log-every", type=int, default=100,
+                      help="print the loss and rate every this many steps")
   args = parser.parse_args(argv)
 
   images, labels = load_digits(return_X_y=True)

@@ -134,20 +134,28 @@ def train(name, tx, mesh, data, args):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--steps", type=int, default=150)
+  parser = argparse.ArgumentParser(
+      description=__doc__.split("\n")[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=150,
+                      help="training steps of each optimizer")
   parser.add_argument("--batch-size", type=int, default=64,
                       help="global batch, a multiple of the data axis")
-  parser.add_argument("--width", type=int, default=64)
-  parser.add_argument("--learning-rate", type=float, default=3e-3)
+  parser.add_argument("--width", type=int, default=64,
+                      help="hidden units of the MLP (split over the model"
+                      " axis)")
+  parser.add_argument("--learning-rate", type=float, default=3e-3,
+                      help="initial rate of every optimizer")
   parser.add_argument("--mesh", default="4x2", help="DATAxMODEL devices")
   parser.add_argument("--axes", choices=("explicit", "auto"),
                       default="explicit",
                       help="mesh axis types (explicit is jax.make_mesh's)")
   parser.add_argument("--distributed", action="store_true",
                       help="call jax.distributed.initialize() (multi-host)")
-  parser.add_argument("--log-every", type=int, default=50)
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--log-every", type=int, default=50,
+                      help="print the loss and rate every this many steps")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the model and the minibatches")
   args = parser.parse_args(argv)
   if args.distributed:
     jax.distributed.initialize()

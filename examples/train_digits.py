@@ -87,15 +87,26 @@ def evaluate(model, x, y):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=2000)
-  parser.add_argument("--batch-size", type=int, default=64)
-  parser.add_argument("--learning-rate", type=float, default=1e-3)
-  parser.add_argument("--width", type=int, default=128)
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=2000,
+                      help="training steps (minibatches)")
+  parser.add_argument("--batch-size", type=int, default=64,
+                      help="images per minibatch")
+  parser.add_argument("--learning-rate", type=float, default=1e-3,
+                      help="GreedyLR-Adam's initial rate")
+  parser.add_argument("--width", type=int, default=128,
+                      help="units of each of the two hidden layers")
   parser.add_argument("--feed", choices=("train", "validation"),
-                      default="train")
-  parser.add_argument("--eval-every", type=int, default=100)
-  parser.add_argument("--seed", type=int, default=0)
+                      default="train",
+                      help="what GreedyLR observes: every minibatch loss, or"
+                      " the validation loss once per evaluation")
+  parser.add_argument("--eval-every", type=int, default=100,
+                      help="evaluate on the validation split (and print)"
+                      " every this many steps")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the split, the model and the minibatches")
   args = parser.parse_args(argv)
 
   (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args.seed)

@@ -41,8 +41,11 @@ def train(learning_rate, x, y, steps, key):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=300)
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=300,
+                      help="training steps of each of the six runs")
   args = parser.parse_args(argv)
   images, labels = load_digits(return_X_y=True)
   x = jnp.asarray(images / 16.0, jnp.float32)

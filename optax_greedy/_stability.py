@@ -6,10 +6,12 @@ matrix factorization via reinforcement learning", ICLR 2023 Tiny Papers
 far any parameter moves in one update.
 """
 
+import numbers
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_greedy import _checks
@@ -43,6 +45,15 @@ class ScheduledRateState(NamedTuple):
 
   learning_rate: Any
   count: jax.Array
+
+
+def _check_number(name, value, expected=""):
+  """``ValueError`` naming ``name`` unless ``value`` is a number or an array
+  (arrays include the traced values of ``inject_hyperparams`` and ``vmap``)."""
+  if isinstance(value, (bool, str)) or not isinstance(
+      value, (numbers.Real, jax.Array, np.ndarray)):
+    raise ValueError(
+        f"{name} must be a number{expected}, got {name}={value!r}.")
 
 
 def _scheduled_rate(learning_rate) -> optax.GradientTransformationExtraArgs:
@@ -217,11 +228,16 @@ def stability_clip(
   """
   if not callable(max_rate):
     raise ValueError(f"max_rate must be callable, got max_rate={max_rate!r}.")
+  _check_number("safety", safety)
   _checks.check_range("safety", safety, 0, 1, low_open=True)
-  if not isinstance(every, int) or isinstance(every, bool):
+  # An array (a traced value under inject_hyperparams) passes unchecked.
+  if not isinstance(every, jax.Array) and (
+      isinstance(every, bool) or not isinstance(every, numbers.Integral)):
     raise ValueError(f"every must be an integer >= 1, got every={every!r}.")
-  _checks.check_range("every", every, 1)
+  _checks.check_range("every", int(every) if _checks.is_concrete(every)
+                      else every, 1)
   if max_update is not None:
+    _check_number("max_update", max_update)
     _checks.check_range("max_update", max_update, 0, low_open=True)
   if isinstance(bound_args, str) or not all(
       isinstance(k, str) for k in bound_args):
@@ -231,6 +247,8 @@ def stability_clip(
     inner = optax.with_extra_args_support(learning_rate)
   else:
     if not callable(learning_rate):
+      _check_number("learning_rate", learning_rate,
+                    " > 0, a schedule or a rate-setting transform")
       _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
     inner = _scheduled_rate(learning_rate)
 

@@ -7,10 +7,10 @@ device count when it starts:
       python tests/_sharded_check.py OUT.json NAME [NAME ...]
 
 (the script sets the flag itself when JAX is not yet imported). For every
-transform NAME of ``_transforms.TRANSFORMS`` and both kinds of mesh axes
+transform NAME of ``_registry.REGISTRY`` and both kinds of mesh axes
 (``auto``: the compiler propagates shardings; ``explicit``: shardings are part
 of the array types, ``jax.make_mesh``'s default), it trains the MLP of
-``_transforms`` for ``STEPS`` jitted steps with the parameters sharded over
+``_registry`` for ``STEPS`` jitted steps with the parameters sharded over
 ``model`` (Megatron style: ``w1`` by columns, ``w2`` by rows) and the batch
 over ``data``, runs the same steps on one device, and writes one JSON record
 per (transform, mode) with what ``test_sharding.py`` asserts on: the largest
@@ -40,7 +40,7 @@ import optax
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import optax_greedy as og
-import _transforms
+import _registry
 
 STEPS = 6
 MESH_SHAPE = (4, 2)
@@ -86,12 +86,12 @@ def explicit_dot(a, b, spec):
 
 
 def explicit_loss(params, x, y):
-  return _transforms.mlp_loss(params, x, y, explicit_dot)
+  return _registry.mlp_loss(params, x, y, explicit_dot)
 
 
 # One gradient function per kind of mesh, compiled once for all transforms.
 GRADIENTS = {mode: jax.jit(jax.value_and_grad(loss)) for mode, loss in
-             (("single", _transforms.mlp_loss), ("auto", _transforms.mlp_loss),
+             (("single", _registry.mlp_loss), ("auto", _registry.mlp_loss),
               ("explicit", explicit_loss))}
 
 
@@ -118,7 +118,7 @@ def train(tx, params, mode, place, steps, state=None, start=0,
     state = place(tx.init(params), scalar=True)
   relayouts = []
   for step in range(start, start + steps):
-    x, y = place(_transforms.batch(step), batch=True)
+    x, y = place(_registry.batch(step), batch=True)
     value, grads = GRADIENTS[mode](params, x, y)
     args = (grads, state, params, value)
     if compiled is None:
@@ -135,7 +135,7 @@ def train(tx, params, mode, place, steps, state=None, start=0,
 
 
 def single_device_run(tx, steps=STEPS):
-  params = _transforms.mlp_params(jax.random.key(0))
+  params = _registry.mlp_params(jax.random.key(0))
   return train(tx, params, "single", lambda tree, **kw: tree, steps)[:2]
 
 
@@ -166,7 +166,7 @@ def sharded_run(tx, mode, steps=STEPS):
   mesh = mesh_for(mode)
   place = placer(mesh)
   with jax.set_mesh(mesh):
-    params = place(_transforms.mlp_params(jax.random.key(0)))
+    params = place(_registry.mlp_params(jax.random.key(0)))
     initial = tx.init(params)
     return (mesh, params, place, initial,
             train(tx, params, mode, place, steps))
@@ -279,7 +279,7 @@ def check(name, mode, single_cache):
   start = time.perf_counter()
   record = {"name": name, "mode": mode}
   tx = (gathering_control() if name == "gathering_control"
-        else _transforms.build(name))
+        else _registry.build(name))
   try:
     (mesh, params0, place, initial,
      (params, state, compiled, record["relayouts"])) = sharded_run(tx, mode)
@@ -296,7 +296,7 @@ def check(name, mode, single_cache):
       single_cache[name] = single_device_run(tx)
     (record["worst_rel"], record["worst_leaf"],
      record["exact_mismatch"]) = compare(single_cache[name], (params, state))
-    if name in _transforms.SHARDED_CHECKPOINTS:
+    if name in _registry.SHARDED_CHECKPOINTS:
       record["orbax"] = orbax_round_trip(tx, mesh, mode, params, place,
                                          state, compiled)
   except Exception as error:  # pylint: disable=broad-except

@@ -1,6 +1,6 @@
 """Optimizer states through Orbax checkpoints: resume bit-identically, or fail.
 
-Each transform of ``tests/_transforms.py`` trains the small MLP there for
+Each transform of ``tests/_registry.py`` trains the small MLP there for
 ``SAVE_AT`` jitted steps; params and optimizer state are saved with
 ``orbax.checkpoint.StandardCheckpointer`` and restored into abstract values
 (``jax.eval_shape`` of a freshly built optimizer's ``init``), as a restarted
@@ -16,22 +16,22 @@ import numpy as np
 import optax
 import pytest
 
-import _transforms
+import _registry
 import optax_greedy as og
 
 ocp = pytest.importorskip("orbax.checkpoint")
 
 SAVE_AT, STEPS = 5, 8
-NAMES = list(_transforms.TRANSFORMS)
+NAMES = list(_registry.REGISTRY)
 
 
-_build = _transforms.build
+_build = _registry.build
 
 
 def _step_fn(tx):
   @jax.jit
   def step(params, state, x, y):
-    value, grads = jax.value_and_grad(_transforms.mlp_loss)(params, x, y)
+    value, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
     updates, state = tx.update(grads, state, params, value=value)
     return optax.apply_updates(params, updates), state
 
@@ -40,7 +40,7 @@ def _step_fn(tx):
 
 def _train(step, params, state, start, stop):
   for i in range(start, stop):
-    params, state = step(params, state, *_transforms.batch(i))
+    params, state = step(params, state, *_registry.batch(i))
   return params, state
 
 
@@ -65,7 +65,7 @@ def _first_half(name):
   """``name``'s transform, compiled step, initial params and step-SAVE_AT
   params and state (shared by the tests below)."""
   tx = _build(name)
-  params0 = _transforms.mlp_params(jax.random.key(0))
+  params0 = _registry.mlp_params(jax.random.key(0))
   step = _step_fn(tx)
   return (tx, step, params0,
           *_train(step, params0, tx.init(params0), 0, SAVE_AT))
@@ -104,12 +104,12 @@ def test_greedy_lr_is_saved_mid_decision():
   good/bad observations is in progress, and the rate has already changed: a
   resume that lost any of them would diverge from the uninterrupted run.
   """
-  state = _first_half("greedy_lr")[-1]
-  get = lambda field: int(optax.tree.get(state, field))
-  assert get("window_len") == 3 and get("window_head") == SAVE_AT % 3
-  assert get("num_good") + get("num_bad") + get("cooldown_counter") > 0
-  assert float(optax.tree.get(state, "learning_rate")) != 0.05
-  assert get("count") == SAVE_AT
+  state = optax.tree.get(_first_half("greedy_lr")[-1], "GreedyLRState")
+  assert state.window_len == 3 and state.window_head == SAVE_AT % 3
+  assert state.num_good + state.num_bad + state.cooldown_counter > 0
+  initial = _registry.REGISTRY["greedy_lr"].kwargs["learning_rate"]
+  assert float(state.learning_rate) != initial
+  assert state.count == SAVE_AT
 
 
 def _saved_state(tmp_path, tx, params):
@@ -119,7 +119,7 @@ def _saved_state(tmp_path, tx, params):
 
 
 def _params():
-  return _transforms.mlp_params(jax.random.key(0))
+  return _registry.mlp_params(jax.random.key(0))
 
 
 @pytest.mark.parametrize("saved, wanted, message", [
@@ -160,7 +160,7 @@ def test_other_dtype_fails_instead_of_casting(tmp_path):
     ("global", "per_tensor",
      r"missing from the checkpoint: learning_rate\.b1.*"
      r"not in the optimizer's state: learning_rate"),
-    ("per_tensor", _transforms.GROUPS,
+    ("per_tensor", _registry.GROUPS,
      r"missing from the checkpoint: learning_rate\.hidden"),
 ])
 def test_other_hypergradient_granularity_fails(tmp_path, saved, wanted,

@@ -1,10 +1,37 @@
-"""The contract every public transform of optax_greedy keeps."""
+"""The contract every public transform of optax_greedy keeps.
 
+Parametrised over ``tests/_registry.py`` (a transform joins by one line there)
+and modelled on optax's suite for contributed optimizers
+(``optax/contrib/_common_test.py``), whose checks it includes: extra
+arguments to ``update``, no recompilation on the second call, updates in the
+params' dtype (float16, bfloat16, float32, float64) under ``lax.cond``,
+``optax.MultiSteps``, ``optax.inject_hyperparams`` (same updates and same
+state), ``optax.tree.map_params`` and convergence. On top of those:
+``optax.partition``, the one readable rate (``optax.tree.get(state,
+"learning_rate")`` finds one field; before the first update it is the
+initial rate, after an update the rate that update applied, so that
+``update == -learning_rate * direction``) and a non-finite loss that never
+poisons the state. Sharding (``test_sharding.py``) and checkpoints
+(``test_checkpoint.py``) run over the same registry.
+"""
+
+import functools
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
+import _registry
+
+NAMES = list(_registry.REGISTRY)
+PARAMS = _registry.mlp_params(jax.random.key(0))
+# Factors of the loss fed as ``value`` along the trajectory: non-finite
+# losses in the middle, finite ones before and after.
+LOSS_FACTORS = (1.0, 1.0, np.nan, np.inf, 1.0, -np.inf, 1.0, 1.0)
 OPTIONAL = ("flax", "orbax", "sklearn", "matplotlib", "tqdm")
 
 
@@ -15,3 +42,269 @@ def test_import_needs_only_the_core():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == "", f"import optax_greedy imported {out.strip()}"
+
+
+def _scaled(rate, directions):
+  """``-rate * directions``, each rate over the block of params it covers."""
+  return jax.tree.map(
+      lambda r, block: jax.tree.map(lambda d: -r * d, block), rate,
+      directions)
+
+
+def _assert_trees_close(actual, expected, rtol=1e-5):
+  """Leafwise closeness, with a floor at ``rtol`` of each leaf's scale."""
+  assert jax.tree.structure(actual) == jax.tree.structure(expected)
+  for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+    scale = max(float(np.max(np.abs(e), initial=0.0)), 1e-30)
+    np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * scale)
+
+
+def _rate(state):
+  """The one ``learning_rate`` field of ``state`` (fails if not one)."""
+  found = optax.tree.get_all_with_path(state, "learning_rate")
+  assert len(found) == 1, (
+      "optax.tree.get(state, 'learning_rate') must find exactly one field,"
+      f" found {[jax.tree_util.keystr(path) for path, _ in found]}")
+  return found[0][1]
+
+
+@functools.lru_cache(maxsize=None)
+def _trajectory(name):
+  """Eight jitted updates of ``name`` on the MLP, the losses fed as ``value``
+  scaled by ``LOSS_FACTORS``, with an unknown extra argument.
+
+  Returns the initial state, one record per update (params before it,
+  state after it, its updates and the reference directions) and the number
+  of times the step was traced.
+  """
+  entry = _registry.REGISTRY[name]
+  tx, direction = entry.build(), entry.direction()
+  traces = []
+
+  @jax.jit
+  def step(params, state, direction_state, x, y, factor):
+    traces.append(1)
+    loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+    updates, state = tx.update(grads, state, params, value=loss * factor,
+                               unexpected_extra_arg=1)
+    directions, direction_state = direction.update(grads, direction_state,
+                                                   params)
+    return (optax.apply_updates(params, updates), state, direction_state,
+            updates, directions)
+
+  params = PARAMS
+  initial = state = tx.init(params)
+  direction_state = direction.init(params)
+  records = []
+  for i, factor in enumerate(LOSS_FACTORS):
+    new_params, state, direction_state, updates, directions = step(
+        params, state, direction_state, *_registry.batch(i), factor)
+    records.append(dict(params=params, state=state, updates=updates,
+                        directions=directions))
+    params = new_params
+  return initial, records, len(traces)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_accepts_extra_args_and_compiles_once(name):
+  *_, traces = _trajectory(name)
+  assert traces == 1, f"update traced {traces} times in {len(LOSS_FACTORS)}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_has_one_learning_rate_field(name):
+  initial, records, _ = _trajectory(name)
+  for state in [initial] + [r["state"] for r in records]:
+    _rate(state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_rate_before_the_first_update_is_the_initial_rate(name):
+  initial, _, _ = _trajectory(name)
+  expected = _registry.REGISTRY[name].rate_before_first_update(PARAMS)
+  rate = _rate(initial)
+  jax.tree.map(
+      lambda e, block: jax.tree.map(
+          lambda r: np.testing.assert_allclose(r, e, rtol=1e-6), block),
+      expected, rate)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_is_minus_the_rate_read_times_the_direction(name):
+  """The rate in the state after an update is the one that update applied."""
+  _, records, _ = _trajectory(name)
+  for i, record in enumerate(records):
+    expected = _scaled(_rate(record["state"]), record["directions"])
+    try:
+      _assert_trees_close(record["updates"], expected)
+    except AssertionError as error:
+      raise AssertionError(f"update {i}: {error}") from None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_non_finite_loss_never_poisons_the_state(name):
+  """NaN and +/-inf values: updates stay finite, and no state entry that
+  was finite becomes NaN or infinite."""
+  _, records, _ = _trajectory(name)
+  finite_before = None
+  for i, record in enumerate(records):
+    for leaf in jax.tree.leaves(record["updates"]):
+      assert np.all(np.isfinite(leaf)), f"update {i} is not finite"
+    finite = [np.isfinite(np.asarray(leaf)) for leaf in
+              jax.tree.leaves(record["state"])
+              if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
+    if finite_before is not None:
+      for was, now in zip(finite_before, finite):
+        assert np.all(now[was]), (
+            f"update {i} (value factor {LOSS_FACTORS[i]}) made a finite state"
+            " entry non-finite")
+    finite_before = finite
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tree_map_params(name):
+  tx = _registry.build(name)
+  state = tx.init(PARAMS)
+  same = optax.tree.map_params(tx, lambda p: p, state)
+  assert jax.tree.structure(same) == jax.tree.structure(state)
+
+
+def _layout(tree):
+  return jax.tree.structure(tree), [(jnp.shape(x), jnp.result_type(x))
+                                    for x in jax.tree.leaves(tree)]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32",
+                                   "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_is_stable_under_lax_cond(name, dtype):
+  """As optax's ``test_state_shape_dtype_shard_stability``: the update runs
+  in one branch of ``lax.cond`` (so its state must have the incoming state's
+  shapes and dtypes), ``value`` comes in another dtype, and the updates and
+  params keep the params' dtype."""
+  with jax.enable_x64(dtype == "float64"):
+    dtype = jnp.dtype(dtype)
+    tx = _registry.build(name)
+    params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
+    other = jnp.bfloat16 if dtype == jnp.float16 else jnp.float16
+
+    @jax.jit
+    def step(params, state, x, y, take):
+      loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+      updates, state = jax.lax.cond(
+          take,
+          lambda: tx.update(grads, state, params, value=loss.astype(other)),
+          lambda: (jax.tree.map(jnp.zeros_like, params), state))
+      return optax.apply_updates(params, updates), state, updates
+
+    state = tx.init(params)
+    for i in range(2):
+      params, new_state, updates = step(params, state, *_registry.batch(i),
+                                        True)
+      for leaf in jax.tree.leaves((params, updates)):
+        assert leaf.dtype == dtype
+      assert _layout(new_state) == _layout(state)
+      state = new_state
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inject_hyperparams_gives_the_same_updates_and_state(name):
+  entry = _registry.REGISTRY[name]
+  plain = entry.build()
+  injected = optax.inject_hyperparams(
+      entry.factory, static_args=entry.static_args)(**entry.kwargs)
+  loss, grads = jax.value_and_grad(_registry.mlp_loss)(
+      PARAMS, *_registry.batch(0))
+
+  @jax.jit
+  def two_updates(state, state_injected):
+    for _ in range(2):
+      updates, state = plain.update(grads, state, PARAMS, value=loss)
+      updates_injected, state_injected = injected.update(
+          grads, state_injected, PARAMS, value=loss)
+    return updates, state, updates_injected, state_injected
+
+  updates, state, updates_injected, state_injected = two_updates(
+      plain.init(PARAMS), injected.init(PARAMS))
+  _assert_trees_close(updates_injected, updates)
+  assert (jax.tree.structure(state_injected.inner_state)
+          == jax.tree.structure(state))
+  _assert_trees_close(state_injected.inner_state, state)
+  # The documented read of the rate under inject_hyperparams.
+  _assert_trees_close(optax.tree.get(state_injected.inner_state,
+                                     "learning_rate"), _rate(state))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("name", NAMES)
+def test_multi_steps_accumulates(name, dtype):
+  """As optax's ``test_gradient_accumulation``, then the 4th call updates."""
+  tx = optax.MultiSteps(_registry.build(name), every_k_schedule=4)
+  params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
+  loss, grads = jax.value_and_grad(_registry.mlp_loss)(
+      params, *_registry.batch(0))
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  for call in range(4):
+    updates, state = update(grads, state, params, value=loss)
+    leaves = jax.tree.leaves(updates)
+    assert all(u.dtype == jnp.dtype(dtype) for u in leaves)
+    if call < 3:
+      assert all(np.all(np.asarray(u) == 0) for u in leaves)
+  assert all(np.all(np.isfinite(np.asarray(u, np.float32))) for u in leaves)
+  assert any(np.any(np.asarray(u) != 0) for u in leaves)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_partition_trains_its_part_only(name):
+  labels = {"w1": "ours", "b1": "ours", "w2": "frozen", "b2": "frozen"}
+  tx = optax.partition({"ours": _registry.build(name),
+                        "frozen": optax.set_to_zero()}, labels)
+
+  @jax.jit
+  def step(params, state, x, y):
+    loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+    updates, state = tx.update(grads, state, params, value=loss)
+    return optax.apply_updates(params, updates), state, updates
+
+  params, state = PARAMS, tx.init(PARAMS)
+  for i in range(3):
+    params, state, updates = step(params, state, *_registry.batch(i))
+    assert np.all(np.asarray(updates["w2"]) == 0)
+    assert np.all(np.isfinite(updates["w1"]))
+  assert np.any(np.asarray(updates["w1"]) != 0)
+  _rate(state)
+
+
+# The optimum of the quadratic below: the MLP's params moved by about 0.1.
+TARGET = jax.tree.map(
+    lambda p, n: p + 0.1 * n, PARAMS, _registry.mlp_params(jax.random.key(1)))
+CONVERGENCE_STEPS = 500
+
+
+def _quadratic(params):
+  """``1/2 sum_i c_i ||p_i - t_i||^2`` with curvatures 1/4 .. 2 per leaf."""
+  curvatures = {"w1": 1.0, "b1": 0.25, "w2": 2.0, "b2": 0.5}
+  return sum(0.5 * curvatures[k] * jnp.sum((params[k] - TARGET[k]) ** 2)
+             for k in params)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_converges_on_a_quadratic(name):
+  """As optax's ``test_optimizers`` (on one noise-free problem): the loss
+  falls below 1% of its start."""
+  tx = _registry.build(name)
+
+  def step(carry, _):
+    params, state = carry
+    loss, grads = jax.value_and_grad(_quadratic)(params)
+    updates, state = tx.update(grads, state, params, value=loss)
+    return (optax.apply_updates(params, updates), state), loss
+
+  (params, _), losses = jax.jit(lambda c: jax.lax.scan(
+      step, c, length=CONVERGENCE_STEPS))((PARAMS, tx.init(PARAMS)))
+  assert np.all(np.isfinite(losses))
+  final = float(_quadratic(params))
+  assert final < 1e-2 * float(losses[0]), (
+      f"loss {float(losses[0]):.3g} -> {final:.3g}")

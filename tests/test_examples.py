@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -14,6 +15,24 @@ def _load(name):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+@pytest.mark.parametrize("name", ["linen_train_state", "nmf_digits",
+                                  "sharded_training", "train_digits",
+                                  "vmap_sweep"])
+def test_help_shows_every_flag_with_its_default(name, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    _load(name).main(["--help"])
+  assert exit_info.value.code == 0
+  out = capsys.readouterr().out
+  options = re.findall(r"^  (--[\w-]+)", out, re.MULTILINE)
+  # Each option's entry: from its line to the next option's.
+  entries = re.split(r"^  (?=--)", out, flags=re.MULTILINE)[1:]
+  assert [e.split()[0] for e in entries] == options
+  for entry in entries:
+    if not entry.startswith("--help"):
+      assert "(default:" in entry, f"{name}: no default shown in {entry!r}"
+      assert len(entry.split()) > 4, f"{name}: no help text in {entry!r}"
 
 
 @pytest.mark.parametrize("feed", ["train", "validation"])

@@ -42,20 +42,25 @@ def _projected_gd(loss_fn, x0, rate, steps):
   return values, x
 
 
+def _top_block_curvature(params, V, block, columns=None):
+  """Largest eigenvalue of the Hessian of :func:`nmf.loss` in ``block``
+  (the other factor fixed), from ``jax.hessian``."""
+  other = "H" if block == "W" else "W"
+
+  def block_loss(x):
+    return nmf.loss({block: x, other: params[other]}, V, columns)
+
+  hessian = jax.jit(jax.hessian(block_loss))(params[block])
+  size = params[block].size
+  return np.linalg.eigvalsh(np.asarray(hessian).reshape(size, size))[-1]
+
+
 @pytest.mark.parametrize("block", ["W", "H"])
 def test_bound_equals_two_over_top_hessian_eigenvalue(block):
   key_w, key_h = jax.random.split(jax.random.key(0))
   params = {"W": jax.random.uniform(key_w, (7, 3)),
             "H": jax.random.uniform(key_h, (3, 5))}
-  V = jnp.ones((7, 5))
-  other = "H" if block == "W" else "W"
-
-  def block_loss(x):
-    return nmf.loss({block: x, other: params[other]}, V)
-
-  hessian = jax.jit(jax.hessian(block_loss))(params[block])
-  size = params[block].size
-  top = np.linalg.eigvalsh(np.asarray(hessian).reshape(size, size))[-1]
+  top = _top_block_curvature(params, jnp.ones((7, 5)), block)
   bound = nmf.stability_bounds(params)[block]
   np.testing.assert_allclose(bound, 2.0 / top, rtol=1e-4)
 
@@ -98,16 +103,8 @@ def test_batch_bound_is_exact_for_the_minibatch_loss(block):
   key_w, key_h = jax.random.split(jax.random.key(4))
   params = {"W": jax.random.uniform(key_w, (5, 2)),
             "H": jax.random.uniform(key_h, (2, 8))}
-  V = jnp.ones((5, 8))
   columns = jnp.array([1, 4, 6])
-  other = "H" if block == "W" else "W"
-
-  def block_loss(x):
-    return nmf.loss({block: x, other: params[other]}, V, columns)
-
-  hessian = jax.jit(jax.hessian(block_loss))(params[block])
-  size = params[block].size
-  top = np.linalg.eigvalsh(np.asarray(hessian).reshape(size, size))[-1]
+  top = _top_block_curvature(params, jnp.ones((5, 8)), block, columns)
   bound = nmf.stability_bounds(params, columns=columns)[block]
   np.testing.assert_allclose(bound, 2.0 / top, rtol=1e-4)
 
@@ -431,6 +428,13 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
                                          max_update=0.0), "max_update"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, -1.0),
      "learning_rate"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, "1e-3"),
+     "learning_rate must be a number"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
+                                         safety="0.9"),
+     "safety must be a number"),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
+                                         every=2.0), "every"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
                                          bound_args="columns"), "bound_args"),
     (lambda: nmf.stability_bounds(

@@ -7,7 +7,7 @@ trains a two-layer MLP with its parameters sharded over ``model`` (``w1`` by
 columns, ``b1`` and ``w2`` by rows, ``b2`` replicated) and its batches over
 ``data``, on meshes of both kinds of axes (``auto``: GSPMD propagation;
 ``explicit``: sharding in the types, ``jax.make_mesh``'s default), and on one
-device. The transforms are listed in ``tests/_transforms.py``.
+device. The transforms are listed in ``tests/_registry.py``.
 """
 
 import json
@@ -18,10 +18,10 @@ import sys
 
 import pytest
 
-import _transforms
+import _registry
 
 HERE = pathlib.Path(__file__).resolve().parent
-NAMES = list(_transforms.TRANSFORMS)
+NAMES = list(_registry.REGISTRY)
 MODES = ("auto", "explicit")
 # float32 sums over the batch (split 4 ways) and over the hidden units (split
 # 2 ways) are added in another order on the mesh: a few ulps (1.2e-7) per
@@ -142,7 +142,7 @@ def test_update_moves_no_parameter_data(records, name, mode):
 
 
 @pytest.mark.parametrize("name", ["hd_global", "hd_groups",
-                                  "stability_clip_greedy"])
+                                  "stability_clip_greedy_lr"])
 def test_global_reductions_are_partial_sums(records, name):
   """A global sum over sharded leaves compiles to local sums + all-reduce."""
   record = _record(records, name, "auto")
@@ -158,7 +158,7 @@ def test_collective_check_sees_a_gather(records):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", _transforms.SHARDED_CHECKPOINTS)
+@pytest.mark.parametrize("name", _registry.SHARDED_CHECKPOINTS)
 def test_orbax_round_trip_keeps_shardings(records, name, mode):
   """Saved sharded, restored into an abstract state with shardings."""
   orbax = _record(records, name, mode)["orbax"]

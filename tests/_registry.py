@@ -1,0 +1,226 @@
+"""Every public transform of optax_greedy, as the contract tests build it.
+
+``REGISTRY`` maps a name to an :class:`Entry`: how to build the transform
+(a factory and its keyword arguments, so that ``optax.inject_hyperparams``
+can build it too), the direction it scales (an optax transform computed
+alongside, so that a test can check ``update == -learning_rate * direction``)
+and the rate its state holds before the first update. ``test_contract.py``,
+``test_sharding.py`` (through ``_sharded_check.py``) and
+``test_checkpoint.py`` run every entry; a new transform joins all of them by
+one line here.
+
+Every entry works on the small MLP parameter tree of :func:`mlp_params`
+(leaves ``w1``, ``b1``, ``w2``, ``b2``). The hyperparameters make the
+interesting state change within a few steps: GreedyLR with ``patience=1``
+and a 3-value window changes its rate and wraps its window, the
+hypergradient rates move with ``hypergrad_lr`` large enough to be visible in
+float32, and :func:`leaf_bounds` caps some leaves and not others.
+"""
+
+import dataclasses
+import importlib.resources
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_greedy as og
+
+GREEDY = dict(patience=1, window_size=3, cooldown=1)
+GROUPS = {"w1": "hidden", "b1": "hidden", "w2": "out", "b2": "out"}
+# GreedyLR's window sets the shape of its state: never a traced value.
+GREEDY_STATIC = ("window_size",)
+
+
+def leaf_bounds(params):
+  """A stability bound per leaf, ``1 / (1 + ||p||^2)``: a global reduction.
+
+  At :func:`mlp_params` it caps ``w1`` (about 0.03) and ``w2`` (about 0.1)
+  below a rate of 0.05 and leaves the zero biases (1.0) uncapped.
+  """
+  return jax.tree.map(lambda p: 1.0 / (1.0 + jnp.sum(p * p)), params)
+
+
+def _capped(rate):
+  """The rate of ``stability_clip(leaf_bounds, rate)`` before any update."""
+  return lambda params: jax.tree.map(lambda b: jnp.minimum(rate, 0.9 * b),
+                                     leaf_bounds(params))
+
+
+def policy_names():
+  """The policies shipped with the package (``nmf``; ``dnn`` once trained)."""
+  shipped = importlib.resources.files("optax_greedy") / "policies"
+  return [name for name in ("nmf", "dnn")
+          if any(f.name.startswith(name) for f in shipped.iterdir())]
+
+
+# Rate-setters placed after a direction, as the README shows them. Each is a
+# factory of keyword arguments, so inject_hyperparams can build it too.
+def adam_greedy_lr(learning_rate, patience, window_size, cooldown):
+  """``chain(scale_by_adam(), greedy_lr(...))``."""
+  return optax.chain(
+      optax.scale_by_adam(),
+      og.greedy_lr(learning_rate, patience=patience, window_size=window_size,
+                   cooldown=cooldown))
+
+
+def momentum_clipped_greedy_lr(learning_rate, patience, window_size,
+                               cooldown):
+  """Momentum, then GreedyLR capped at :func:`leaf_bounds`."""
+  return optax.chain(
+      optax.trace(0.9),
+      og.stability_clip(leaf_bounds,
+                        og.greedy_lr(learning_rate, patience=patience,
+                                     window_size=window_size,
+                                     cooldown=cooldown)))
+
+
+def clipped_hd_sgd(learning_rate, hypergrad_lr):
+  """SGD-HD (one global rate) capped at :func:`leaf_bounds` (per leaf)."""
+  return og.stability_clip(leaf_bounds, og.hd_sgd(learning_rate, hypergrad_lr))
+
+
+def adam_learned_schedule(policy, max_rate, budget):
+  """``chain(scale_by_adam(), learned_schedule(load_policy(policy), ...))``."""
+  return optax.chain(
+      optax.scale_by_adam(),
+      og.learned_schedule(og.load_policy(policy), max_rate, budget=budget))
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  """One transform of the registry.
+
+  Attributes:
+    factory: builds the transform from ``kwargs``.
+    kwargs: its keyword arguments.
+    direction: builds the optax transform whose output the transform scales
+      by its rate (``update == -learning_rate * direction``).
+    static_args: the arguments ``optax.inject_hyperparams`` must not trace.
+    initial_rate: ``params -> rate`` before the first update; ``None``:
+      ``kwargs["learning_rate"]``.
+  """
+
+  factory: Callable[..., Any]
+  kwargs: dict
+  direction: Callable[[], Any] = optax.identity
+  static_args: tuple = ()
+  initial_rate: Optional[Callable[[Any], Any]] = None
+
+  def build(self):
+    return self.factory(**self.kwargs)
+
+  def rate_before_first_update(self, params):
+    if self.initial_rate is None:
+      return self.kwargs["learning_rate"]
+    return self.initial_rate(params)
+
+
+def _hd(direction, granularity, rule, hypergrad_lr):
+  return Entry(og.hypergradient,
+               dict(direction=direction(), learning_rate=0.02,
+                    hypergrad_lr=hypergrad_lr, granularity=granularity,
+                    rule=rule),
+               direction)
+
+
+_adam = optax.scale_by_adam
+_momentum = lambda: optax.trace(0.9)
+_nesterov = lambda: optax.trace(0.9, nesterov=True)
+
+REGISTRY = {
+    "greedy_lr": Entry(adam_greedy_lr, dict(learning_rate=0.01, **GREEDY),
+                       _adam, GREEDY_STATIC),
+    "greedy_sgd": Entry(og.greedy_sgd, dict(learning_rate=0.05, **GREEDY),
+                        optax.identity, GREEDY_STATIC),
+    "greedy_sgd_momentum": Entry(
+        og.greedy_sgd, dict(learning_rate=0.05, momentum=0.9, **GREEDY),
+        _momentum, GREEDY_STATIC),
+    "greedy_sgd_nesterov": Entry(
+        og.greedy_sgd, dict(learning_rate=0.05, momentum=0.9, nesterov=True,
+                            **GREEDY), _nesterov, GREEDY_STATIC),
+    "greedy_adam": Entry(og.greedy_adam, dict(learning_rate=0.01, **GREEDY),
+                         _adam, GREEDY_STATIC),
+    "greedy_adamw": Entry(
+        og.greedy_adamw,
+        dict(learning_rate=0.01, weight_decay=0.01, **GREEDY),
+        lambda: optax.chain(optax.scale_by_adam(),
+                            optax.add_decayed_weights(0.01)), GREEDY_STATIC),
+    "hd_global": _hd(optax.identity, "global", "additive", 1e-2),
+    "hd_per_tensor": _hd(_adam, "per_tensor", "additive", 1e-4),
+    "hd_per_parameter": _hd(_momentum, "per_parameter", "additive", 1e-2),
+    "hd_groups": _hd(optax.identity, GROUPS, "additive", 1e-2),
+    "hd_global_multiplicative": _hd(_adam, "global", "multiplicative", 0.05),
+    "hd_per_tensor_multiplicative": _hd(_adam, "per_tensor", "multiplicative",
+                                        0.05),
+    "hd_per_parameter_multiplicative": _hd(
+        optax.identity, "per_parameter", "multiplicative", 0.05),
+    "hd_groups_multiplicative": _hd(_momentum, GROUPS, "multiplicative",
+                                    0.05),
+    "hd_sgd": Entry(og.hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2)),
+    "hd_sgd_nesterov": Entry(
+        og.hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2, momentum=0.9,
+                        nesterov=True), _nesterov),
+    "hd_adam": Entry(og.hd_adam, dict(learning_rate=0.01, hypergrad_lr=1e-4),
+                     _adam),
+    "stability_clip": Entry(
+        og.stability_clip, dict(max_rate=leaf_bounds, learning_rate=0.05),
+        static_args=("max_rate",), initial_rate=_capped(0.05)),
+    "stability_clip_greedy_lr": Entry(
+        momentum_clipped_greedy_lr, dict(learning_rate=0.05, **GREEDY),
+        _momentum, GREEDY_STATIC, _capped(0.05)),
+    "stability_clip_hd_sgd": Entry(
+        clipped_hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2),
+        initial_rate=_capped(0.05)),
+    **{f"learned_schedule_{policy}": Entry(
+        adam_learned_schedule, dict(policy=policy, max_rate=0.01, budget=10),
+        _adam, ("policy",), lambda params: 0.01)
+       for policy in policy_names()},
+}
+# Transforms whose sharded state test_sharding.py also saves and restores.
+SHARDED_CHECKPOINTS = ("greedy_adam", "hd_global", "hd_per_parameter")
+
+
+def build(name):
+  """The transform called ``name``."""
+  return REGISTRY[name].build()
+
+
+def mlp_params(key, d_in=16, hidden=32, d_out=8):
+  """A two-layer MLP's parameters (float32), scaled for a stable start."""
+  k1, k2 = jax.random.split(key)
+  return {
+      "w1": jax.random.normal(k1, (d_in, hidden)) / jnp.sqrt(d_in),
+      "b1": jnp.zeros(hidden),
+      "w2": jax.random.normal(k2, (hidden, d_out)) / jnp.sqrt(hidden),
+      "b2": jnp.zeros(d_out),
+  }
+
+
+def plain_dot(a, b, spec):
+  """``a @ b``; ``spec`` (the output sharding) is ignored."""
+  del spec
+  return a @ b
+
+
+def mlp_loss(params, x, y, dot=plain_dot):
+  """Mean squared error of ``tanh(x w1 + b1) w2 + b2`` against ``y``.
+
+  ``dot(a, b, spec)`` multiplies matrices; a sharded caller passes one that
+  names the output sharding (explicit sharding needs it for the second,
+  row-parallel product).
+  """
+  h = jnp.tanh(dot(x, params["w1"], ("data", "model")) + params["b1"])
+  out = dot(h, params["w2"], ("data", None)) + params["b2"]
+  return jnp.mean((out - y) ** 2)
+
+
+def batch(step, n=32, d_in=16, d_out=8):
+  """A noisy regression minibatch for ``step`` (NumPy: no JAX compilation)."""
+  rng = np.random.default_rng(step)
+  teacher = np.random.default_rng(12345).normal(size=(d_in, d_out)) / 4
+  x = rng.normal(size=(n, d_in)).astype(np.float32)
+  noise = 0.1 * rng.normal(size=(n, d_out))
+  return x, (np.sin(x @ teacher) + noise).astype(np.float32)
