@@ -7,7 +7,9 @@ vmapped batch of random synthetic stochastic-NMF problems
 
   python examples/train_nmf_policy.py --seed 0
 
-writes ``out/nmf_policy.npz`` (about 6 minutes on 2 shared CPU cores);
+writes ``out/nmf_policy.npz`` (about 6 minutes on 2 shared CPU cores; the
+shipped file came from the same command when the policy was a Flax module,
+whose initial weights were drawn differently);
 ``--iterations 3`` is a smoke test. The default output never overwrites the
 shipped policy: to ship a new one, copy the file over
 ``optax_greedy/policies/nmf_policy.npz`` and rerun the tests and

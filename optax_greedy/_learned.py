@@ -186,7 +186,7 @@ def learned_schedule(
   * ``load_policy("dnn")``: deep networks. ``max_rate`` is the peak rate you
     would give cosine annealing; use it after a direction such as
     ``optax.scale_by_adam()`` or ``optax.trace(decay=0.9)``. Trained on
-    MLPs, small CNNs and teacher-student tasks, budgets 60-240 steps.
+    MLPs, small CNNs and teacher-student tasks, budgets 40-160 steps.
   * ``load_policy("nmf")``: stochastic NMF with
     ``max_rate = lambda p: nmf.stability_bounds(p, joint=True)``, SGD on
     column minibatches, budgets 80-200. To also cap at ``safety * bound``

@@ -17,6 +17,7 @@ import pytest
 import optax_greedy
 from optax_greedy import learning
 from optax_greedy import nmf
+from optax_greedy.learning import dnn_problems
 from optax_greedy.learning import es
 from optax_greedy.learning import nmf_problems
 
@@ -330,3 +331,81 @@ def test_dnn_policy_after_adam_and_momentum_directions(direction):
   for _ in range(200):
     params, state = step(params, state)
   assert float(loss_fn(params)) < 1e-2 * float(loss_fn({"x": jnp.zeros(3)}))
+
+
+def _tiny_family():
+  return dnn_problems.mlp_family("tiny", sources=("iris",), max_width=8,
+                                 max_depth=2, dims=4, rows=150)
+
+
+def test_dnn_tiny_training_run_improves_on_the_cosine_start():
+  config = dnn_problems.EnvConfig(problems=2, max_steps=12, min_budget=6,
+                                  max_batch=8)
+  es_config = es.ESConfig(iterations=2, pairs=2, sigma=0.05,
+                          learning_rate=0.01)
+  checkpoints = []
+  policy, history = dnn_problems.train(
+      1, es_config, config, families=(_tiny_family(),),
+      checkpoint=lambda i, p: checkpoints.append(i), imitation_steps=50)
+  assert checkpoints == [0, 1]
+  assert policy.features == dnn_problems.FEATURES
+  assert len(history) == 2
+  for info in history:
+    assert np.isfinite(info["mean_fitness"])
+    assert 0 <= info["val_equal_or_better"] <= 1
+  start, _ = dnn_problems.cosine_policy(
+      jax.random.fold_in(jax.random.key(1), 1), steps=50)
+  moved = sum(float(jnp.sum(jnp.abs(a - s))) for a, s in zip(
+      jax.tree.leaves(policy), jax.tree.leaves(start)))
+  assert moved > 0
+
+
+def test_cosine_policy_follows_cosine_annealing():
+  policy, fit = dnn_problems.cosine_policy(jax.random.key(0), steps=400)
+  assert fit < 0.05
+  used = np.linspace(0, 0.9, 10)
+  features = np.zeros((10, len(policy.features)))
+  features[:, policy.features.index("budget_used")] = used
+  expected = 0.5 * (1 + np.cos(np.pi * used))
+  np.testing.assert_allclose(learning.policy_fraction(policy, features),
+                             expected, atol=0.1)
+
+
+def test_reward_is_a_loss_averse_log_ratio():
+  base = {"val": jnp.asarray([2.0]), "train": jnp.asarray([1.0])}
+  same = dnn_problems.reward(base, base)
+  better = dnn_problems.reward(
+      base, {"val": jnp.asarray([1.0]), "train": jnp.asarray([1.0])})
+  worse = dnn_problems.reward(
+      base, {"val": jnp.asarray([4.0]), "train": jnp.asarray([1.0])})
+  diverged = dnn_problems.reward(
+      base, {"val": jnp.asarray([jnp.nan]), "train": jnp.asarray([jnp.inf])})
+  assert float(same) == 0.0
+  np.testing.assert_allclose(better, 0.5)  # clip(log 2, 0.5)
+  np.testing.assert_allclose(worse, -1.0)  # twice clip(-log 2, -0.5)
+  np.testing.assert_allclose(diverged, -1.5)
+
+
+def test_padded_units_stay_zero_through_an_episode():
+  family = _tiny_family()
+  config = dnn_problems.EnvConfig(max_steps=15, min_budget=15, max_batch=8)
+  problem = family.sample(jax.random.key(3), config)
+  problem = problem._replace(
+      arch={**problem.arch, "units": jnp.arange(8.0) < 5})
+  params = family.init(jax.random.key(4), problem)
+  tx = dnn_problems.learned_optimizer(optax_greedy.load_policy("dnn"))(
+      problem)
+  state = tx.init(params)
+  loss = lambda p: jnp.mean(family.apply(p, problem.x[:16], problem.arch)**2)
+
+  @jax.jit
+  def step(params, state):
+    value, grads = jax.value_and_grad(loss)(params)
+    updates, state = tx.update(grads, state, params, value=value)
+    return optax.apply_updates(params, updates), state
+
+  for _ in range(5):
+    params, state = step(params, state)
+  np.testing.assert_array_equal(params[0]["w"][:, 5:], 0)
+  np.testing.assert_array_equal(params[1]["w"][5:], 0)
+  np.testing.assert_array_equal(params[-1]["w"][5:], 0)

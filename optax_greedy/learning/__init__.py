@@ -33,5 +33,6 @@ from optax_greedy._policy import init_policy
 from optax_greedy._policy import load_policy
 from optax_greedy._policy import policy_fraction
 from optax_greedy._policy import save_policy
+from optax_greedy.learning import dnn_problems
 from optax_greedy.learning import es
 from optax_greedy.learning import nmf_problems

@@ -236,7 +236,7 @@ def _split_and_run(key, config, n, x, y, out_mask, regression, arch,
   noise = jax.random.uniform(keys[2], [], maxval=0.2)
   flip = jax.random.uniform(keys[3], [rows]) < noise
   random_label = jax.random.randint(keys[4], [rows], 0, classes.astype(int))
-  noisy = jax.nn.one_hot(random_label, MAX_OUT)
+  noisy = jax.nn.one_hot(random_label, y.shape[-1])
   y = jnp.where(flip[:, None] & ~regression, noisy, y)
   adam = jax.random.bernoulli(keys[5])
   peak = jnp.where(adam, _loguniform(keys[6], *config.adam_peaks),
@@ -457,9 +457,9 @@ def sequence_family(name, attention: bool, context=8, embed=16, width=64,
   ``attention=False``: an MLP on the concatenated embeddings of the last
   ``context`` characters. ``attention=True``: a single-head attention block
   (with positional embeddings and a residual MLP) whose last position
-  predicts the next character. Each problem uses a random subset of
-  ``windows`` windows; the vocabulary (37) is padded to... the classes are
-  the 37 ids, so these families use their own output size.
+  predicts the next character. Each problem uses a random subset of (at
+  least half of) ``windows`` windows. The outputs are the 37 character ids
+  (not :data:`MAX_OUT`).
   """
   ids, nxt = char_windows(context, windows, seed)
   vocab = len(_ALPHABET) + 1
@@ -591,8 +591,11 @@ def learned_optimizer(policy):
 
 
 def _applied_rate(state):
-  """The state's ``learning_rate`` (NaN for a transform without one)."""
-  rate = optax.tree.get(state, "learning_rate", default=jnp.nan)
+  """The state's ``learning_rate`` (NaN unless it has exactly one)."""
+  try:
+    rate = optax.tree.get(state, "learning_rate", default=jnp.nan)
+  except KeyError:  # Several, e.g. two alternatives run side by side.
+    return jnp.asarray(jnp.nan)
   return jnp.mean(jnp.asarray(jax.tree.leaves(rate)[0], jnp.float32))
 
 
@@ -756,15 +759,24 @@ ES_CONFIG = es.ESConfig(iterations=180, pairs=8, sigma=0.05,
 
 def train(seed: int, es_config: es.ESConfig = ES_CONFIG,
           config: EnvConfig = EnvConfig(), *, families=None, log=None,
-          checkpoint=None):
+          checkpoint=None, imitation_steps=2000):
   """Trains the deep-network policy: cosine imitation, then ES.
 
   Deterministic for a seed.
+
+  Args:
+    seed: the only source of randomness.
+    es_config: an :class:`~optax_greedy.learning.es.ESConfig`.
+    config: an :class:`EnvConfig`.
+    families: the training families (default :func:`training_families`).
+    log, checkpoint: as in :func:`optax_greedy.learning.es.train_es`.
+    imitation_steps: steps of :func:`cosine_policy` before ES.
 
   Returns:
     ``(policy, history)`` as :func:`optax_greedy.learning.es.train_es`.
   """
   families = training_families() if families is None else families
-  initial, _ = cosine_policy(jax.random.fold_in(jax.random.key(seed), 1))
+  initial, _ = cosine_policy(jax.random.fold_in(jax.random.key(seed), 1),
+                             steps=imitation_steps)
   return es.train_es(seed, lambda p, k: fitness(p, k, families, config),
                      initial, es_config, log=log, checkpoint=checkpoint)

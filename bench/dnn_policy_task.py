@@ -1,0 +1,322 @@
+"""Benchmark task: the learned deep-network schedule on held-out networks.
+
+``load_policy("dnn")`` was trained (``examples/train_dnn_policy.py``) on
+MLPs and small CNNs over digits, iris, wine and teacher-student data. It is
+evaluated here on what it never saw:
+
+* ``char_mlp``: a next-character MLP on Python standard-library docstrings;
+* ``attention``: a tiny single-head attention block on the same text;
+* ``mlp_breast_cancer``: MLPs (width up to 64, wider than in training) on
+  scikit-learn's breast-cancer data.
+
+Each problem runs with Adam (``optax.scale_by_adam``) and with SGD momentum
+0.9 (``optax.trace``), at two peak rates per direction (Adam 1e-3, 1e-2;
+momentum 1e-2, 1e-1), for ``--seeds`` seeds (rows used, label noise,
+initialisation and minibatches), batch 32 and a budget of 200 steps (longer
+than any training episode, 40-160). Methods, all on the same
+initialisation and minibatches:
+
+* ``learned``: the direction, then ``learned_schedule(load_policy("dnn"),
+  peak, budget=200)``;
+* ``cosine``: cosine annealing from the peak to 0;
+* ``warmup_cosine``: linear warmup over 10% of the budget, then cosine;
+* ``greedy``: ``greedy_adam(peak)`` / ``greedy_sgd(peak, momentum=0.9)``
+  with their defaults.
+
+Reported (held-out loss first): win/tie/loss of ``learned`` against each
+method on the final validation (held-out) loss and on the final training
+loss (full training set), tie within 1%; the fraction of problems where
+``learned`` is equal or better than both cosine and warmup-cosine; the
+median number of steps each method needs to reach cosine's final training
+loss (checked every 10 steps; runs that never reach it count as the
+budget + 10). The same table for fresh problems of the training families
+(``mlp``, ``cnn``) is shown separately, as in-distribution.
+
+    python -m bench.dnn_policy_task [--seeds 5] [--out bench/results/dnn_policy]
+"""
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optax_greedy
+from optax_greedy.learning import dnn_problems
+
+TIE = 0.01
+BUDGET = 200
+CHECKPOINTS = 20
+BATCH = 32
+PEAKS = {"adam": (1e-3, 1e-2), "momentum": (1e-2, 1e-1)}
+METHODS = ("learned", "cosine", "warmup_cosine", "greedy")
+BASELINES = METHODS[1:]
+
+
+def _select(adam, first, second):
+  """``first`` where ``adam`` (traced) else ``second``; both are run."""
+
+  def init_fn(params):
+    return first.init(params), second.init(params)
+
+  def update_fn(updates, state, params=None, **extra):
+    a, state_a = first.update(updates, state[0], params, **extra)
+    b, state_b = second.update(updates, state[1], params, **extra)
+    return optax.tree.where(adam, a, b), (state_a, state_b)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _warmup_cosine(problem):
+  warmup = jnp.maximum(problem.budget // 10, 1)
+
+  def rate(t):
+    up = problem.peak * t / warmup
+    progress = jnp.clip((t - warmup) / (problem.budget - warmup), 0.0, 1.0)
+    down = problem.peak * 0.5 * (1 + jnp.cos(jnp.pi * progress))
+    return -jnp.where(t < warmup, up, down)
+
+  return optax.chain(dnn_problems.direction(problem.adam),
+                     optax.scale_by_schedule(rate))
+
+
+def _greedy(problem):
+  return _select(
+      problem.adam,
+      optax.with_extra_args_support(optax_greedy.greedy_adam(problem.peak)),
+      optax.with_extra_args_support(
+          optax_greedy.greedy_sgd(problem.peak, momentum=0.9)))
+
+
+def optimizers(policy):
+  """The compared methods, each ``problem -> optimizer``."""
+  return {"learned": dnn_problems.learned_optimizer(policy),
+          "cosine": dnn_problems.cosine_optimizer,
+          "warmup_cosine": _warmup_cosine,
+          "greedy": _greedy}
+
+
+def problems_of(family, seeds):
+  """The grid of problems: direction x peak x seed, stacked."""
+  config = dnn_problems.EnvConfig(max_steps=BUDGET, min_budget=BUDGET,
+                                  max_batch=BATCH)
+  grid = []
+  for direction, peaks in PEAKS.items():
+    for peak in peaks:
+      for seed in range(seeds):
+        grid.append((direction, peak, seed))
+  keys = jnp.stack([jax.random.key_data(jax.random.fold_in(
+      jax.random.key(20_000), s)) for _, _, s in grid])
+  problems = jax.vmap(lambda k: family.sample(
+      jax.random.wrap_key_data(k), config))(keys)
+  problems = problems._replace(
+      adam=jnp.asarray([d == "adam" for d, _, _ in grid]),
+      peak=jnp.asarray([p for _, p, _ in grid], jnp.float32),
+      batch_size=jnp.full([len(grid)], BATCH),
+      budget=jnp.full([len(grid)], BUDGET),
+      init_scale=jnp.ones([len(grid)]))
+  return grid, problems, keys
+
+
+def run_family(family, policy, seeds):
+  """All methods on all problems of one family: ``{method: arrays}``."""
+  grid, problems, keys = problems_of(family, seeds)
+
+  @jax.jit
+  def run(problems, keys):
+    out = {}
+    for name, optimizer in optimizers(policy).items():
+      out[name] = jax.vmap(lambda p, k, o=optimizer: dnn_problems.run_episode(
+          family, p, o, jax.random.wrap_key_data(k), max_steps=BUDGET,
+          max_batch=BATCH, checkpoints=CHECKPOINTS))(problems, keys)
+    return out
+
+  out = jax.tree.map(np.asarray, run(problems, keys))
+  return grid, out
+
+
+def _wtl(learned, other):
+  rel = (learned - other) / np.abs(other)
+  ok = np.isfinite(learned) & np.isfinite(other)
+  win = (rel < -TIE) | (np.isfinite(learned) & ~np.isfinite(other))
+  loss = (rel > TIE) | (~np.isfinite(learned) & np.isfinite(other))
+  tie = ~win & ~loss
+  del ok
+  return win, tie, loss
+
+
+def _steps_to(train_curves, target):
+  """First checkpoint step where the training loss <= target (else +10)."""
+  every = BUDGET // CHECKPOINTS
+  reached = train_curves <= target[:, None] * (1 + 1e-6)
+  first = np.where(reached.any(1), reached.argmax(1), CHECKPOINTS)
+  return (first + 1) * every
+
+
+def summarise(grid, out):
+  """Per-problem records and win/tie/loss counts for one family."""
+  records = []
+  final = {m: {"val": out[m]["val"][:, -1], "train": out[m]["train"][:, -1]}
+           for m in METHODS}
+  target = final["cosine"]["train"]
+  steps = {m: _steps_to(out[m]["train"], target) for m in METHODS}
+  for i, (direction, peak, seed) in enumerate(grid):
+    records.append({
+        "direction": direction, "peak": peak, "seed": seed,
+        **{f"{m}_{s}": float(final[m][s][i]) for m in METHODS
+           for s in ("val", "train")},
+        **{f"{m}_steps_to_cosine_train": int(steps[m][i]) for m in METHODS},
+    })
+  counts = {}
+  for split in ("val", "train"):
+    for b in BASELINES:
+      w, t, l = _wtl(final["learned"][split], final[b][split])
+      counts[f"{split}_vs_{b}"] = [int(w.sum()), int(t.sum()), int(l.sum())]
+    both = np.ones(len(grid), bool)
+    for b in ("cosine", "warmup_cosine"):
+      _, _, l = _wtl(final["learned"][split], final[b][split])
+      both &= ~l
+    counts[f"{split}_equal_or_better_both"] = [int(both.sum()), len(grid)]
+  counts["median_steps_to_cosine_train"] = {
+      m: float(np.median(steps[m])) for m in METHODS}
+  return records, counts
+
+
+def _table(title, summary):
+  lines = [f"### {title}", "",
+           "| family | loss | vs cosine W/T/L | vs warmup-cosine W/T/L |"
+           " vs greedy W/T/L | equal-or-better than both cosines |",
+           "|---|---|---|---|---|---|"]
+  totals = {}
+  for family, counts in summary.items():
+    for split, label in (("val", "held-out (validation)"),
+                         ("train", "training")):
+      cells = []
+      for b in BASELINES:
+        w, t, l = counts[f"{split}_vs_{b}"]
+        cells.append(f"{w}/{t}/{l}")
+        acc = totals.setdefault((split, b), [0, 0, 0])
+        for j, v in enumerate((w, t, l)):
+          acc[j] += v
+      ok, n = counts[f"{split}_equal_or_better_both"]
+      acc = totals.setdefault((split, "both"), [0, 0])
+      acc[0] += ok
+      acc[1] += n
+      lines.append(f"| {family} | {label} | " + " | ".join(cells)
+                   + f" | {ok}/{n} ({100 * ok / n:.0f}%) |")
+  for split, label in (("val", "held-out (validation)"), ("train", "training")):
+    cells = ["/".join(map(str, totals[(split, b)])) for b in BASELINES]
+    ok, n = totals[(split, "both")]
+    lines.append(f"| **all** | {label} | " + " | ".join(cells)
+                 + f" | **{ok}/{n} ({100 * ok / n:.0f}%)** |")
+  lines += ["", "Median steps to reach cosine's final training loss"
+            f" (budget {BUDGET}; {BUDGET + BUDGET // CHECKPOINTS} = never):",
+            "", "| family | " + " | ".join(METHODS) + " |",
+            "|---|" + "---|" * len(METHODS)]
+  for family, counts in summary.items():
+    med = counts["median_steps_to_cosine_train"]
+    lines.append(f"| {family} | " + " | ".join(f"{med[m]:.0f}"
+                                               for m in METHODS) + " |")
+  return lines
+
+
+def _figure(path, examples):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(2, len(examples), figsize=(4.2 * len(examples), 7),
+                           squeeze=False)
+  steps = np.arange(BUDGET)
+  checks = (np.arange(CHECKPOINTS) + 1) * (BUDGET // CHECKPOINTS)
+  for j, (title, peak, out, i) in enumerate(examples):
+    cosine = peak * 0.5 * (1 + np.cos(np.pi * steps / BUDGET))
+    w = BUDGET // 10
+    warm = np.where(steps < w, peak * steps / w, peak * 0.5 * (1 + np.cos(
+        np.pi * np.clip((steps - w) / (BUDGET - w), 0, 1))))
+    ax = axes[0, j]
+    ax.plot(steps, out["learned"]["rates"][i], label="learned", lw=2)
+    ax.plot(steps, cosine, label="cosine", ls="--")
+    ax.plot(steps, warm, label="warmup-cosine", ls=":")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.legend(fontsize=8)
+    ax = axes[1, j]
+    for m, style in (("learned", "-"), ("cosine", "--"),
+                     ("warmup_cosine", ":"), ("greedy", "-.")):
+      line, = ax.plot(checks, out[m]["val"][i], style,
+                      label=f"{m} held-out")
+      ax.plot(checks, out[m]["train"][i], style, color=line.get_color(),
+              alpha=0.4, lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (bold: held-out, faint: training)")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+  parser.add_argument("--seeds", type=int, default=5, help="seeds per cell")
+  parser.add_argument("--policy", default="dnn",
+                      help="policy name or .npz path")
+  parser.add_argument("--out", default="bench/results/dnn_policy",
+                      help="output folder (json, md, png)")
+  parser.add_argument("--no-in-distribution", action="store_true",
+                      help="skip the training families")
+  args = parser.parse_args(argv)
+  policy = optax_greedy.load_policy(args.policy)
+  out_dir = pathlib.Path(args.out)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  start = time.perf_counter()
+  results = {"held_out": {}, "in_distribution": {}}
+  summaries = {"held_out": {}, "in_distribution": {}}
+  examples = []
+  groups = [("held_out", dnn_problems.held_out_families())]
+  if not args.no_in_distribution:
+    groups.append(("in_distribution", dnn_problems.training_families()))
+  for group, families in groups:
+    for family in families:
+      t0 = time.perf_counter()
+      grid, out = run_family(family, policy, args.seeds)
+      records, counts = summarise(grid, out)
+      results[group][family.name] = records
+      summaries[group][family.name] = counts
+      print(f"{group}/{family.name}: {time.perf_counter() - t0:.0f}s"
+            f" {counts}", flush=True)
+      if group == "held_out":
+        i = next(k for k, (d, p, s) in enumerate(grid)
+                 if d == "adam" and p == PEAKS["adam"][1] and s == 0)
+        examples.append((f"{family.name}, Adam, peak {grid[i][1]:g}",
+                         grid[i][1], out, i))
+  seconds = time.perf_counter() - start
+  (out_dir / "dnn_policy.json").write_text(json.dumps(
+      {"summary": summaries, "problems": results, "seconds": seconds,
+       "budget": BUDGET, "tie": TIE, "policy": args.policy}, indent=1))
+  lines = ["# Learned deep-network schedule on held-out networks", "",
+           f"`python -m bench.dnn_policy_task --seeds {args.seeds}`"
+           f" ({seconds:.0f} s). Win/tie/loss of the learned schedule"
+           f" (tie: within {TIE:.0%}); held-out = validation rows never"
+           " trained on.", ""]
+  lines += _table("Held-out families (never seen in training)",
+                  summaries["held_out"])
+  if summaries["in_distribution"]:
+    lines += [""] + _table("Training families, fresh problems"
+                           " (in-distribution, not the headline)",
+                           summaries["in_distribution"])
+  (out_dir / "dnn_policy.md").write_text("\n".join(lines) + "\n")
+  _figure(out_dir / "dnn_policy.png", examples)
+  print("\n".join(lines))
+  return summaries
+
+
+if __name__ == "__main__":
+  main()
