@@ -63,7 +63,7 @@ def loss_fn(params, x, y):
 
 def train(tx, params, splits, batches, every, feed):
   """The whole run in one compiled scan; returns the final params and the
-  learning rate after every step."""
+  learning rate applied at every step (NaN for a transform without one)."""
   (x_train, y_train), (x_val, y_val), _ = (
       tuple(jnp.asarray(a) for a in split) for split in splits)
 
@@ -80,7 +80,7 @@ def train(tx, params, splits, batches, every, feed):
     else:
       feed_args = {}
     updates, state = tx.update(grads, state, params, **feed_args)
-    rate = optax.tree.get(state, "learning_rate")
+    rate = optax.tree.get(state, "learning_rate", jnp.nan)  # NaN: no field
     return (optax.apply_updates(params, updates), state), rate
 
   run = jax.jit(lambda params: jax.lax.scan(

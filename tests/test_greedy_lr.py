@@ -7,6 +7,7 @@ of the library in test_contract.py; this file keeps what is GreedyLR's own.
 
 import functools
 import gzip
+import importlib.util
 import inspect
 import json
 import pathlib
@@ -535,3 +536,47 @@ def test_invalid_hyperparameters_raise(kwargs, name):
 
 def test_window_size_is_only_checked_with_smoothing():
   optax_greedy.greedy_lr(0.1, smooth=False, window_size=0)
+
+
+def test_validation_feed_observes_every_k_steps_in_a_scan():
+  tx = optax_greedy.greedy_lr(0.1, patience=0, smooth=False)
+  params = jnp.zeros([])
+
+  def step(state, t):
+    # The "validation loss" falls with t: every observation improves.
+    feed = optax_greedy.validation_feed(t, 5, lambda: 100.0 - t)
+    _, state = tx.update(params, state, params, **feed)
+    return state, (feed["value"], feed["observe"], state.next_learning_rate)
+
+  state, (values, observed, rates) = jax.jit(
+      lambda: jax.lax.scan(step, tx.init(params), jnp.arange(20)))()
+  np.testing.assert_array_equal(np.flatnonzero(observed), [4, 9, 14, 19])
+  np.testing.assert_array_equal(values[observed], [96.0, 91.0, 86.0, 81.0])
+  assert int(state.count) == 4
+  # The rate changes only at the evaluations: one increase each.
+  changes = np.flatnonzero(np.diff(rates)) + 1
+  np.testing.assert_array_equal(changes, [4, 9, 14, 19])
+  np.testing.assert_allclose(rates[3], 0.1, rtol=1e-6)
+  np.testing.assert_allclose(rates[4], 0.1 / 0.95, rtol=1e-6)
+  np.testing.assert_allclose(rates[-1], 0.1 / 0.95**4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("every", [0, 2.5, True])
+def test_validation_feed_needs_a_positive_int(every):
+  with pytest.raises(ValueError, match="every"):
+    optax_greedy.validation_feed(0, every, lambda: 1.0)
+
+
+@pytest.mark.slow
+def test_validation_feed_example_runs():
+  path = pathlib.Path(__file__).parents[1] / "examples" / "validation_feed.py"
+  spec = importlib.util.spec_from_file_location("validation_feed", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  results = module.main(["--steps", "60", "--every", "10", "--width", "16"])
+  for losses, rates in results.values():
+    assert all(np.isfinite(v) for v in losses.values())
+    assert rates.shape == (60,)
+  # The validation feed observed 6 times; its rate moved only then.
+  _, rates = results["GreedyLR, validation feed"]
+  assert set(np.flatnonzero(np.diff(rates)) + 1) <= {10, 20, 30, 40, 50}
