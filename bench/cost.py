@@ -1,12 +1,21 @@
-"""What a controller costs: step time, compile time and state bytes, each as a
-ratio to plain ``optax.adam`` measured in the same process; and what
-``jax.vmap`` over rates and seeds saves against a Python loop.
+"""What a controller costs: step time, compile time, state bytes and passes
+over the parameters, each next to plain ``optax.adam`` measured in the same
+process; and what ``jax.vmap`` over rates and seeds saves against a Python
+loop.
 
 Timings interleave the controllers round-robin (each round times every
 controller once) and keep the median, so load from other processes on a
 shared machine hits all of them alike.
+
+``python -m bench.cost --out DIR`` runs the cost section alone (Adam, the
+hypergradient variants and the fixed schedule) and writes ``cost.json`` and
+``cost.md``.
 """
 
+import argparse
+import json
+import os
+import re
 import statistics
 import time
 
@@ -16,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import optax_greedy
 from bench import controllers as C
 from bench import runner
 from bench import tasks as T
@@ -40,6 +50,92 @@ def cost_rows(controllers, steps):
   return rows
 
 
+def _by_rank(params):
+  """Two groups: matrices and vectors (a ``granularity`` callable)."""
+  return jax.tree.map(lambda p: "matrix" if p.ndim > 1 else "vector", params)
+
+
+def hd_cost_rows():
+  """The hypergradient variants on Adam at rate 1e-3, with their defaults:
+  each granularity (``hd_adam`` recomputes ``d_{t-1}`` from Adam's moments),
+  the paper's additive rule, and the generic transform that stores
+  ``d_{t-1}`` (``hypergradient(optax.scale_by_adam())``), for comparison."""
+  rows = [(f"hd_adam[{name}]", optax_greedy.hd_adam(1e-3, granularity=g),
+           "none") for name, g in (("global", "global"),
+                                   ("per_tensor", "per_tensor"),
+                                   ("groups", _by_rank),
+                                   ("per_parameter", "per_parameter"))]
+  rows.append(("hd_adam[global,additive]",
+               optax_greedy.hd_adam(1e-3, rule="additive"), "none"))
+  rows.append(("hypergradient(scale_by_adam)[global,stored]",
+               optax_greedy.hypergradient(optax.scale_by_adam(), 1e-3),
+               "none"))
+  return rows
+
+
+_DTYPE_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "f64": 8, "s32": 4, "u32": 4,
+                "s8": 1, "u8": 1, "pred": 1, "s64": 8}
+_INSTRUCTION = re.compile(
+    r"^\s*(?:ROOT )?%(\S+) = (\(.*?\)|\S+) ([\w-]+)\((.*?)\)(.*)$")
+_SKIP = ("parameter", "get-tuple-element", "tuple", "constant", "bitcast")
+
+
+def _array_bytes(shapes, threshold):
+  total = 0
+  for dtype, dims in re.findall(r"(\w+)\[([\d,]*)\]", shapes):
+    size = int(np.prod([int(d) for d in dims.split(",") if d]))
+    if size >= threshold:
+      total += size * _DTYPE_BYTES.get(dtype, 4)
+  return total
+
+
+def params_traffic(hlo_text, n_params, param_bytes):
+  """Params-sized arrays read plus written by one call of a compiled program
+  (``compile().as_text()``), in units of the params' size.
+
+  Every top-level operation of the entry computation (a fusion is one loop)
+  counts the operands it reads and the results it writes that have at least
+  ``n_params / 20`` elements; a conditional counts its costliest branch.
+  Plain Adam's update + apply reads g, m, v, p and writes m, v, p: 7 at best
+  (10 as XLA's CPU backend emits it: the new moments are written, then read
+  again by the update).
+  """
+  threshold = max(n_params // 20, 1)
+  computations, name, body = {}, None, []
+  for line in hlo_text.splitlines():
+    header = re.match(r"^(ENTRY )?%(\S+) .*\{$", line)
+    if header:
+      name, body = ("ENTRY" if header.group(1) else header.group(2)), []
+    elif line.startswith("}") and name:
+      computations[name], name = body, None
+    elif name:
+      body.append(line)
+
+  def traffic(comp):
+    shapes, total = {}, 0
+    for line in computations[comp]:
+      m = _INSTRUCTION.match(line)
+      if not m:
+        continue
+      shapes[m.group(1)] = m.group(2)
+      op = m.group(3)
+      if op in _SKIP:
+        continue
+      if op == "conditional":
+        branches = re.findall(r"%([\w.-]+)", re.search(
+            r"(branch_computations=\{.*?\}|true_computation=.*)",
+            m.group(5)).group(1))
+        total += max(traffic(b) for b in branches if b in computations)
+        continue
+      total += _array_bytes(m.group(2), threshold)
+      for operand in re.findall(r"%([\w.-]+)", m.group(4)):
+        if not shapes.get(operand, "").startswith("("):
+          total += _array_bytes(shapes.get(operand, ""), threshold)
+    return total
+
+  return traffic("ENTRY") / param_bytes
+
+
 def _kwargs(feed, value, grads, loss_fn):
   if feed == "train":
     return {"value": value}
@@ -62,23 +158,27 @@ def _time_round_robin(fns, rounds):
 
 
 def bare_update(rows, n_params, rounds):
-  """Seconds of one jitted ``update`` + ``apply_updates`` on ``n_params``.
+  """Seconds of one jitted ``update`` + ``apply_updates`` on ``n_params``;
+  state bytes; params-sized reads + writes (:func:`params_traffic`).
 
   Params are two square float32 matrices (8M parameters at the default).
-  The line search needs a loss; it gets ``0.5 * ||p||^2``.
+  The gradients are an argument of the compiled step (as a training step
+  gets them from the backward pass), not constants XLA could fold. The line
+  search needs a loss; it gets ``0.5 * ||p||^2``.
   """
   side = int((n_params / 2) ** 0.5)
   key = jax.random.PRNGKey(0)
   params = {"w1": jax.random.normal(key, (side, side)),
             "w2": jax.random.normal(jax.random.fold_in(key, 1), (side, side))}
   grads = jax.tree.map(lambda p: 1e-3 * p, params)
+  n = 2 * side * side
 
   def loss_fn(p):
     return 0.5 * sum(jnp.vdot(x, x) for x in jax.tree.leaves(p))
 
-  fns, bytes_ = {}, {}
+  fns, bytes_, passes = {}, {}, {}
   for name, tx, feed in rows:
-    def step(params, state, tx=tx, feed=feed):
+    def step(params, state, grads, tx=tx, feed=feed):
       updates, state = tx.update(grads, state, params,
                                  **_kwargs(feed, jnp.float32(1.0), grads,
                                            loss_fn))
@@ -86,10 +186,11 @@ def bare_update(rows, n_params, rounds):
     state = tx.init(params)
     bytes_[name] = int(sum(x.size * x.dtype.itemsize
                            for x in jax.tree.leaves(state)))
-    compiled = jax.jit(step).lower(params, state).compile()
-    fns[name] = lambda c=compiled, s=state: c(params, s)
+    compiled = jax.jit(step).lower(params, state, grads).compile()
+    passes[name] = params_traffic(compiled.as_text(), n, 4 * n)
+    fns[name] = lambda c=compiled, s=state: c(params, s, grads)
   times = _time_round_robin(fns, rounds)
-  return times, bytes_, 2 * side * side
+  return times, bytes_, n, passes
 
 
 class _WideMLP(nn.Module):
@@ -141,7 +242,9 @@ def overhead(controllers, preset):
   keep = preset.get("cost_controllers")
   rows = cost_rows([c for c in controllers if (keep is None or c.name in keep)
                     and not c.needs_bound], preset["steps_cost"])
-  bare_s, state_bytes, n_bare = bare_update(
+  if keep is None:
+    rows += hd_cost_rows()
+  bare_s, state_bytes, n_bare, passes = bare_update(
       rows, preset["cost_params"], preset["cost_rounds"])
   step_s, compile_s, n_mlp = train_step(
       rows, preset["cost_width"], 128, preset["cost_inner"],
@@ -153,7 +256,8 @@ def overhead(controllers, preset):
   return {
       "reference": "optax.adam(1e-3), same process, interleaved timings",
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
-                      "ratio": ratios(bare_s)},
+                      "ratio": ratios(bare_s),
+                      "params_traffic": passes},
       "train_step": {"n_params": n_mlp, "batch": 128, "seconds": step_s,
                      "ratio": ratios(step_s)},
       "compile": {"seconds": compile_s, "ratio": ratios(compile_s)},
@@ -209,3 +313,76 @@ def vmap_savings(controllers, preset, seeds):
           "loop_recompile_s": loop_re,
           "speedup_vs_loop_one_compile": loop_one / vmapped,
           "speedup_vs_loop_recompile": loop_re / vmapped}
+
+
+def _markdown(result, meta):
+  bare, step = result["bare_update"], result["train_step"]
+  lines = [
+      "# Cost of the hypergradient variants\n",
+      f"Machine: {meta['cpu']}, {meta['cores']} cores, shared with other"
+      f" jobs while measuring; {meta['date']}. Ratios to `optax.adam(1e-3)`"
+      " in the same process, medians of interleaved rounds"
+      f" ({meta['rounds']} rounds). Bare update + apply on"
+      f" {bare['n_params']:,} float32 parameters (two matrices); train step"
+      f" of a 64-{meta['width']}-{meta['width']}-10 MLP on digits, batch"
+      f" 128 ({step['n_params']:,} parameters). Params traffic: params-sized"
+      " arrays read + written per bare update, from the compiled HLO.\n",
+      "| variant | bare update | train step | state bytes | params traffic"
+      " |", "|---|---|---|---|---|"]
+  for name in bare["ratio"]:
+    lines.append(
+        f"| `{name}` | {bare['ratio'][name]:.2f}x |"
+        f" {step['ratio'][name]:.2f}x |"
+        f" {result['state_bytes']['ratio'][name]:.2f}x |"
+        f" {bare['params_traffic'][name]:.1f} |")
+  lines.append(f"\nAdam: bare update {bare['seconds']['adam'] * 1e3:.1f} ms,"
+               f" train step {step['seconds']['adam'] * 1e3:.2f} ms.")
+  return "\n".join(lines) + "\n"
+
+
+def main():
+  parser = argparse.ArgumentParser(
+      description="The cost section alone: Adam, the fixed schedule and the"
+      " hypergradient variants.")
+  parser.add_argument("--out", required=True, help="output folder")
+  parser.add_argument("--rounds", type=int, default=15,
+                      help="interleaved timing rounds (default 15)")
+  parser.add_argument("--params", type=int, default=8_000_000,
+                      help="parameters of the bare update (default 8M)")
+  parser.add_argument("--width", type=int, default=512,
+                      help="hidden width of the train-step MLP (default 512)")
+  parser.add_argument("--inner", type=int, default=20,
+                      help="train steps per timed call (default 20)")
+  args = parser.parse_args()
+  rows = [("adam", optax.adam(1e-3), "none")] + hd_cost_rows()
+  bare_s, state_bytes, n_bare, passes = bare_update(rows, args.params,
+                                                    args.rounds)
+  step_s, _, n_mlp = train_step(rows, args.width, 128, args.inner,
+                                args.rounds)
+
+  def ratios(d):
+    return {k: d[k] / d["adam"] for k in d}
+
+  result = {
+      "bare_update": {"n_params": n_bare, "seconds": bare_s,
+                      "ratio": ratios(bare_s), "params_traffic": passes},
+      "train_step": {"n_params": n_mlp, "seconds": step_s,
+                     "ratio": ratios(step_s)},
+      "state_bytes": {"bytes": state_bytes, "ratio": ratios(state_bytes)},
+  }
+  import platform  # pylint: disable=g-import-not-at-top
+  meta = {"cpu": platform.processor() or platform.machine(),
+          "cores": os.cpu_count(), "rounds": args.rounds,
+          "width": args.width, "jax": jax.__version__,
+          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "cost.json"), "w", encoding="utf-8") as f:
+    json.dump({"meta": meta, **result}, f, indent=1)
+  table = _markdown(result, meta)
+  with open(os.path.join(args.out, "cost.md"), "w", encoding="utf-8") as f:
+    f.write(table)
+  print(table)
+
+
+if __name__ == "__main__":
+  main()

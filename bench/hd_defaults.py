@@ -13,8 +13,10 @@ on the selection tasks (:data:`SELECT`) and the held-out tasks
 (:data:`HELD_OUT`). The choice per granularity is the ``beta`` with the
 highest equal-or-better fraction against the fixed schedules on the
 selection tasks among those never worse than the paper's rule on the
-noise-free selection tasks; the held-out tasks only report it. Outputs:
-``hd_defaults.json`` (every tally) and ``hd_defaults.md``.
+noise-free selection task (``quadratic/noise=0``; ``rosenbrock/noise=0`` is
+the held-out one); the held-out tasks only report it. Outputs:
+``hd_defaults.json`` (every tally, every final loss) and ``hd_defaults.md``;
+``--reuse`` rebuilds them from the final losses in ``hd_defaults.json``.
 """
 
 import argparse
@@ -82,7 +84,8 @@ def run(out_dir, tasks=SELECT + HELD_OUT):
 
 
 def _noise_free(task):
-  return "/" not in task or task.endswith("noise=0")
+  """The analytic tasks without gradient noise (not the minibatch ones)."""
+  return task.endswith("/noise=0")
 
 
 def tallies(records):
@@ -115,18 +118,39 @@ def tallies(records):
 
 
 def choose(tally):
-  """Per granularity, the selection split's best ``beta`` (see module)."""
+  """Per granularity, the selection split's best ``beta`` (see module);
+  ties go to the smaller ``beta``."""
   select = tally["select"]
   chosen = {}
   for g in GRANULARITIES:
     ok = [b for b in BETAS
-          if select["vs_paper_noise_free"][_row(g, b)]["loss"] == 0] or BETAS
+          if select["vs_paper_noise_free"][_row(g, b)]["loss"] == 0]
     chosen[g] = max(ok, key=lambda b: (
-        select["vs_fixed"][_row(g, b)]["equal_or_better"], b))
+        select["vs_fixed"][_row(g, b)]["equal_or_better"], -b)) if ok else None
   return chosen
 
 
-def _markdown(tally, chosen):
+def overall(tally, chosen):
+  """Equal-or-better against the fixed schedules over both splits, and the
+  record against the paper's rule on every noise-free task, per chosen
+  row."""
+  out = {}
+  for g, b in chosen.items():
+    if b is None:
+      continue
+    row = _row(g, b)
+    parts = [tally[s]["vs_fixed"][row] for s in ("select", "held_out")]
+    n = sum(p["n"] for p in parts)
+    good = sum(p["wins"] + p["ties"] for p in parts)
+    paper = {o: sum(tally[s]["vs_paper_noise_free"][row][o]
+                    for s in ("select", "held_out"))
+             for o in ("win", "tie", "loss")}
+    out[row] = {"n": n, "equal_or_better": good / n,
+                "vs_paper_noise_free": paper}
+  return out
+
+
+def _markdown(tally, chosen, totals):
   lines = ["# Hypergradient defaults: multiplicative beta\n",
            f"Selection tasks: {', '.join(SELECT)}; held-out: "
            f"{', '.join(HELD_OUT)}. Final held-out (evaluation) loss, mean "
@@ -135,6 +159,13 @@ def _markdown(tally, chosen):
            "against the paper's additive rule on the noise-free tasks "
            "(win/tie/loss).\n",
            f"Chosen: {chosen}\n",
+           "Chosen rows over all tasks: " + "; ".join(
+               f"`{k}` {v['equal_or_better']:.0%} of {v['n']} equal or "
+               "better, vs paper on the noise-free tasks (W/T/L) "
+               f"{v['vs_paper_noise_free']['win']}/"
+               f"{v['vs_paper_noise_free']['tie']}/"
+               f"{v['vs_paper_noise_free']['loss']}"
+               for k, v in totals.items()) + "\n",
            "| row | select: eq-or-better vs fixed | select: vs paper "
            "(noise-free) | held-out: eq-or-better vs fixed | held-out: vs "
            "paper (noise-free) |", "|---|---|---|---|---|"]
@@ -158,21 +189,36 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--only", nargs="*", help="run only these tasks")
+  parser.add_argument("--reuse", action="store_true",
+                      help="re-tally the final losses of OUT/hd_defaults.json")
   args = parser.parse_args()
   os.makedirs(args.out, exist_ok=True)
-  records, timings = run(args.out, tuple(args.only or SELECT + HELD_OUT))
+  path = os.path.join(args.out, "hd_defaults.json")
+  if args.reuse:
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    records, timings = old["finals"], old["timings"]
+    for r in records:  # files written before lr_index was kept
+      if "lr_index" not in r:
+        lrs = sorted({x["lr"] for x in records
+                      if x["task"] == r["task"] and x["base"] == r["base"]})
+        r["lr_index"] = lrs.index(r["lr"])
+  else:
+    records, timings = run(args.out, tuple(args.only or SELECT + HELD_OUT))
   tally = tallies(records)
   chosen = choose(tally)
-  with open(os.path.join(args.out, "hd_defaults.json"), "w",
-            encoding="utf-8") as f:
-    json.dump({"tally": tally, "chosen": chosen, "timings": timings,
+  totals = overall(tally, chosen)
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump({"tally": tally, "chosen": chosen, "overall": totals,
+               "timings": timings,
                "finals": [{k: r[k] for k in ("task", "row", "base", "lr",
-                                              "final")} for r in records]},
-              f, indent=1)
+                                              "lr_index", "final")}
+                          for r in records]}, f, indent=1)
+  table = _markdown(tally, chosen, totals)
   with open(os.path.join(args.out, "hd_defaults.md"), "w",
             encoding="utf-8") as f:
-    f.write(_markdown(tally, chosen))
-  print(_markdown(tally, chosen))
+    f.write(table)
+  print(table)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ import optax
 
 
 class Direction(NamedTuple):
-  """A direction transform and, where it exists, ``previous(state)``."""
+  """A direction transform and, where they exist, ``previous(state)`` and
+  ``started(state)`` (whether an update has happened: a scalar bool)."""
 
   transform: optax.GradientTransformation
-  previous: Optional[Callable[[Any], optax.Updates]]
+  previous: Optional[Callable[[Any], optax.Updates]] = None
+  started: Optional[Callable[[Any], jax.Array]] = None
 
 
 def _adam_step(mu, nu, count, b1, b2, eps, eps_root, reference_eps):
@@ -62,14 +64,15 @@ def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
     return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
   def previous(state):
-    # Before the first update the moments are zero and the bias correction
-    # divides by zero: d_{-1} is 0 by definition.
+    # Before the first update the moments are 0 and the bias correction
+    # would divide by 0: d_{-1} = 0 by definition.
     started = state.count > 0
     step = _adam_step(state.mu, state.nu, jnp.maximum(state.count, 1), b1,
                       b2, eps, eps_root, reference_eps)
     return jax.tree.map(lambda d: jnp.where(started, d, 0), step)
 
-  return Direction(optax.GradientTransformation(init_fn, update_fn), previous)
+  return Direction(optax.GradientTransformation(init_fn, update_fn), previous,
+                   started=lambda state: state.count > 0)
 
 
 def momentum(decay, nesterov) -> Direction:

@@ -236,8 +236,8 @@ def test_multiplicative_rule_by_hand():
 
 
 def test_default_rule_is_multiplicative_with_the_documented_beta():
-  cases = [(optax_greedy.hd_sgd, "global", 0.02),
-           (optax_greedy.hd_adam, "per_tensor", 0.02),
+  cases = [(optax_greedy.hd_sgd, "global", 0.05),
+           (optax_greedy.hd_adam, "per_tensor", 0.05),
            (optax_greedy.hd_sgd, "per_parameter", 0.005)]
   for make, granularity, beta in cases:
     rates = _train(make(0.05, granularity=granularity), 30)[3]
