@@ -753,7 +753,7 @@ def cosine_policy(key, features=FEATURES, hidden=HIDDEN, steps=2000):
 
 
 #: ES hyperparameters of the shipped policy.
-ES_CONFIG = es.ESConfig(iterations=180, pairs=8, sigma=0.05,
+ES_CONFIG = es.ESConfig(iterations=130, pairs=8, sigma=0.05,
                         learning_rate=0.01)
 
 
