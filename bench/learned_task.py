@@ -164,12 +164,20 @@ def _run_problem(V, rank, batch, steps, seeds, policy):
   fit = functools.partial(_fit, rank=rank, batch=batch, steps=steps)
 
   def runs(make_tx, hyper):
-    """vmap over the hyperparameters, the matrices and the seeds."""
+    """One program vmapped over the hyperparameters and the seeds, run once
+    per matrix (a Python loop over ``V``; the program compiles once).
+
+    Vmapping over the matrices too (24 x 5 seeds x 2 options in one call)
+    deadlocks the XLA CPU runtime of jax/jaxlib 0.10.2 now and then: every
+    thread idles and the result never comes (see bench/README.md).
+    """
     one = lambda h, v, k, b: fit(v, tx=make_tx(h, v, k), key=k, batches=b)
     over_seeds = jax.vmap(one, (None, None, 0, 0))
-    over_v = jax.vmap(over_seeds, (None, 0, None, None))
-    return jax.jit(jax.vmap(over_v, (0, None, None, None)))(
-        hyper, V, keys, batches)
+    program = jax.jit(jax.vmap(over_seeds, (0, None, None, None)))
+    per_matrix = [jax.device_get(program(hyper, v, keys, batches))
+                  for v in V]
+    # [hyper, matrix, seed, T], as the single vmapped call returned.
+    return jax.tree.map(lambda *x: np.stack(x, axis=1), *per_matrix)
 
   def initial_bound(v, k):
     params = _rl_env.init_factors(
