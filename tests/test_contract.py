@@ -69,39 +69,54 @@ def _rate(state):
   return found[0][1]
 
 
+def _layout(tree):
+  """The structure, shapes and dtypes of a pytree."""
+  return jax.tree.structure(tree), [(jnp.shape(x), jnp.result_type(x))
+                                    for x in jax.tree.leaves(tree)]
+
+
+# Every update is compiled into as few programs as possible (one for the
+# float32 trajectory, one per other dtype): compiling is most of the time.
 @functools.lru_cache(maxsize=None)
 def _trajectory(name):
-  """Eight jitted updates of ``name`` on the MLP, the losses fed as ``value``
-  scaled by ``LOSS_FACTORS``, with an unknown extra argument.
+  """Eight jitted updates of ``name`` on the MLP in float32, with the losses
+  fed as ``value`` scaled by ``LOSS_FACTORS`` and an unknown extra
+  argument; alongside, the reference direction and ``optax.MultiSteps``
+  (every 4 calls) of the same transform, in the same program.
 
-  Returns the initial state, one record per update (params before it,
-  state after it, its updates and the reference directions) and the number
-  of times the step was traced.
+  Returns the initial state, one record per update (params before it, state
+  after it, its updates, the directions, the MultiSteps updates) and the
+  number of times the step was traced.
   """
   entry = _registry.REGISTRY[name]
   tx, direction = entry.build(), entry.direction()
+  accumulated = optax.MultiSteps(entry.build(), every_k_schedule=4)
   traces = []
 
   @jax.jit
-  def step(params, state, direction_state, x, y, factor):
+  def step(params, states, x, y, factor):
     traces.append(1)
+    state, direction_state, accumulated_state = states
     loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
-    updates, state = tx.update(grads, state, params, value=loss * factor,
+    value = loss * factor
+    updates, state = tx.update(grads, state, params, value=value,
                                unexpected_extra_arg=1)
     directions, direction_state = direction.update(grads, direction_state,
                                                    params)
-    return (optax.apply_updates(params, updates), state, direction_state,
-            updates, directions)
+    every_4th, accumulated_state = accumulated.update(
+        grads, accumulated_state, params, value=value)
+    return (optax.apply_updates(params, updates),
+            (state, direction_state, accumulated_state),
+            dict(updates=updates, directions=directions, every_4th=every_4th))
 
   params = PARAMS
-  initial = state = tx.init(params)
-  direction_state = direction.init(params)
+  initial = tx.init(params)
+  states = (initial, direction.init(params), accumulated.init(params))
   records = []
   for i, factor in enumerate(LOSS_FACTORS):
-    new_params, state, direction_state, updates, directions = step(
-        params, state, direction_state, *_registry.batch(i), factor)
-    records.append(dict(params=params, state=state, updates=updates,
-                        directions=directions))
+    new_params, states, outputs = step(params, states, *_registry.batch(i),
+                                       factor)
+    records.append(dict(params=params, state=states[0], **outputs))
     params = new_params
   return initial, records, len(traces)
 
@@ -170,90 +185,117 @@ def test_tree_map_params(name):
   assert jax.tree.structure(same) == jax.tree.structure(state)
 
 
-def _layout(tree):
-  return jax.tree.structure(tree), [(jnp.shape(x), jnp.result_type(x))
-                                    for x in jax.tree.leaves(tree)]
+@functools.lru_cache(maxsize=None)
+def _in_dtype(name, dtype):
+  """Two jitted calls of ``name`` on the MLP's params cast to ``dtype`` (and,
+  in bfloat16, four of ``optax.MultiSteps(name, 4)`` in the same program).
 
+  As optax's ``test_state_shape_dtype_shard_stability``, the update runs in
+  one branch of ``lax.cond`` (so its new state must have the incoming
+  state's shapes and dtypes) and ``value`` comes in another dtype.
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32",
-                                   "float64"])
-@pytest.mark.parametrize("name", NAMES)
-def test_dtype_is_stable_under_lax_cond(name, dtype):
-  """As optax's ``test_state_shape_dtype_shard_stability``: the update runs
-  in one branch of ``lax.cond`` (so its state must have the incoming state's
-  shapes and dtypes), ``value`` comes in another dtype, and the updates and
-  params keep the params' dtype."""
+  Returns one record per call: the dtypes of params and updates, whether
+  the state kept its layout, and the MultiSteps updates.
+  """
   with jax.enable_x64(dtype == "float64"):
     dtype = jnp.dtype(dtype)
     tx = _registry.build(name)
-    params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
+    accumulated = (optax.MultiSteps(_registry.build(name), every_k_schedule=4)
+                   if dtype == jnp.bfloat16 else None)
     other = jnp.bfloat16 if dtype == jnp.float16 else jnp.float16
 
     @jax.jit
-    def step(params, state, x, y, take):
+    def step(params, state, accumulated_state, x, y, take):
       loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
       updates, state = jax.lax.cond(
           take,
           lambda: tx.update(grads, state, params, value=loss.astype(other)),
           lambda: (jax.tree.map(jnp.zeros_like, params), state))
-      return optax.apply_updates(params, updates), state, updates
+      every_4th = None
+      if accumulated is not None:
+        every_4th, accumulated_state = accumulated.update(
+            grads, accumulated_state, params, value=loss)
+      return (optax.apply_updates(params, updates), state, updates,
+              accumulated_state, every_4th)
 
+    params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
     state = tx.init(params)
-    for i in range(2):
-      params, new_state, updates = step(params, state, *_registry.batch(i),
-                                        True)
-      for leaf in jax.tree.leaves((params, updates)):
-        assert leaf.dtype == dtype
-      assert _layout(new_state) == _layout(state)
+    accumulated_state = accumulated and accumulated.init(params)
+    records = []
+    for i in range(4):
+      params, new_state, updates, accumulated_state, every_4th = step(
+          params, state, accumulated_state, *_registry.batch(i), True)
+      records.append(dict(
+          dtypes={leaf.dtype for leaf in jax.tree.leaves((params, updates))},
+          same_layout=_layout(new_state) == _layout(state),
+          every_4th=every_4th))
       state = new_state
+  return records
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("name", NAMES)
+def test_dtype_is_stable_under_lax_cond(name, dtype):
+  """Updates and params keep the params' dtype, the state its layout."""
+  for i, record in enumerate(_in_dtype(name, dtype)):
+    assert record["dtypes"] == {jnp.dtype(dtype)}, f"call {i}"
+    assert record["same_layout"], f"call {i}: the state changed its layout"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_inject_hyperparams_gives_the_same_updates_and_state(name):
-  entry = _registry.REGISTRY[name]
-  plain = entry.build()
-  injected = optax.inject_hyperparams(
-      entry.factory, static_args=entry.static_args)(**entry.kwargs)
-  loss, grads = jax.value_and_grad(_registry.mlp_loss)(
-      PARAMS, *_registry.batch(0))
-
-  @jax.jit
-  def two_updates(state, state_injected):
-    for _ in range(2):
-      updates, state = plain.update(grads, state, PARAMS, value=loss)
-      updates_injected, state_injected = injected.update(
-          grads, state_injected, PARAMS, value=loss)
-    return updates, state, updates_injected, state_injected
-
-  updates, state, updates_injected, state_injected = two_updates(
-      plain.init(PARAMS), injected.init(PARAMS))
-  _assert_trees_close(updates_injected, updates)
-  assert (jax.tree.structure(state_injected.inner_state)
-          == jax.tree.structure(state))
-  _assert_trees_close(state_injected.inner_state, state)
-  # The documented read of the rate under inject_hyperparams.
-  _assert_trees_close(optax.tree.get(state_injected.inner_state,
-                                     "learning_rate"), _rate(state))
+def test_float32_is_stable_too(name):
+  """float32 runs in the trajectory (same checks, without ``lax.cond``)."""
+  initial, records, _ = _trajectory(name)
+  for i, record in enumerate(records):
+    leaves = jax.tree.leaves((record["params"], record["updates"]))
+    assert {leaf.dtype for leaf in leaves} == {jnp.dtype("float32")}, i
+    assert _layout(record["state"]) == _layout(initial), f"call {i}"
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
 @pytest.mark.parametrize("name", NAMES)
 def test_multi_steps_accumulates(name, dtype):
-  """As optax's ``test_gradient_accumulation``, then the 4th call updates."""
-  tx = optax.MultiSteps(_registry.build(name), every_k_schedule=4)
-  params = jax.tree.map(lambda p: p.astype(dtype), PARAMS)
-  loss, grads = jax.value_and_grad(_registry.mlp_loss)(
-      params, *_registry.batch(0))
-  update = jax.jit(tx.update)
-  state = tx.init(params)
-  for call in range(4):
-    updates, state = update(grads, state, params, value=loss)
-    leaves = jax.tree.leaves(updates)
-    assert all(u.dtype == jnp.dtype(dtype) for u in leaves)
-    if call < 3:
-      assert all(np.all(np.asarray(u) == 0) for u in leaves)
-  assert all(np.all(np.isfinite(np.asarray(u, np.float32))) for u in leaves)
-  assert any(np.any(np.asarray(u) != 0) for u in leaves)
+  """As optax's ``test_gradient_accumulation``: zero updates in the params'
+  dtype for three calls, then a finite, non-zero one. (Not float16: there
+  Adam's ``eps=1e-8`` is 0 and optax's own Adam divides 0 by 0.)"""
+  if dtype == "float32":
+    every_4th = [r["every_4th"] for r in _trajectory(name)[1][:4]]
+  else:
+    every_4th = [r["every_4th"] for r in _in_dtype(name, dtype)]
+  for i, updates in enumerate(every_4th):
+    leaves = [np.asarray(u, np.float32) for u in jax.tree.leaves(updates)]
+    assert {u.dtype for u in jax.tree.leaves(updates)} == {jnp.dtype(dtype)}
+    if i < 3:
+      assert all(np.all(u == 0) for u in leaves), f"call {i}"
+  assert all(np.all(np.isfinite(u)) for u in leaves)
+  assert any(np.any(u != 0) for u in leaves)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inject_hyperparams_gives_the_same_updates_and_state(name):
+  """The first two updates of the trajectory, through inject_hyperparams."""
+  entry = _registry.REGISTRY[name]
+  injected = optax.inject_hyperparams(
+      entry.factory, static_args=entry.static_args)(**entry.kwargs)
+  _, records, _ = _trajectory(name)
+
+  @jax.jit
+  def update(params, state, x, y, factor):
+    loss, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+    return injected.update(grads, state, params, value=loss * factor,
+                           unexpected_extra_arg=1)
+
+  state = injected.init(PARAMS)
+  for i, record in enumerate(records[:2]):
+    updates, state = update(record["params"], state, *_registry.batch(i),
+                            LOSS_FACTORS[i])
+    _assert_trees_close(updates, record["updates"])
+    assert (jax.tree.structure(state.inner_state)
+            == jax.tree.structure(record["state"]))
+    _assert_trees_close(state.inner_state, record["state"])
+    # The documented read of the rate under inject_hyperparams.
+    _assert_trees_close(optax.tree.get(state.inner_state, "learning_rate"),
+                        _rate(record["state"]))
 
 
 @pytest.mark.parametrize("name", NAMES)
