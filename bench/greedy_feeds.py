@@ -390,11 +390,11 @@ def main(argv=None):
                                and r["held_out"] == "loss"]
                         for view, rows in views.items()},
       "seconds": time.perf_counter() - start,
-      "comparisons": views, "runs": runs,
+      "runs": runs,
   }
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / "greedy_feeds.json").write_text(json.dumps(summary, indent=1))
+  (out / "greedy_feeds.json").write_text(json.dumps(summary))
   (out / "greedy_feeds.md").write_text(markdown(summary))
   print(markdown(summary))
   return summary
