@@ -453,7 +453,8 @@ def _check_momentum(momentum, nesterov):
   if nesterov and (momentum is None or (_checks.is_concrete(momentum)
                                         and momentum == 0)):
     raise ValueError(
-        f"nesterov=True requires momentum in (0, 1), got momentum={momentum!r}.")
+        "nesterov=True requires momentum in (0, 1), got"
+        f" momentum={momentum!r}.")
 
 
 def _check_adam(b1, b2, eps):
