@@ -32,7 +32,10 @@ The recipe is *chosen* on the selection tasks (``--select``, default
 among those whose training-loss rate is >= 90% on the selection tasks.
 
     python -m bench.greedy_feeds                     # ~10 min on 2 cores
-    python -m bench.greedy_feeds --steps-scale 0.1 --seeds 0 --out /tmp/gf
+    python -m bench.greedy_feeds --steps-scale 2 \
+        --out bench/results/greedy_feeds/steps_x2
+    python -m bench.greedy_feeds --select logreg --report logreg \
+        --bases sgd --steps-scale 0.05 --seeds 0 --out /tmp/gf   # smoke
 """
 
 import argparse
@@ -322,6 +325,8 @@ def main(argv=None):
                       help="held-out tasks the recipe is reported on")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                       help="seeds (initialisation and minibatches)")
+  parser.add_argument("--bases", nargs="+", default=list(C.BASES),
+                      help="base optimizers (cnn runs on adam only)")
   parser.add_argument("--steps-scale", type=float, default=1.0,
                       help="multiplies every task's step budget (smoke runs)")
   parser.add_argument("--out", default="bench/results/greedy_feeds",
@@ -343,7 +348,7 @@ def main(argv=None):
     split = split_task(task)
     payloads = C.schedule_multipliers(steps)
     fixed = [payloads[name] for name in C.FIXED_SCHEDULES]
-    for base in BASES[task_name]:
+    for base in [b for b in BASES[task_name] if b in args.bases]:
       lrs = task.lrs(base, 3)
       for feed, configs in (("fixed", fixed), *FEEDS.items()):
         held, train, seconds = run_program(split, base, feed, configs, lrs,
@@ -371,7 +376,7 @@ def main(argv=None):
   breakdown = []
   for name in dict.fromkeys([chosen, DEFAULTS["train"]]):
     for task_name in args.report:
-      for base in BASES[task_name]:
+      for base in [b for b in BASES[task_name] if b in args.bases]:
         row = {"config": name, "task": task_name, "base": base}
         for view, rows in views.items():
           t = tally([r for r in rows if r["config"] == name
@@ -390,11 +395,11 @@ def main(argv=None):
                                and r["held_out"] == "loss"]
                         for view, rows in views.items()},
       "seconds": time.perf_counter() - start,
-      "comparisons": views, "runs": runs,
+      "runs": runs,
   }
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  (out / "greedy_feeds.json").write_text(json.dumps(summary, indent=1))
+  (out / "greedy_feeds.json").write_text(json.dumps(summary))
   (out / "greedy_feeds.md").write_text(markdown(summary))
   print(markdown(summary))
   return summary

@@ -103,8 +103,10 @@ def main(argv=None):
                       help="initial (and peak) learning rate of every run")
   parser.add_argument("--patience", type=int, default=1,
                       help="GreedyLR's patience on the validation feed:"
-                      " evaluations without improvement before a change")
-  parser.add_argument("--factor", type=float, default=0.7,
+                      " a change needs more than this many evaluations in a"
+                      " row that improve (or do not); 1 and --factor 0.9 are"
+                      " the recipe of bench/greedy_feeds.py")
+  parser.add_argument("--factor", type=float, default=0.9,
                       help="GreedyLR's factor on the validation feed")
   parser.add_argument("--batch-size", type=int, default=64,
                       help="minibatch size")

@@ -1,4 +1,4 @@
-"""Differential tester: ``optax_greedy.greedy_lr`` against the reference GreedyLR.
+"""Differential tester: ``optax_greedy.greedy_lr`` vs the reference GreedyLR.
 
 A development script, not a test module: it drives the authors' implementation
 (``transformers.optimization.GreedyLR``, PyTorch) and ``greedy_lr`` (under
@@ -161,9 +161,10 @@ def reference_kwargs(config):
 
 def reference_driver():
   """Runs in the scratch venv: cases on stdin, traces on stdout."""
-  import torch  # pylint: disable=import-outside-toplevel
-  import transformers  # pylint: disable=import-outside-toplevel
-  from transformers.optimization import GreedyLR  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  import torch
+  import transformers
+  from transformers.optimization import GreedyLR
 
   cases = json.load(sys.stdin)
   traces = []
