@@ -30,9 +30,9 @@ import optax_greedy
 BASES = ("sgd", "momentum", "adam")
 MOMENTUM = 0.9
 
-# Default hypergradient rates, from Baydin et al. (2018), Sec. 4: beta = 1e-3
-# for SGD-HD / SGDN-HD and 1e-7 for Adam-HD. Overridden by the library's own
-# documented defaults when it has them (see ``hd_beta``).
+# The paper's hypergradient rates, from Baydin et al. (2018), Sec. 4: beta =
+# 1e-3 for SGD-HD / SGDN-HD and 1e-7 for Adam-HD (the ``hd_paper_*`` rows;
+# the ``hd_*`` rows use the library's defaults).
 HD_BETA = {"sgd": 1e-3, "momentum": 1e-3, "adam": 1e-7}
 
 
@@ -194,13 +194,22 @@ def hd_transform(base, lr, granularity, rule, beta):
 
 
 def _hd(granularity):
+  """The library's defaults (the multiplicative rule, its default beta)."""
+  def build(base, lr, payload, ctx):
+    del payload, ctx
+    return hd_transform(base, lr, granularity, "multiplicative", None)
+  return Controller(f"hd_{granularity}", "hd", build,
+                    rate=lambda s, lr, p, t: mean_rate(s),
+                    requires="hypergradient")
+
+
+def hd_paper(granularity):
   """The paper's rule: additive, beta from :data:`HD_BETA`."""
   def build(base, lr, payload, ctx):
     del payload, ctx
     return hd_transform(base, lr, granularity, "additive", hd_beta(base))
-  return Controller(f"hd_{granularity}", "hd", build,
-                    rate=lambda s, lr, p, t: mean_rate(s),
-                    requires="hypergradient")
+  return Controller(f"hd_paper_{granularity}", "hd_paper", build,
+                    rate=lambda s, lr, p, t: mean_rate(s))
 
 
 def hd_multiplicative(granularity, options):

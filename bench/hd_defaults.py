@@ -5,7 +5,7 @@ the benchmark and reports it on the others.
 preset's step budgets, 2 seeds and 3 initial rates per (task, base):
 
 * the fixed schedules (the comparison),
-* the paper's additive rule (``hd_global`` etc., beta 1e-3 / 1e-7),
+* the paper's additive rule (``hd_paper_global`` etc., beta 1e-3 / 1e-7),
 * the multiplicative rule at every ``beta`` of :data:`BETAS`, per
   granularity (one compiled program per granularity: ``beta`` is traced),
 
@@ -49,7 +49,7 @@ def _row(granularity, beta):
 
 def _programs():
   fixed = next(c for c in C.all_controllers() if c.name == "fixed")
-  paper = [c for c in C.all_controllers() if c.group == "hd"]
+  paper = [C.hd_paper(g) for g in GRANULARITIES]
   candidates = [C.hd_multiplicative(g, tuple(_row(g, b) for b in BETAS))
                 for g in GRANULARITIES]
   return [fixed] + paper + candidates
@@ -109,7 +109,7 @@ def tallies(records):
           if (row != _row(g, b) or task.split("/")[0] not in families
               or not _noise_free(task)):
             continue
-          paper = index[(task, f"hd_{g}", base, li)]
+          paper = index[(task, f"hd_paper_{g}", base, li)]
           outcomes.append(analysis.compare(rec["final"], paper["final"])[0])
         vs_paper[_row(g, b)] = {o: outcomes.count(o)
                                 for o in ("win", "tie", "loss")}
@@ -158,6 +158,10 @@ def _markdown(tally, chosen, totals):
            "against the five fixed schedules (bench tie rule); "
            "against the paper's additive rule on the noise-free tasks "
            "(win/tie/loss).\n",
+           "Rule (per granularity): the beta with the most equal-or-better"
+           " comparisons on the selection tasks among those with no loss"
+           " against the paper's rule on the noise-free selection task"
+           " (quadratic/noise=0); ties go to the smaller beta.\n",
            f"Chosen: {chosen}\n",
            "Chosen rows over all tasks: " + "; ".join(
                f"`{k}` {v['equal_or_better']:.0%} of {v['n']} equal or "
@@ -169,7 +173,7 @@ def _markdown(tally, chosen, totals):
            "| row | select: eq-or-better vs fixed | select: vs paper "
            "(noise-free) | held-out: eq-or-better vs fixed | held-out: vs "
            "paper (noise-free) |", "|---|---|---|---|---|"]
-  names = [f"hd_{g}" for g in GRANULARITIES] + [
+  names = [f"hd_paper_{g}" for g in GRANULARITIES] + [
       _row(g, b) for g in GRANULARITIES for b in BETAS]
   for name in names:
     cells = []

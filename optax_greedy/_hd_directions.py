@@ -64,12 +64,24 @@ def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
     return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
   def previous(state):
-    # Before the first update the moments are 0 and the bias correction
-    # would divide by 0: d_{-1} = 0 by definition.
+    # The same direction, with the bias corrections as scalar reciprocals:
+    # the hypergradient reduces it once more, and a division per element is
+    # what that reduction loop would spend its time on (equal to the applied
+    # direction up to rounding). Before the first update the moments are 0
+    # and the correction would divide by 0: d_{-1} = 0 by definition.
     started = state.count > 0
-    step = _adam_step(state.mu, state.nu, jnp.maximum(state.count, 1), b1,
-                      b2, eps, eps_root, reference_eps)
-    return jax.tree.map(lambda d: jnp.where(started, d, 0), step)
+    count = jnp.maximum(state.count, 1)
+    inv_c1, inv_c2 = 1 / (1 - b1**count), 1 / (1 - b2**count)
+    eps_hat = eps * jnp.sqrt(inv_c2) if reference_eps else eps
+
+    def one(m, v):
+      step = (m * inv_c1.astype(m.dtype)) / (
+          jnp.sqrt(v * inv_c2.astype(v.dtype)
+                   + jnp.asarray(eps_root, v.dtype))
+          + jnp.asarray(eps_hat, m.dtype))
+      return jnp.where(started, step, 0)
+
+    return jax.tree.map(one, state.mu, state.nu)
 
   return Direction(optax.GradientTransformation(init_fn, update_fn), previous,
                    started=lambda state: state.count > 0)

@@ -364,16 +364,23 @@ def test_recomputed_previous_direction_matches_the_stored_one(
                                         0.05, beta, **kwargs)
     extra = 2 if nesterov else 1  # (a copy of d_{t-1} and) the trace
   params = _params()
-  s_re, s_st = recomputed.init(params), stored.init(params)
+  s_re = recomputed.init(params)
   assert (s_re.prev_direction is None) == (name != "nesterov")
   rates_sized = granularity == "per_parameter"
   assert _params_sized(s_re, params) == extra + rates_sized
-  for k in range(8):
-    grads = _grads(k)
-    u_re, s_re = recomputed.update(grads, s_re, params)
-    u_st, s_st = stored.update(grads, s_st, params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
-                 (u_re, s_re.learning_rate), (u_st, s_st.learning_rate))
+  grads = jax.tree.map(lambda *g: jnp.stack(g), *[_grads(k) for k in range(8)])
+
+  def run(tx):
+    def step(state, g):
+      updates, state = tx.update(g, state, params)
+      return state, (updates, state.learning_rate)
+    return jax.jit(lambda s: jax.lax.scan(step, s, grads)[1])(
+        tx.init(params))
+
+  # Equal up to float32 rounding (the recomputation orders its operations
+  # for speed).
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5),
+               run(recomputed), run(stored))
 
 
 def test_sgd_without_momentum_stores_the_previous_gradient():
@@ -570,21 +577,18 @@ def test_direction_with_a_learning_rate_is_refused():
 
 
 _DIRECTIONS = {
-    "identity": (optax.identity, 0.05, 1e-3),
-    "trace": (lambda: optax.trace(0.9), 0.01, 1e-4),
-    "adam": (optax.scale_by_adam, 0.05, 1e-3),
-    "lion": (optax.scale_by_lion, 0.05, 1e-2),
+    "identity": (optax.identity, 0.05),
+    "trace": (lambda: optax.trace(0.9), 0.01),
+    "adam": (optax.scale_by_adam, 0.05),
+    "lion": (optax.scale_by_lion, 0.05),
 }
 
 
-@pytest.mark.parametrize("rule", ["additive", "multiplicative"])
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=GRANULARITY_IDS)
 @pytest.mark.parametrize("name", list(_DIRECTIONS))
-def test_converges_on_quadratic(name, granularity, rule):
-  make, lr, beta = _DIRECTIONS[name]
-  beta = beta if rule == "additive" else None  # the default
-  tx = optax_greedy.hypergradient(make(), lr, beta, granularity=granularity,
-                                  rule=rule)
+def test_converges_on_quadratic_with_the_defaults(name, granularity):
+  make, lr = _DIRECTIONS[name]
+  tx = optax_greedy.hypergradient(make(), lr, granularity=granularity)
   params, _, losses, _ = _train(tx, 400)
   assert float(losses[-1]) < 1e-4 * float(losses[0])
   for leaf in jax.tree.leaves(params):
