@@ -46,19 +46,26 @@ def main(argv=None):
                       help="problems of each family per update")
   parser.add_argument("--max-steps", type=int, default=env.max_steps,
                       help="largest budget (the episodes' length)")
+  parser.add_argument("--label-noise", type=float, default=env.label_noise,
+                      help="largest fraction of random labels")
+  parser.add_argument("--train-weight", type=float, default=env.train_weight,
+                      help="weight of the training loss in the reward")
   parser.add_argument("--out", default="out/dnn_policy.npz",
                       help="where to write the policy")
   args = parser.parse_args(argv)
   es_config = defaults._replace(iterations=args.iterations, pairs=args.pairs)
   config = env._replace(problems=args.problems, max_steps=args.max_steps,
-                        min_budget=min(env.min_budget, args.max_steps))
+                        min_budget=min(env.min_budget, args.max_steps),
+                        label_noise=args.label_noise,
+                        train_weight=args.train_weight)
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   print(f"devices={jax.devices()} es={es_config} env={config}", flush=True)
   start = time.perf_counter()
   history = []
   meta = dict(seed=args.seed, pairs=args.pairs, problems=args.problems,
-              max_steps=args.max_steps)
+              max_steps=args.max_steps, label_noise=args.label_noise,
+              train_weight=args.train_weight)
 
   def log(i, info):
     history.append(info)

@@ -139,6 +139,9 @@ class EnvConfig(NamedTuple):
     min_budget: the smallest budget.
     max_batch: the largest minibatch.
     adam_peaks, momentum_peaks: ranges of the log-uniform peak rates.
+    label_noise: the largest fraction of labels replaced by random ones
+      (each problem draws its fraction uniformly below it).
+    train_weight: the weight of the training-loss term of the reward.
   """
 
   problems: int = 4
@@ -147,6 +150,8 @@ class EnvConfig(NamedTuple):
   max_batch: int = 32
   adam_peaks: tuple = (1e-3, 3e-2)
   momentum_peaks: tuple = (1e-2, 3e-1)
+  label_noise: float = 0.2
+  train_weight: float = 0.5
 
 
 # ---------------------------------------------------------------- data
@@ -233,7 +238,7 @@ def _split_and_run(key, config, n, x, y, out_mask, regression, arch,
   n_train = (3 * used) // 4
   # Label noise: a fraction of the labels replaced by random classes.
   classes = jnp.sum(out_mask)
-  noise = jax.random.uniform(keys[2], [], maxval=0.2)
+  noise = jax.random.uniform(keys[2], [], maxval=config.label_noise)
   flip = jax.random.uniform(keys[3], [rows]) < noise
   random_label = jax.random.randint(keys[4], [rows], 0, classes.astype(int))
   noisy = jax.nn.one_hot(random_label, y.shape[-1])
@@ -662,12 +667,12 @@ def _log_ratio(baseline, candidate):
   return clean(baseline) - clean(candidate)
 
 
-def reward(baseline, candidate):
+def reward(baseline, candidate, train_weight=0.5):
   """The reward of one episode against the baseline's (module docstring)."""
   rho = lambda d: jnp.clip(d, -0.5, 0.5) + jnp.minimum(jnp.clip(d, -0.5, 0.5),
                                                        0)
   return (rho(_log_ratio(baseline["val"][-1], candidate["val"][-1]))
-          + 0.5 * rho(_log_ratio(baseline["train"][-1],
+          + train_weight * rho(_log_ratio(baseline["train"][-1],
                                  candidate["train"][-1])))
 
 
@@ -704,7 +709,8 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
       members = jax.vmap(lambda policy: run(
           family, problem, learned_optimizer(policy), k))(policies)
       ratio = _log_ratio(base["val"][-1], members["val"][:, -1])
-      return jax.vmap(lambda m: reward(base, m))(members), ratio >= -0.01
+      return jax.vmap(lambda m: reward(base, m, config.train_weight))(
+          members), ratio >= -0.01
 
     r, ok = jax.vmap(per_problem)(problems, keys[config.problems:])
     rewards.append(r)
