@@ -28,6 +28,10 @@ import optax.contrib
 import optax_greedy
 
 BASES = ("sgd", "momentum", "adam")
+
+# GreedyLR fed a validation loss once per evaluation: the documented setting
+# for a sparse, already averaged signal (no smoothing window, small patience).
+GREEDY_VAL = {"smooth": False, "patience": 2}
 MOMENTUM = 0.9
 
 # The paper's hypergradient rates, from Baydin et al. (2018), Sec. 4: beta =
@@ -272,7 +276,7 @@ def all_controllers():
   """Every row family, in report order."""
   return (
       _greedy("greedy", "train"),
-      _greedy("greedy_val", "val", smooth=False, patience=2),
+      _greedy("greedy_val", "val", **GREEDY_VAL),
       Controller("greedy_variants", "greedy_tuned", _greedy_variants_build,
                  "train", rate=lambda s, lr, p, t: mean_rate(s),
                  options=tuple(GREEDY_VARIANTS)),

@@ -130,7 +130,7 @@ class _MLP(nn.Module):
     return nn.Dense(10)(x)
 
 
-class _Conv3x3(nn.Module):
+class Conv3x3(nn.Module):
   """A 3x3 'SAME' convolution as a dense layer on the 9 shifted copies of
   the input (im2col): the same function as ``nn.Conv(features, (3, 3))``,
   but a plain matrix product, which ``jax.vmap`` over parameters turns into
@@ -150,9 +150,9 @@ class _CNN(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(_Conv3x3(8)(x))
+    x = nn.relu(Conv3x3(8)(x))
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(_Conv3x3(16)(x))
+    x = nn.relu(Conv3x3(16)(x))
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
@@ -210,21 +210,23 @@ class _Block(nn.Module):
     return x + nn.Dense(self.dim)(h)
 
 
-class _CharTransformer(nn.Module):
+class CharTransformer(nn.Module):
+  """Causal transformer over ``vocab`` symbols (pre-LayerNorm blocks)."""
   dim: int = 32
   heads: int = 2
   layers: int = 2
   length: int = 32
+  vocab: int = VOCAB
 
   @nn.compact
   def __call__(self, tokens):
-    x = nn.Embed(VOCAB, self.dim)(tokens)
+    x = nn.Embed(self.vocab, self.dim)(tokens)
     pos = self.param("pos", nn.initializers.normal(0.02),
                      (self.length, self.dim))
     x = x + pos[: tokens.shape[1]]
     for _ in range(self.layers):
       x = _Block(self.dim, self.heads)(x)
-    return nn.Dense(VOCAB)(nn.LayerNorm()(x))
+    return nn.Dense(self.vocab)(nn.LayerNorm()(x))
 
 
 def charlm(steps, length=32, batch_size=8, eval_windows=32):
@@ -234,7 +236,7 @@ def charlm(steps, length=32, batch_size=8, eval_windows=32):
   train, held = codes[:split], codes[split:]
   starts = np.linspace(0, len(held) - length - 2, eval_windows).astype(int)
   eval_seqs = np.stack([held[s:s + length + 1] for s in starts])
-  module = _CharTransformer(length=length)
+  module = CharTransformer(length=length)
   data = {"train": train, "eval": eval_seqs}
 
   def xent(params, seqs):
