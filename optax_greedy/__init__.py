@@ -16,6 +16,7 @@ from optax_greedy._hypergradient import hd_sgd
 from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
 from optax_greedy._policy import load_policy
+from optax_greedy._stability import ScheduledRateState
 from optax_greedy._stability import StabilityClipState
 from optax_greedy._stability import stability_clip
 

@@ -278,9 +278,9 @@ def gathering_control():
 def check(name, mode, single_cache):
   start = time.perf_counter()
   record = {"name": name, "mode": mode}
-  tx = (gathering_control() if name == "gathering_control"
-        else _registry.build(name))
   try:
+    tx = (gathering_control() if name == "gathering_control"
+          else _registry.build(name))
     (mesh, params0, place, initial,
      (params, state, compiled, record["relayouts"])) = sharded_run(tx, mode)
     record["status"] = "ok"

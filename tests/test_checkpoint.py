@@ -25,9 +25,6 @@ SAVE_AT, STEPS = 5, 8
 NAMES = list(_registry.REGISTRY)
 
 
-_build = _registry.build
-
-
 def _step_fn(tx):
   @jax.jit
   def step(params, state, x, y):
@@ -64,7 +61,7 @@ def _assert_bitwise_equal(expected, actual):
 def _first_half(name):
   """``name``'s transform, compiled step, initial params and step-SAVE_AT
   params and state (shared by the tests below)."""
-  tx = _build(name)
+  tx = _registry.build(name)
   params0 = _registry.mlp_params(jax.random.key(0))
   step = _step_fn(tx)
   return (tx, step, params0,
@@ -90,7 +87,7 @@ def test_resume_is_bit_identical(name, tmp_path):
   restored_params = ocp.StandardCheckpointer().restore(
       tmp_path / "params", abstract_params)
   restored_state = og.restore_opt_state(
-      tmp_path / "opt_state", jax.eval_shape(_build(name).init,
+      tmp_path / "opt_state", jax.eval_shape(_registry.build(name).init,
                                              abstract_params))
   assert type(restored_state) is type(state)  # named tuples come back
   resumed = _train(step, restored_params, restored_state, SAVE_AT, STEPS)
