@@ -11,8 +11,8 @@ from optax_greedy._greedy_lr import greedy_sgd
 from optax_greedy._greedy_lr import validation_feed
 from optax_greedy._hypergradient import HypergradientState
 from optax_greedy._hypergradient import hd_adam
-from optax_greedy._hypergradient import hypergradient
 from optax_greedy._hypergradient import hd_sgd
+from optax_greedy._hypergradient import hypergradient
 from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
 from optax_greedy._policy import load_policy
