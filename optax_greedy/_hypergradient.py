@@ -99,6 +99,8 @@ def _leaf_rate_dtype(leaf, rate_dtype):
   return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
 
 
+# Leaves from this size on are reduced by rows first (see _leaf_sums); below
+# it the second, small reduction costs more than two cores save.
 _SPLIT_REDUCTION_SIZE = 1 << 18
 
 
