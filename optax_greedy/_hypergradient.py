@@ -99,22 +99,28 @@ def _leaf_rate_dtype(leaf, rate_dtype):
   return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
 
 
+# Leaves from this size on are reduced by rows first (see _leaf_sums); below
+# it the second, small reduction costs more than two cores save.
 _SPLIT_REDUCTION_SIZE = 1 << 18
 
 
 def _leaf_sums(g, d, dtype, cosine):
   """``sum(g d)`` and, for the cosine, ``sum(g g)`` and ``sum(d d)`` of one
-  leaf, in ``dtype``: one variadic reduction, so the leaf is read once.
+  leaf, in ``dtype``.
 
-  Large matrices are summed by rows first and over the leading axis last:
-  XLA's CPU backend splits a reduction to a vector over its cores, not one
-  to a scalar (for small leaves the second reduction would cost more than
-  it saves).
+  With several devices a leaf may be sharded: plain ``jnp.sum`` reductions
+  are then reduced in place (XLA's partitioner would gather the operands of
+  a variadic reduction). On one device, one variadic reduction reads the
+  leaf once (XLA's CPU backend does not merge sibling reductions), large
+  matrices by rows first: the CPU backend splits a reduction to a vector
+  over its cores, not one to a scalar.
   """
   g, d = g.astype(dtype), d.astype(dtype)
   terms = (g * d, g * g, d * d) if cosine else (g * d,)
-  zero = jnp.zeros([], dtype)
+  if jax.device_count() > 1:
+    return tuple(jnp.sum(t) for t in terms)
   by_rows = g.ndim > 1 and g.size >= _SPLIT_REDUCTION_SIZE
+  zero = jnp.zeros([], dtype)
   sums = jax.lax.reduce(terms, (zero,) * len(terms),
                         lambda x, y: tuple(a + b for a, b in zip(x, y)),
                         tuple(range(1 if by_rows else 0, g.ndim)))
