@@ -7,7 +7,7 @@ far any parameter moves in one update.
 """
 
 import numbers
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -127,7 +127,7 @@ def _as_own_rate(stored, own):
 
 def stability_clip(
     max_rate: Callable[[Any], Any],
-    learning_rate: Any,
+    learning_rate: Union[optax.ScalarOrSchedule, optax.GradientTransformation],
     *,
     safety: Any = 0.9,
     every: int = 1,
