@@ -68,7 +68,7 @@ def optimizers(learning_rate: float):
   found = {"adam+greedy_lr": optax_greedy.greedy_adam(
       learning_rate, patience=5, window_size=10)}
   if hasattr(optax_greedy, "hd_adam"):
-    found["hd_adam (global)"] = optax_greedy.hd_adam(learning_rate, 1e-4)
+    found["hd_adam (global)"] = optax_greedy.hd_adam(learning_rate)
   return found
 
 

@@ -159,12 +159,11 @@ REGISTRY = {
         optax.identity, "per_parameter", "multiplicative", 0.05),
     "hd_groups_multiplicative": _hd(_momentum, GROUPS, "multiplicative",
                                     0.05),
-    "hd_sgd": Entry(og.hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2)),
+    "hd_sgd": Entry(og.hd_sgd, dict(learning_rate=0.05)),
     "hd_sgd_nesterov": Entry(
-        og.hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2, momentum=0.9,
-                        nesterov=True), _nesterov),
-    "hd_adam": Entry(og.hd_adam, dict(learning_rate=0.01, hypergrad_lr=1e-4),
-                     _adam),
+        og.hd_sgd, dict(learning_rate=0.05, momentum=0.9, nesterov=True),
+        _nesterov),
+    "hd_adam": Entry(og.hd_adam, dict(learning_rate=0.01), _adam),
     "stability_clip": Entry(
         og.stability_clip, dict(max_rate=leaf_bounds, learning_rate=0.05),
         static_args=("max_rate",), initial_rate=_capped(0.05)),

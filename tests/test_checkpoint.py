@@ -157,8 +157,6 @@ def test_other_dtype_fails_instead_of_casting(tmp_path):
     ("global", "per_tensor",
      r"missing from the checkpoint: learning_rate\.b1.*"
      r"not in the optimizer's state: learning_rate"),
-    ("per_tensor", _registry.GROUPS,
-     r"missing from the checkpoint: learning_rate\.hidden"),
 ])
 def test_other_hypergradient_granularity_fails(tmp_path, saved, wanted,
                                                message):
