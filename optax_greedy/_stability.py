@@ -126,7 +126,7 @@ def _as_own_rate(stored, own):
 
 
 def stability_clip(
-    max_rate: Callable[[Any], Any],
+    max_rate: Union[Any, Callable[..., Any]],
     learning_rate: Union[optax.ScalarOrSchedule, optax.GradientTransformation],
     *,
     safety: Any = 0.9,
@@ -175,9 +175,12 @@ def stability_clip(
   :func:`optax.projections.projection_non_negative` does to params).
 
   Args:
-    max_rate: ``params -> bounds``, the largest stable rate per block, e.g.
-      :func:`optax_greedy.nmf.stability_bounds` (or a ``functools.partial``
-      of it with ``joint=True`` / ``batch_size=b``); pure jnp, jit-safe.
+    max_rate: the largest allowed rate: a number > 0 (one cap for every
+      parameter), or ``params -> bounds``, the largest stable rate per block,
+      e.g. :func:`optax_greedy.nmf.stability_bounds` (or a
+      ``functools.partial`` of it with ``joint=True`` / ``batch_size=b``);
+      pure jnp, jit-safe. The same name and meaning as in
+      :func:`optax_greedy.learned_schedule`.
     learning_rate: the rate to cap: a float > 0, a schedule
       ``count -> rate``, or a transform whose state has exactly one field
       named ``learning_rate`` holding the rate of its last update (its
@@ -227,7 +230,10 @@ def stability_clip(
     True
   """
   if not callable(max_rate):
-    raise ValueError(f"max_rate must be callable, got max_rate={max_rate!r}.")
+    _check_number("max_rate", max_rate, " or a callable params -> bounds")
+    _checks.check_range("max_rate", max_rate, 0, low_open=True)
+    constant_rate = max_rate
+    max_rate = lambda params, **_: constant_rate  # noqa: E731
   _check_number("safety", safety)
   _checks.check_range("safety", safety, 0, 1, low_open=True)
   # An array (a traced value under inject_hyperparams) passes unchecked.

@@ -377,6 +377,20 @@ def test_scalar_bound_and_zero_gradient():
   np.testing.assert_allclose(optax.tree.get(state, "learning_rate"), 0.1)
 
 
+def test_number_max_rate_is_a_constant_cap():
+  """``max_rate=0.1`` caps exactly as ``max_rate=lambda p: 0.1``."""
+  params = {"a": jnp.ones(3), "b": jnp.ones(2)}
+  grads = {"a": jnp.full(3, 2.0), "b": jnp.ones(2)}
+  number = optax_greedy.stability_clip(0.1, 1.0, safety=0.5)
+  state = number.init(params)
+  updates, state = number.update(grads, state, params)
+  # min(1.0, 0.5 * 0.1) = 0.05, by hand.
+  np.testing.assert_allclose(updates["a"], -0.05 * 2.0 * np.ones(3),
+                             rtol=1e-6)
+  np.testing.assert_allclose(optax.tree.get(state, "learning_rate"), 0.05,
+                             rtol=1e-6)
+
+
 def test_init_loss_and_relative_error():
   V = nmf.digits_matrix()
   assert V.shape == (1797, 64) and float(V.min()) >= 0
@@ -428,6 +442,9 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
                                          max_update=0.0), "max_update"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, -1.0),
      "learning_rate"),
+    (lambda: optax_greedy.stability_clip(0.0, 1.0), r"max_rate must be in"),
+    (lambda: optax_greedy.stability_clip("0.1", 1.0),
+     "max_rate must be a number or a callable"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, "1e-3"),
      "learning_rate must be a number"),
     (lambda: optax_greedy.stability_clip(nmf.stability_bounds, 1.0,
