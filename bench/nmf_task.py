@@ -227,7 +227,7 @@ def _plot(path, curves, eval_every, bound, title):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, (ax_err, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+  fig, (ax_err, ax_lr) = plt.subplots(1, 2, figsize=(14, 4.2))
   for name, (errors, rates) in curves.items():
     steps = np.arange(errors.shape[-1]) * eval_every
     ax_err.plot(steps, np.where(np.isfinite(errors), errors, np.nan),
@@ -240,9 +240,11 @@ def _plot(path, curves, eval_every, bound, title):
              yscale="log", title=title, ylim=(0.9 * low, 1.5))
   ax_lr.set(xlabel="step", ylabel="learning rate applied to W",
             yscale="log", title="learning rate (seed 0)")
-  ax_err.legend(fontsize=8)
-  ax_lr.legend(fontsize=8)
-  fig.tight_layout()
+  # One legend, beside the panels: it covers no data.
+  handles, labels = ax_lr.get_legend_handles_labels()
+  fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.79, 0.5),
+             fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0, 0.79, 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
