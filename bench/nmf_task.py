@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 import optax_greedy
+from bench import controllers as C
 from optax_greedy import nmf
 
 RANK = 16
@@ -56,16 +57,15 @@ SAFETY = 0.9
 
 
 def _schedules(bound, steps):
-  """The fixed schedules, name -> rate at each step (an array)."""
-  t = jnp.arange(steps)
-  step_decay = optax.exponential_decay(
-      bound, transition_steps=max(steps // 4, 1), decay_rate=0.5,
-      staircase=True)
+  """The fixed schedules, name -> rate at each step (an array): the
+  benchmark's builder (:func:`bench.controllers.schedule_multipliers`)
+  times the bound."""
+  unit = C.schedule_multipliers(steps, ("constant", "step", "cosine"))
   return {
-      "constant 3x bound": jnp.full([steps], 3 * bound),
-      "constant at bound": jnp.full([steps], bound),
-      "step decay": step_decay(t),
-      "cosine": optax.cosine_decay_schedule(bound, steps)(t),
+      "constant 3x bound": jnp.asarray(3 * bound * unit["constant"]),
+      "constant at bound": jnp.asarray(bound * unit["constant"]),
+      "step decay": jnp.asarray(bound * unit["step"]),
+      "cosine": jnp.asarray(bound * unit["cosine"]),
   }
 
 

@@ -129,14 +129,17 @@ def _classifier_task(name, module, lr_low, steps, batch_size=64,
               eval_correct=eval_correct)
 
 
-class _MLP(nn.Module):
-  width: int = 128
+class MLP(nn.Module):
+  """The benchmark's one MLP: ReLU hidden layers of ``widths``, then
+  ``outputs`` logits."""
+  widths: tuple = (128, 128)
+  outputs: int = 10
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Dense(self.width)(x))
-    x = nn.relu(nn.Dense(self.width)(x))
-    return nn.Dense(10)(x)
+    for width in self.widths:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.outputs)(x)
 
 
 class Conv3x3(nn.Module):
@@ -174,7 +177,7 @@ def logreg(steps):
 
 def mlp(steps):
   return _classifier_task(
-      "mlp", _MLP(), steps=steps,
+      "mlp", MLP(), steps=steps,
       lr_low={"sgd": 0.01, "momentum": 0.001, "adam": 1e-4})
 
 
