@@ -2,9 +2,14 @@
 
 Every number here is computed from the runs; nothing is entered by hand.
 
+Two losses are compared: the **held-out** loss (the evaluation loss: the
+held-out split of the learned tasks, the noise-free function of the
+analytic ones), the headline, and the **training** loss (the mean minibatch
+loss of the last evaluation block, per seed).
+
 Win/tie/loss of a challenger against a fixed schedule, on one (task, base
 optimizer, initial rate) configuration, compares the mean over seeds of the
-final evaluation loss:
+final loss:
 
 * tie (rule ``"spread"``) if ``|mean_c - mean_s| <= max(std_c, std_s)``, the
   larger of the two seed standard deviations;
@@ -39,16 +44,20 @@ def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
     for v, variant in enumerate(task.variants):
       for li, lr in enumerate(lrs):
         evals = _finite(prog.eval_loss[o, v, li])            # [seed, n+1]
+        train = np.asarray(prog.train_loss[o, v, li])        # [seed, steps]
         out.append({
             "task": task.variant_name(variant), "family": task.name,
             "row": row, "group": ctrl.group, "base": base,
             "lr_index": None if ctrl.lr_free else li,
             "lr": None if ctrl.lr_free else float(lr),
             "final": [float(x) for x in evals[:, -1]],
+            "train_final": [float(x) for x in
+                            _finite(train[:, -k:].mean(axis=1))],
+            "correct": np.asarray(prog.correct[o, v, li], bool),
             "curve": [float(x) for x in evals.mean(0)],
             "eval_steps": [int(i * k) for i in range(n_evals + 1)],
             "rate": np.asarray(prog.rate[o, v, li, 0]),       # seed 0
-            "train": np.asarray(prog.train_loss[o, v, li]).mean(0),
+            "train": train.mean(0),
         })
   return out
 
@@ -80,8 +89,9 @@ def _index(recs):
   return {(r["task"], r["row"], r["base"], r["lr_index"]): r for r in recs}
 
 
-def comparisons(recs):
-  """Every challenger against every fixed schedule, per configuration.
+def comparisons(recs, key="final"):
+  """Every challenger against every fixed schedule, per configuration, on
+  ``key`` (``"final"``: held-out loss; ``"train_final"``: training loss).
 
   Learning-rate-free peers (one run per task) are compared with every
   (base optimizer, rate, schedule) configuration of their task.
@@ -96,16 +106,64 @@ def comparisons(recs):
       rec = idx.get((task, chal, base, li)) or idx.get((task, chal, "-", None))
       if rec is None:
         continue
-      outcome, rule = compare(rec["final"], sched["final"])
+      outcome, rule = compare(rec[key], sched[key])
       rows.append({
           "challenger": chal, "task": task, "base": base, "lr": sched["lr"],
           "schedule": row, "outcome": outcome, "tie_rule": rule,
-          "challenger_mean": _stats(rec["final"])[0],
-          "challenger_std": _stats(rec["final"])[1],
-          "schedule_mean": _stats(sched["final"])[0],
-          "schedule_std": _stats(sched["final"])[1],
+          "challenger_mean": _stats(rec[key])[0],
+          "challenger_std": _stats(rec[key])[1],
+          "schedule_mean": _stats(sched[key])[0],
+          "schedule_std": _stats(sched[key])[1],
       })
   return rows
+
+
+def _best(recs):
+  """Per (task, row, base): the record at the initial rate with the lowest
+  mean final held-out loss."""
+  best = {}
+  for r in recs:
+    key = (r["task"], r["row"], r["base"])
+    if key not in best or _stats(r["final"])[0] < _stats(best[key]["final"])[0]:
+      best[key] = r
+  return best
+
+
+def flip_rates(recs):
+  """Negative flips against the tuned cosine baseline, classification tasks.
+
+  Per (task, base optimizer), the baseline is the cosine schedule at its
+  best initial rate; every other row at its own best rate. The negative
+  flip rate is the share of held-out examples that the baseline's model
+  classifies correctly and the row's model does not (same seed; mean over
+  seeds), next to the accuracy change (row minus baseline).
+  """
+  best = _best(recs)
+  out = []
+  for (task, row, base), rec in sorted(best.items(), key=lambda kv: kv[0]):
+    ref = best.get((task, "cosine", base))
+    if ref is None or row == "cosine" or rec["correct"].shape[-1] == 0:
+      continue
+    if base == "-":
+      continue
+    out.append(_flip_row(task, row, base, rec, ref))
+  # Learning-rate-free peers, against each base's tuned cosine.
+  for (task, row, base), rec in sorted(best.items(), key=lambda kv: kv[0]):
+    if base != "-" or rec["correct"].shape[-1] == 0:
+      continue
+    for (t, r, b), ref in sorted(best.items(), key=lambda kv: kv[0]):
+      if t == task and r == "cosine":
+        out.append(_flip_row(task, row, b, rec, ref))
+  return out
+
+
+def _flip_row(task, row, base, rec, ref):
+  new, old = rec["correct"], ref["correct"]           # [seed, n]
+  return {"task": task, "row": row, "base": base, "lr": rec["lr"],
+          "baseline_lr": ref["lr"],
+          "accuracy": float(new.mean()), "baseline_accuracy": float(old.mean()),
+          "accuracy_change": float(new.mean() - old.mean()),
+          "negative_flip_rate": float((old & ~new).mean())}
 
 
 def tuned_comparisons(recs):
@@ -113,11 +171,7 @@ def tuned_comparisons(recs):
   challenger at its best initial rate against each fixed schedule at *its*
   best initial rate (lowest mean final loss). This removes the advantage a
   controller gets from fixing a badly chosen initial rate."""
-  best = {}
-  for r in recs:
-    key = (r["task"], r["row"], r["base"])
-    if key not in best or _stats(r["final"])[0] < _stats(best[key]["final"])[0]:
-      best[key] = r
+  best = _best(recs)
   names = challengers(recs)
   rows = []
   for (task, row, base), sched in best.items():
@@ -235,6 +289,7 @@ def summarize(recs, meta, extra):
   """The content of summary.json."""
   rows = comparisons(recs)
   tables = win_tables(rows)
+  train_tables = win_tables(comparisons(recs, key="train_final"))
   tuned = tuned_comparisons(recs)
   speed = speed_to_target(recs)
   head = tables.get(HEADLINE, {})
@@ -254,9 +309,20 @@ def summarize(recs, meta, extra):
       "tuned_comparisons": [r for r in tuned if "[" not in r["challenger"]],
       "speed_to_target": [r for r in speed if "[" not in r["row"]],
       "speed_summary": speed_summary(speed),
+      "loss_compared": {
+          "win_tables": "held-out (evaluation) loss",
+          "tuned_win_tables": "held-out (evaluation) loss",
+          "train_win_tables": "training loss (mean minibatch loss of the "
+                              "last evaluation block)"},
+      "train_win_tables": {k: {kk: v for kk, v in t.items()
+                               if kk in ("n", "wins", "ties", "losses",
+                                         "tie_rules", "equal_or_better",
+                                         "by_task")}
+                           for k, t in train_tables.items()},
+      "negative_flips": flip_rates(recs),
       "overhead": extra.get("overhead"),
       "vmap": extra.get("vmap"),
       "external": extra.get("external"),
-      "runs": [{k: v for k, v in r.items() if k not in ("rate", "train")}
-               for r in recs],
+      "runs": [{k: v for k, v in r.items()
+                if k not in ("rate", "train", "correct")} for r in recs],
   }

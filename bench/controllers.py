@@ -58,10 +58,11 @@ def optimizer(base, lr):
   return optax.adam(lr)
 
 
-def schedule_multipliers(steps):
-  """Fixed schedules at peak 1, evaluated by optax at every step.
+def schedule_multipliers(steps, names=None):
+  """Fixed schedules at peak 1, evaluated by optax at every step: the
+  benchmark's one fixed-schedule builder (``names`` picks some, in order).
 
-  All five are linear in their peak value, so ``lr * multiplier[t]`` is
+  All are linear in their peak value, so ``lr * multiplier[t]`` is
   exactly the optax schedule with peak ``lr``; this lets one compiled program
   run every schedule (they differ only in data).
   """
@@ -76,8 +77,8 @@ def schedule_multipliers(steps):
       "warmup_cosine": optax.warmup_cosine_decay_schedule(
           0.0, 1.0, warmup_steps=max(steps // 20, 1), decay_steps=steps),
   }
-  return {k: np.asarray(jax.vmap(s)(t), np.float32)
-          for k, s in schedules.items()}
+  return {k: np.asarray(jax.vmap(schedules[k])(t), np.float32)
+          for k in (names or schedules)}
 
 
 FIXED_SCHEDULES = ("constant", "cosine", "linear", "step", "warmup_cosine")

@@ -43,18 +43,20 @@ import json
 import pathlib
 import time
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 import optax_greedy
+from bench import analysis
+from bench import controllers as C
+from bench import tasks as T
 from optax_greedy import _rl_env
 from optax_greedy import nmf
 
 SAFETY = 0.9
-TIE = 0.01
+TIE = analysis.TIE_REL  # the benchmark's 1% rule, per run (no seed spread)
 _FIXED = ("constant at bound", "constant 0.5 bound", "step decay", "cosine")
 _GREEDY = ("greedy_lr", "greedy_lr clipped")
 _LEARNED = ("learned", "learned, clipped")
@@ -65,14 +67,11 @@ def _bound(params):
 
 
 def _fixed_fractions(steps):
-  """Fractions of the bound per step for the fixed schedules ``[4, T]``."""
-  t = jnp.arange(steps)
-  return jnp.stack([
-      jnp.ones([steps]),
-      jnp.full([steps], 0.5),
-      0.5 ** jnp.floor(4 * t / steps),
-      0.5 * (1 + jnp.cos(jnp.pi * t / steps)),
-  ])
+  """Fractions of the bound per step for the fixed schedules ``[4, T]``
+  (the benchmark's builder, :func:`bench.controllers.schedule_multipliers`)."""
+  unit = C.schedule_multipliers(steps, ("constant", "step", "cosine"))
+  return jnp.asarray(np.stack([unit["constant"], 0.5 * unit["constant"],
+                               unit["step"], unit["cosine"]]))
 
 
 def _fraction_of_bound(fractions):
@@ -234,13 +233,6 @@ def _summary(errors, steps):
   return rows
 
 
-class _MLP(nn.Module):
-
-  @nn.compact
-  def __call__(self, x):
-    return nn.Dense(10)(nn.relu(nn.Dense(64)(x)))
-
-
 def _transfer(policy, seeds, quick):
   """NMF policy vs cosine on an MLP for sklearn digits (see module doc)."""
   from sklearn import datasets  # pylint: disable=import-outside-toplevel
@@ -249,7 +241,7 @@ def _transfer(policy, seeds, quick):
   y = jnp.asarray(digits.target)
   x_train, y_train, x_test, y_test = x[:1200], y[:1200], x[1200:], y[1200:]
   steps, batch = (300 if quick else 600), 64
-  model = _MLP()
+  model = T.MLP(widths=(64,))
 
   def loss_fn(params, xb, yb):
     logits = model.apply(params, xb)

@@ -48,6 +48,7 @@ import numpy as np
 import optax
 
 import optax_greedy
+from bench import controllers as C
 from optax_greedy import nmf
 
 RANK = 16
@@ -56,16 +57,15 @@ SAFETY = 0.9
 
 
 def _schedules(bound, steps):
-  """The fixed schedules, name -> rate at each step (an array)."""
-  t = jnp.arange(steps)
-  step_decay = optax.exponential_decay(
-      bound, transition_steps=max(steps // 4, 1), decay_rate=0.5,
-      staircase=True)
+  """The fixed schedules, name -> rate at each step (an array): the
+  benchmark's builder (:func:`bench.controllers.schedule_multipliers`)
+  times the bound."""
+  unit = C.schedule_multipliers(steps, ("constant", "step", "cosine"))
   return {
-      "constant 3x bound": jnp.full([steps], 3 * bound),
-      "constant at bound": jnp.full([steps], bound),
-      "step decay": step_decay(t),
-      "cosine": optax.cosine_decay_schedule(bound, steps)(t),
+      "constant 3x bound": jnp.asarray(3 * bound * unit["constant"]),
+      "constant at bound": jnp.asarray(bound * unit["constant"]),
+      "step decay": jnp.asarray(bound * unit["step"]),
+      "cosine": jnp.asarray(bound * unit["cosine"]),
   }
 
 
@@ -227,7 +227,7 @@ def _plot(path, curves, eval_every, bound, title):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, (ax_err, ax_lr) = plt.subplots(1, 2, figsize=(11, 4))
+  fig, (ax_err, ax_lr) = plt.subplots(1, 2, figsize=(14, 4.2))
   for name, (errors, rates) in curves.items():
     steps = np.arange(errors.shape[-1]) * eval_every
     ax_err.plot(steps, np.where(np.isfinite(errors), errors, np.nan),
@@ -240,9 +240,11 @@ def _plot(path, curves, eval_every, bound, title):
              yscale="log", title=title, ylim=(0.9 * low, 1.5))
   ax_lr.set(xlabel="step", ylabel="learning rate applied to W",
             yscale="log", title="learning rate (seed 0)")
-  ax_err.legend(fontsize=8)
-  ax_lr.legend(fontsize=8)
-  fig.tight_layout()
+  # One legend, beside the panels: it covers no data.
+  handles, labels = ax_lr.get_legend_handles_labels()
+  fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.79, 0.5),
+             fontsize=8, frameon=False)
+  fig.tight_layout(rect=(0, 0, 0.79, 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
 

@@ -60,22 +60,25 @@ def markdown(summary):
          f"per base optimizer (31.6x span), bases {meta['config']['bases']}.",
          ""]
   wr = summary["win_rate_vs_fixed_schedules"]
-  out += ["## Headline", "",
+  out += ["## Headline (held-out loss)", "",
           f"**GreedyLR with its defaults (given only the initial rate) is "
-          f"equal "
-          f"or better than the fixed schedule in {_fmt(wr, '.1%')} of "
-          f"comparisons** (`win_rate_vs_fixed_schedules`). "
-          f"{summary['tie_rule']}.", ""]
+          f"equal or better than the fixed schedule on held-out loss in "
+          f"{_fmt(wr, '.1%')} of comparisons** "
+          f"(`win_rate_vs_fixed_schedules`). "
+          f"{summary['tie_rule']}.", "",
+          "Held-out loss: the evaluation loss on the held-out split "
+          "(learned tasks) or the noise-free function (analytic tasks). "
+          "The training-loss tables follow the held-out ones.", ""]
   hdr = ["challenger", "comparisons", "wins", "ties", "losses",
          "equal or better", "tie rules"]
-  out += ["## Win/tie/loss against the fixed schedules", "",
+  out += ["## Win/tie/loss against the fixed schedules (held-out loss)", "",
           "Each comparison: one (task, base optimizer, initial rate) and one "
           "of " + ", ".join(C.FIXED_SCHEDULES) + ", same step budget, "
-          "final evaluation loss averaged over seeds.", "",
+          "final held-out loss averaged over seeds.", "",
           _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
                        for k, t in tables.items()]), ""]
   tuned = summary["tuned_win_tables"]
-  out += ["## Best-of-grid against best-of-grid", "",
+  out += ["## Best-of-grid against best-of-grid (held-out loss)", "",
           "Per (task, base optimizer): each row at its best initial rate "
           "against each fixed schedule at its own best initial rate. This "
           "takes away the advantage of repairing a badly chosen initial "
@@ -86,17 +89,40 @@ def markdown(summary):
     if chal not in tables:
       continue
     for key in ("task", "schedule", "base"):
-      out += [f"### {LABELS[chal]} by {key}", "",
+      out += [f"### {LABELS[chal]} by {key} (held-out loss)", "",
               _table([key] + hdr[1:], [[v] + _tally_cells(t) for v, t in
                                        tables[chal][f"by_{key}"].items()]),
               ""]
   hd = [k for k in tables if k.startswith("hd_")]
   if hd:
-    out += ["### Hypergradient descent by task", "",
+    out += ["### Hypergradient descent by task (held-out loss, equal or "
+            "better)", "",
             _table(["task"] + [LABELS[k] for k in hd],
                    [[task] + [_fmt(tables[k]["by_task"][task]
                                    ["equal_or_better"], ".0%") for k in hd]
                     for task in tables[hd[0]]["by_task"]]), ""]
+  train = summary.get("train_win_tables") or {}
+  if train:
+    out += ["## Win/tie/loss against the fixed schedules (training loss)",
+            "", "The same comparisons as the first held-out table, on the "
+            "final training loss (mean minibatch loss of the last evaluation "
+            "block, per seed).", "",
+            _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+                         for k, t in train.items() if "[" not in k]), ""]
+  flips = summary.get("negative_flips") or []
+  if flips:
+    out += ["## Negative flips against the tuned cosine (held-out examples)",
+            "", "Classification tasks. Per (task, base optimizer): the "
+            "cosine schedule at its best initial rate is the baseline, "
+            "every row at its own best rate. Negative flips: the share of "
+            "held-out examples the baseline classifies correctly and the "
+            "row's model does not (same seed, mean over seeds).", "",
+            _table(["task", "base", "row", "accuracy", "change vs cosine",
+                    "negative flips"],
+                   [[f["task"], f["base"], LABELS.get(f["row"], f["row"]),
+                     f"{f['accuracy']:.3f}", f"{f['accuracy_change']:+.3f}",
+                     f"{f['negative_flip_rate']:.3f}"]
+                    for f in flips if "[" not in f["row"]]), ""]
   speed = [r for r in summary["speed_summary"] if "[" not in r["row"]]
   bases = sorted({r["base"] for r in speed})
   cells = {}
@@ -104,8 +130,8 @@ def markdown(summary):
     cells.setdefault(r["row"], {})[r["base"]] = (
         f"{r['reached']}/{r['tasks']}, "
         f"{_fmt(r['median_best_speedup'], '.2f')}")
-  out += ["## Speed to target", "",
-          "Target per task: the final evaluation loss of the best-of-grid "
+  out += ["## Speed to target (held-out loss)", "",
+          "Target per task: the final held-out loss of the best-of-grid "
           "Adam with a constant or cosine schedule. Cell: tasks where some "
           "initial rate reached the target / tasks, and the median, over the "
           "tasks reached, of the best rate's speedup (reference steps / "
@@ -204,65 +230,103 @@ def _smooth(x, width):
 
 
 def figure_schedules(recs, path):
-  """GreedyLR's rate next to constant, linear and cosine, seed 0."""
+  """GreedyLR's rate next to constant, linear and cosine, seed 0: one panel
+  per (task, base), two rows, one legend for all."""
   panels = _panels(recs, [("mlp", "momentum"), ("logreg", "sgd"),
-                          ("charlm", "adam"), ("quadratic/noise=0.1", "sgd"),
+                          ("cnn", "adam"), ("charlm", "adam"),
+                          ("quadratic/noise=0.1", "sgd"),
                           ("rosenbrock/noise=10", "adam")])
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3),
+  cols = min(3, len(panels))
+  nrows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows),
                            squeeze=False)
-  for ax, (task, base) in zip(axes[0], panels):
+  styles = (("greedy", "GreedyLR", dict(color="C0", lw=2.2)),
+            ("constant", "constant", dict(color="C1", ls=":", lw=1.6)),
+            ("linear", "linear", dict(color="C2", ls="--", lw=1.4)),
+            ("cosine", "cosine", dict(color="C3", ls="-.", lw=1.4)))
+  for ax, (task, base) in zip(axes.flat, panels):
     li = _middle(recs, task, base)
-    for row, style in (("greedy", "-"), ("constant", ":"), ("linear", "--"),
-                       ("cosine", "-.")):
+    lr0 = None
+    for row, label, style in styles:
       r = _pick(recs, task, row, base, li)
       if r is not None:
-        ax.plot(np.arange(1, len(r["rate"]) + 1), r["rate"], style,
-                label="GreedyLR" if row == "greedy" else row)
+        ax.plot(np.arange(1, len(r["rate"]) + 1), r["rate"], label=label,
+                **style)
+        lr0 = lr0 or r["lr"]
     ax.set_yscale("log")
+    if lr0:  # the schedules' last steps go to 0: keep 3 decades visible
+      ax.set_ylim(lr0 / 1e3, lr0 * 15)
     ax.set_title(f"{task}, {base}")
     ax.set_xlabel("step")
-  axes[0, 0].set_ylabel("learning rate")
-  axes[0, 0].legend(fontsize=8)
-  fig.tight_layout()
+    ax.set_ylabel("learning rate")
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis("off")
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper center", ncol=len(labels),
+             frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 0.93))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
 def figure_losses(recs, path):
-  """Training loss (moving average) and rate of GreedyLR, SGD at the same
-  constant rate, and per-parameter / per-tensor HD."""
+  """Training loss (moving average) and rate of GreedyLR, the base
+  optimizer at the same constant rate, and per-parameter / per-tensor HD.
+  Lines that coincide stay visible: the constant rate is a wide grey band
+  underneath, the others differ in dash pattern and marker."""
   panels = _panels(recs, [("mlp", "sgd"), ("logreg", "sgd")])[:2]
-  fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 6),
+  fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 6.5),
                            squeeze=False, sharex="col")
+  styles = (
+      ("constant", "{base} constant", dict(color="0.6", lw=5, alpha=0.6,
+                                           zorder=1)),
+      ("greedy", "GreedyLR", dict(color="C1", lw=1.6, zorder=3)),
+      ("hd_per_parameter", "HD per parameter",
+       dict(color="C2", ls="--", lw=1.4, marker="o", markersize=4,
+            zorder=4)),
+      ("hd_per_tensor", "HD per group (tensor)",
+       dict(color="C4", ls=":", lw=1.8, marker="^", markersize=4,
+            zorder=5)))
   for col, (task, base) in enumerate(panels):
     li = _middle(recs, task, base)
-    for row, label, style in (
-        ("greedy", "GreedyLR", "C1-"),
-        ("hd_per_parameter", "HD per parameter", "C2-"),
-        ("hd_per_tensor", "HD per group (tensor)", "C3-"),
-        ("constant", f"{base.upper()} constant", "k--")):
+    for row, label, style in styles:
       r = _pick(recs, task, row, base, li)
       if r is None:
         continue
+      label = label.format(base=base.upper())
       loss = _smooth(r["train"], 20)
-      axes[0, col].plot(np.arange(len(loss)) + 1, loss, style, label=label)
-      axes[1, col].plot(np.arange(1, len(r["rate"]) + 1), r["rate"], style,
-                        label=label)
+      every = max(1, len(loss) // 12)
+      axes[0, col].plot(np.arange(len(loss)) + 1, loss, label=label,
+                        markevery=every, **style)
+      axes[1, col].plot(np.arange(1, len(r["rate"]) + 1), r["rate"],
+                        label=label, markevery=every, **style)
     axes[0, col].set_yscale("log")
     axes[0, col].set_title(f"{task}, base {base}")
     axes[0, col].set_ylabel("training loss (moving average)")
     axes[1, col].set_yscale("log")
     axes[1, col].set_ylabel("learning rate (mean)")
     axes[1, col].set_xlabel("step")
-  axes[0, 0].legend(fontsize=8)
-  fig.tight_layout()
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper center", ncol=len(labels),
+             frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 0.94))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
 def write(summary, recs, out_dir):
-  """Writes summary.json, summary.md, lr_schedules.png, loss_histories.png."""
-  with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+  """Writes summary.json, summary.md, lr_schedules.png, loss_histories.png.
+
+  The ``"workloads"`` section of an existing summary.json (written by
+  ``python -m bench --workloads``) is kept.
+  """
+  path = os.path.join(out_dir, "summary.json")
+  if os.path.exists(path) and "workloads" not in summary:
+    with open(path, encoding="utf-8") as f:
+      old = json.load(f)
+    if "workloads" in old:
+      summary = {**summary, "workloads": old["workloads"]}
+  with open(path, "w", encoding="utf-8") as f:
     json.dump(_clean(summary), f, separators=(",", ":"), allow_nan=False)
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(markdown(summary))

@@ -25,12 +25,15 @@ class Program:
     eval_loss: evaluation loss at steps 0, k, 2k, ..., ``steps``.
     train_loss: minibatch training loss at every step.
     rate: effective learning rate after every step (NaN if not defined).
+    correct: which held-out examples the final model classifies correctly
+      (``[..., n]``, classification tasks; an empty last axis elsewhere).
     compile_s, run_s: wall-clock seconds to compile and to run.
   """
 
   eval_loss: np.ndarray
   train_loss: np.ndarray
   rate: np.ndarray
+  correct: np.ndarray
   compile_s: float
   run_s: float
 
@@ -45,7 +48,7 @@ def prepare(task, seeds, steps):
 
 def single_run(task, ctrl, base, steps, n_evals):
   """``run(data, lr, params, stream, variant, payload) -> (evals, losses,
-  rates)``; ``stream`` has one sample per step."""
+  rates, correct)``; ``stream`` has one sample per step."""
   k = steps // n_evals
   ctx = {"steps": steps, "steps_per_eval": k, "lr_bound": task.lr_bound}
   loss_grad = jax.value_and_grad(task.train_loss)
@@ -54,6 +57,13 @@ def single_run(task, ctrl, base, steps, n_evals):
     if ctrl.eval_params is not None:
       params = ctrl.eval_params(state, params)
     return task.eval_loss(params, data, variant)
+
+  def final_correct(params, state, data):
+    if task.eval_correct is None:
+      return jnp.zeros([0], bool)
+    if ctrl.eval_params is not None:
+      params = ctrl.eval_params(state, params)
+    return task.eval_correct(params, data)
 
   def run(data, lr, params, stream, variant, payload):
     tx = ctrl.build(base, lr, payload, ctx)
@@ -86,10 +96,11 @@ def single_run(task, ctrl, base, steps, n_evals):
 
     blocks = (jnp.arange(n_evals * k).reshape(n_evals, k),
               stream.reshape((n_evals, k) + stream.shape[1:]))
-    _, (evals, losses, rates) = jax.lax.scan(
+    (params, state, _), (evals, losses, rates) = jax.lax.scan(
         block, (params, state, first_eval), blocks)
     evals = jnp.concatenate([first_eval[None], evals])
-    return evals, losses.reshape(-1), rates.reshape(-1)
+    return (evals, losses.reshape(-1), rates.reshape(-1),
+            final_correct(params, state, data))
 
   return run
 
@@ -141,6 +152,6 @@ def execute(bundle):
   start = time.perf_counter()
   out = jax.block_until_ready(compiled(*args))
   run_s = time.perf_counter() - start
-  evals, losses, rates = (np.asarray(x).reshape(shape + x.shape[1:])
-                          for x in out)
-  return Program(evals, losses, rates, compile_s, run_s)
+  evals, losses, rates, correct = (
+      np.asarray(x).reshape(shape + x.shape[1:]) for x in out)
+  return Program(evals, losses, rates, correct, compile_s, run_s)

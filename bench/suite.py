@@ -2,14 +2,14 @@
 
 from concurrent import futures
 import datetime
-import importlib.util
+import importlib
 import json
+import multiprocessing
 import os
 import pickle
 import platform
-import subprocess
-import sys
 import time
+import traceback
 
 import jax
 import numpy as np
@@ -33,15 +33,19 @@ PRESETS = {
         "cost_width": 32, "steps_cost": 10, "vmap": False, "external": (),
     },
     "quick": {
-        "steps": {"logreg": 200, "mlp": 200, "cnn": 60, "charlm": 40,
-                  "quadratic": 200, "rosenbrock": 400},
+        # Fewer but longer runs: one base optimizer per task (every base and
+        # every controller still runs somewhere), no char LM (its programs
+        # compile at the default optimisation level), no vmap section.
+        "steps": {"logreg": 300, "mlp": 300, "cnn": 100, "quadratic": 300,
+                  "rosenbrock": 600},
         "n_evals": 10, "seeds": (0, 1), "n_lrs": 3, "bases": C.BASES,
-        # The heavy tasks run on the Adam base only in the quick preset.
-        "task_bases": {"cnn": ("adam",), "charlm": ("adam",)},
+        "task_bases": {"logreg": ("sgd",), "mlp": ("momentum",),
+                       "cnn": ("adam",), "quadratic": ("sgd",),
+                       "rosenbrock": ("adam",)},
         "controllers": None, "exclude": ("greedy_variants",),
-        "cost_params": 8_000_000, "cost_rounds": 3, "cost_inner": 5,
-        "cost_width": 512, "steps_cost": 50, "vmap": True,
-        "steps_vmap": 50, "external": ("nmf",),
+        "cost_params": 1_000_000, "cost_rounds": 3, "cost_inner": 5,
+        "cost_width": 256, "steps_cost": 20, "vmap": False,
+        "external": ("nmf",),
     },
     "full": {
         "steps": {"logreg": 400, "mlp": 300, "cnn": 160, "charlm": 100,
@@ -91,13 +95,9 @@ def machine():
 def _programs(task_names, preset, controllers):
   """(task, controller, base) triples in run order, and skipped rows."""
   todo, skipped = [], {}
-  for ctrl in controllers:
-    reason = ctrl.missing()
-    if reason:
-      skipped[ctrl.name] = reason
   for name in task_names:
     for ctrl in controllers:
-      if ctrl.name in skipped or ctrl.name in preset.get(
+      if ctrl.name in preset.get(
           "task_exclude", {}).get(name, ()):
         continue
       if ctrl.needs_bound and T.FACTORIES[name](1).lr_bound is None:
@@ -162,54 +162,71 @@ def run_grid(preset, controllers, progress=True):
   return records, timings, skipped
 
 
-def run_external(quick, out_dir, seeds, which):
-  """Runs bench/nmf_task.py and bench/learned_task.py, if they exist, each
-  in its own process with a time limit, so that a failure or a hang there
-  is reported instead of stopping the suite. Each writes ``KEY.json`` and
+def _external_child(module, quick, sub, seeds, errors):
+  """Runs ``module.run`` in a child process; reports an exception."""
+  try:
+    mod = importlib.import_module(module)
+    kwargs = {"seeds": tuple(seeds)} if module == EXTERNAL["nmf"] else {}
+    mod.run(quick, sub, **kwargs)
+  except BaseException:  # pylint: disable=broad-except
+    errors.put(traceback.format_exc()[-3000:])
+    raise
+
+
+def run_external(quick, out_dir, seeds, which, log=print):
+  """Runs the NMF and learned-schedule tasks (``run`` of
+  bench/nmf_task.py and bench/learned_task.py), each in a child process
+  with a time limit, so that a failure, an abort or a hang there is
+  reported instead of stopping the suite. Each writes ``KEY.json`` and
   ``KEY.md`` into ``out_dir/KEY``."""
   results = {}
+  ctx = multiprocessing.get_context("spawn")
   for key, module in EXTERNAL.items():
     if key not in which:
       results[key] = {"status": "skipped", "reason": (
           f"not in this preset; run `python -m {module} --quick` alone")}
       continue
-    if importlib.util.find_spec(module) is None:
-      results[key] = {"status": "skipped", "reason": f"{module} not found"}
-      continue
+    log(f"[bench] external task {key} ({module}.run, quick={quick}) ...")
     sub = os.path.join(out_dir, key)
     os.makedirs(sub, exist_ok=True)
-    extra = f", seeds={tuple(seeds)!r}" if key == "nmf" else ""
-    code = f"import {module} as m; m.run({quick!r}, {sub!r}{extra})"
+    errors = ctx.Queue()
+    proc = ctx.Process(target=_external_child,
+                       args=(module, quick, sub, tuple(seeds), errors))
     start = time.perf_counter()
-    try:
-      subprocess.run([sys.executable, "-c", code], check=True,
-                     timeout=EXTERNAL_TIMEOUT_S, capture_output=True,
-                     text=True)
-      with open(os.path.join(sub, f"{key}.json"), encoding="utf-8") as f:
-        result = json.load(f)
-      with open(os.path.join(sub, f"{key}.md"), encoding="utf-8") as f:
-        table = f.read()
-      results[key] = {"status": "ok", "seconds": time.perf_counter() - start,
-                      "dir": key, "result": result, "table_md": table}
-    except subprocess.TimeoutExpired:
+    proc.start()
+    proc.join(EXTERNAL_TIMEOUT_S)
+    seconds = time.perf_counter() - start
+    if proc.is_alive():
+      proc.kill()
+      proc.join()
       results[key] = {"status": "error", "error":
                       f"timed out after {EXTERNAL_TIMEOUT_S} s"}
-    except (subprocess.CalledProcessError, OSError, ValueError) as e:
-      # The project's frames of the failure (or of a faulthandler dump).
-      frames = [line.strip() for line in (getattr(e, "stderr", "") or
-                                          "").splitlines()
-                if "bench/" in line or "optax_greedy/" in line
-                or line.startswith(("Traceback", "Fatal", "  File"))
-                and "site-packages" not in line]
-      results[key] = {"status": "error",
-                      "error": "\n".join([repr(e)] + frames[-12:])}
+    elif proc.exitcode != 0:
+      detail = errors.get() if not errors.empty() else ""
+      results[key] = {"status": "error", "error": (
+          f"exit code {proc.exitcode}"
+          + (f" (signal {-proc.exitcode})" if proc.exitcode < 0 else "")
+          + ("\n" + detail if detail else ""))}
+    else:
+      try:
+        with open(os.path.join(sub, f"{key}.json"), encoding="utf-8") as f:
+          result = json.load(f)
+        with open(os.path.join(sub, f"{key}.md"), encoding="utf-8") as f:
+          table = f.read()
+        results[key] = {"status": "ok", "seconds": seconds, "dir": key,
+                        "result": result, "table_md": table}
+      except (OSError, ValueError) as e:
+        results[key] = {"status": "error", "error": repr(e)}
+    log(f"[bench] external task {key}: {results[key]['status']} "
+        f"({seconds:.0f} s)")
   return results
 
 
 CACHE = "grid_cache.pkl"
 
 
-def main(preset_name, out_dir, progress=True, only=None, reuse=False):
+def main(preset_name, out_dir, progress=True, only=None, reuse=False,
+         log=print):
   """Runs a preset and writes summary.md, summary.json and figures.
 
   The grid's raw results are kept in ``out_dir/grid_cache.pkl``; with
@@ -232,7 +249,11 @@ def main(preset_name, out_dir, progress=True, only=None, reuse=False):
     with open(cache, "rb") as f:
       records, timings, skipped, grid_s = pickle.load(f)
   else:
+    log(f"[bench] {preset_name} preset: grid of tasks "
+        f"{', '.join(preset['steps'])} ...")
     records, timings, skipped = run_grid(preset, controllers, progress)
+    log(f"[bench] grid done ({time.perf_counter() - start:.0f} s, "
+        f"{len(timings)} programs)")
     grid_s = time.perf_counter() - start
     with open(cache, "wb") as f:
       pickle.dump((records, timings, skipped, grid_s), f)
@@ -251,11 +272,19 @@ def main(preset_name, out_dir, progress=True, only=None, reuse=False):
   else:
     extra = {}
     if preset["vmap"]:
+      log("[bench] vmap savings (one vmapped program vs Python loops) ...")
+      t0 = time.perf_counter()
       extra["vmap"] = cost.vmap_savings(controllers, preset, preset["seeds"])
+      log(f"[bench] vmap savings done ({time.perf_counter() - t0:.0f} s)")
+    log(f"[bench] cost against optax.adam ({preset['cost_params']:,} "
+        "parameters, train step, compile, state bytes) ...")
+    t0 = time.perf_counter()
     extra["overhead"] = cost.overhead(controllers, preset)
+    log(f"[bench] cost done ({time.perf_counter() - t0:.0f} s)")
     if preset["external"]:
       extra["external"] = run_external(
-          preset_name != "full", out_dir, preset["seeds"], preset["external"])
+          preset_name != "full", out_dir, preset["seeds"], preset["external"],
+          log=log)
     host, total_s = machine(), time.perf_counter() - start
   meta = {"preset": preset_name, "machine": host,
           "grid_seconds": grid_s, "total_seconds": total_s,
@@ -264,4 +293,5 @@ def main(preset_name, out_dir, progress=True, only=None, reuse=False):
           "skipped": skipped, "timings": timings}
   summary = analysis.summarize(records, meta, extra)
   report.write(summary, records, out_dir)
+  log(f"[bench] wrote {out_dir} ({time.perf_counter() - start:.0f} s)")
   return summary

@@ -47,6 +47,9 @@ class Task:
     lr_bound: ``params -> rate``, the largest stable rate of plain gradient
       descent where one is known (``2 / lambda_max`` of the Hessian), for
       the stability-clipped rows; ``None`` elsewhere.
+    eval_correct: for classification tasks, ``eval_correct(params, data)
+      -> bool[n]``, which held-out examples the model classifies correctly
+      (for accuracy and negative flip rates); ``None`` elsewhere.
   """
 
   name: str
@@ -59,6 +62,7 @@ class Task:
   lr_low: dict
   variants: tuple = (0.0,)
   lr_bound: Any = None
+  eval_correct: Any = None
 
   def lrs(self, base, n):
     """``n`` initial rates for ``base``, log-spaced from ``lr_low`` to
@@ -117,17 +121,25 @@ def _classifier_task(name, module, lr_low, steps, batch_size=64,
   def init(key):
     return module.init(key, data["x_train"][:1])
 
-  return Task(name, init, stream, train_loss, eval_loss, data, steps, lr_low)
+  def eval_correct(params, data):
+    logits = module.apply(params, data["x_eval"])
+    return jnp.argmax(logits, -1) == data["y_eval"]
+
+  return Task(name, init, stream, train_loss, eval_loss, data, steps, lr_low,
+              eval_correct=eval_correct)
 
 
-class _MLP(nn.Module):
-  width: int = 128
+class MLP(nn.Module):
+  """The benchmark's one MLP: ReLU hidden layers of ``widths``, then
+  ``outputs`` logits."""
+  widths: tuple = (128, 128)
+  outputs: int = 10
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(nn.Dense(self.width)(x))
-    x = nn.relu(nn.Dense(self.width)(x))
-    return nn.Dense(10)(x)
+    for width in self.widths:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.outputs)(x)
 
 
 class Conv3x3(nn.Module):
@@ -165,7 +177,7 @@ def logreg(steps):
 
 def mlp(steps):
   return _classifier_task(
-      "mlp", _MLP(), steps=steps,
+      "mlp", MLP(), steps=steps,
       lr_low={"sgd": 0.01, "momentum": 0.001, "adam": 1e-4})
 
 

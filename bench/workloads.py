@@ -388,24 +388,35 @@ def _finite(x):
   return float(x) if np.isfinite(x) else float("inf")
 
 
+def _done(runs, label):
+  return sorted(runs.get(label, {}), key=int)
+
+
 def analyse(entry):
-  """Per-row results against the tuned baseline (see module doc)."""
-  runs, seeds = entry["runs"], entry["seeds"]
-  peaks = [p for p in entry["peaks"]
-           if all(str(s) in runs.get(f"cosine@{p:g}", {}) for s in seeds)]
-  if not peaks:
+  """Per-row results against the tuned baseline (see module doc). The peak
+  is tuned on the seeds every peak has finished; each row is compared on
+  the seeds it shares with the baseline (``seeds`` in its result)."""
+  runs = entry["runs"]
+  grid = [f"cosine@{p:g}" for p in entry["peaks"]]
+  common = set.intersection(*(set(_done(runs, g)) for g in grid))
+  if not common:
     return {}
-  mean_of = lambda name, key: float(np.mean(
-      [_finite(runs[name][str(s)]["curve"][key][-1]) for s in seeds]))
-  best = min(peaks, key=lambda p: mean_of(f"cosine@{p:g}", "val_loss"))
-  base = f"cosine@{best:g}"
-  entry["tuned_peak"] = best
-  target = mean_of(base, "test_loss")
+  mean_of = lambda name, key, seeds: float(np.mean(
+      [_finite(runs[name][s]["curve"][key][-1]) for s in seeds]))
+  if entry.get("tuned_peak") is None:
+    best = min(entry["peaks"], key=lambda p: mean_of(
+        f"cosine@{p:g}", "val_loss", sorted(common)))
+    entry["tuned_peak"] = best
+    entry["tuned_on_seeds"] = sorted(int(s) for s in common)
+  base = f"cosine@{entry['tuned_peak']:g}"
+  base_seeds = _done(runs, base)
+  target = mean_of(base, "test_loss", base_seeds)
   results = {}
-  for name, by_seed in runs.items():
-    if not all(str(s) in by_seed for s in seeds):
+  for name in runs:
+    seeds = [s for s in _done(runs, name) if s in base_seeds]
+    if not seeds:
       continue
-    rs = [by_seed[str(s)] for s in seeds]
+    rs = [runs[name][s] for s in seeds]
     tests = [_finite(r["curve"]["test_loss"][-1]) for r in rs]
     accs = [r["curve"]["test_acc"][-1] for r in rs]
     curve = np.mean([[_finite(x) for x in r["curve"]["test_loss"]]
@@ -414,17 +425,18 @@ def analyse(entry):
     steps_to = int(rs[0]["curve"]["step"][hit[0]]) if hit.size else None
     secs_to = (float(np.mean([r["curve"]["train_seconds"][hit[0]]
                               for r in rs])) if hit.size else None)
-    flips = [float(np.mean(np.asarray(runs[base][str(s)]["correct"], bool)
+    flips = [float(np.mean(np.asarray(runs[base][s]["correct"], bool)
                            & ~np.asarray(r["correct"], bool)))
              for s, r in zip(seeds, rs)]
     results[name] = {
+        "seeds": [int(s) for s in seeds],
         "test_loss_mean": float(np.mean(tests)),
         "test_loss_sd": float(np.std(tests)),
         "test_acc_mean": float(np.mean(accs)),
-        "val_loss_mean": mean_of(name, "val_loss"),
-        "train_loss_last_block_mean": mean_of(name, "train_loss"),
-        "acc_change_vs_tuned": float(np.mean(accs)) - mean_of(base,
-                                                              "test_acc"),
+        "val_loss_mean": mean_of(name, "val_loss", seeds),
+        "train_loss_last_block_mean": mean_of(name, "train_loss", seeds),
+        "acc_change_vs_tuned": float(np.mean(accs)) - mean_of(
+            base, "test_acc", seeds),
         "negative_flip_rate_vs_tuned": float(np.mean(flips)),
         "steps_to_target": steps_to,
         "seconds_to_target": secs_to,
@@ -448,20 +460,22 @@ def markdown(entries):
       continue
     lines += [
         f"Baseline: warmup-cosine Adam, peak tuned on {e['peaks']} by "
-        f"validation loss: **{e['baseline']}**; target = its mean final "
+        f"validation loss (seeds {e['tuned_on_seeds']}): "
+        f"**{e['baseline']}**; target = its mean final "
         f"test loss {e['target_test_loss']:.4f}. Held-out **test** loss "
         "and accuracy (mean over seeds); flips and accuracy change against "
         "the tuned baseline of the same seed.", "",
-        "| row | test loss | test acc. | acc. change | negative flips | "
-        "steps to target | seconds to target | ms/step | val loss | "
+        "| row | seeds | test loss | test acc. | acc. change | negative "
+        "flips | steps to target | seconds to target | ms/step | val loss | "
         "train loss (last block) |",
-        "|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = sorted(res, key=lambda n: res[n]["test_loss_mean"])
     for n in order:
       r = res[n]
       fmt = lambda x, spec: "-" if x is None else format(x, spec)
       lines.append(
-          f"| {n} | {r['test_loss_mean']:.4f} ± {r['test_loss_sd']:.4f} | "
+          f"| {n} | {len(r['seeds'])} | "
+          f"{r['test_loss_mean']:.4f} ± {r['test_loss_sd']:.4f} | "
           f"{r['test_acc_mean']:.4f} | {r['acc_change_vs_tuned']:+.4f} | "
           f"{r['negative_flip_rate_vs_tuned']:.4f} | "
           f"{fmt(r['steps_to_target'], 'd')} | "
@@ -494,7 +508,7 @@ def figure(entries, path):
     for n in names:
       if n not in e["results"]:
         continue
-      rs = [e["runs"][n][str(s)]["curve"] for s in e["seeds"]]
+      rs = [e["runs"][n][s]["curve"] for s in map(str, e["results"][n]["seeds"])]
       y = np.mean([r["test_loss"] for r in rs], axis=0)
       color, ls = styles[n]
       ax.plot(rs[0]["step"], y, color=color, ls=ls, lw=2.2 if n.startswith(
@@ -593,32 +607,40 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=PEAKS,
              "errors": dict(unavailable), "runs": {}, "results": {}}
     entries.append(entry)
 
-    def do(row, lr, label):
+    programs = {}
+
+    def do(row, lr, label, seed):
       try:
-        programs = _programs(w, row)
-        for s in seeds:
-          t0 = time.perf_counter()
-          r = train(w, programs, lr, s)
-          entry["runs"].setdefault(label, {})[str(s)] = r
-          entry["results"] = analyse(entry)
-          _write(out_dir, entries, machine)
-          log(f"[workloads] {w.name} {label} seed {s}: test loss "
-              f"{r['curve']['test_loss'][-1]:.4f}, "
-              f"{1e3 * r['seconds_per_step']:.1f} ms/step, "
-              f"{time.perf_counter() - t0:.0f} s")
+        if label not in programs:
+          programs[label] = _programs(w, row)
+        t0 = time.perf_counter()
+        r = train(w, programs[label], lr, seed)
+        entry["runs"].setdefault(label, {})[str(seed)] = r
+        entry["results"] = analyse(entry)
+        _write(out_dir, entries, machine)
+        log(f"[workloads] {w.name} {label} seed {seed}: test loss "
+            f"{r['curve']['test_loss'][-1]:.4f}, "
+            f"{1e3 * r['seconds_per_step']:.1f} ms/step, "
+            f"{time.perf_counter() - t0:.0f} s")
       except Exception as e:  # pylint: disable=broad-except
         entry["errors"][label] = f"{type(e).__name__}: {e!s:.300}"
         entry["runs"].pop(label, None)
         _write(out_dir, entries, machine)
         log(f"[workloads] {w.name} {label} failed: {entry['errors'][label]}")
 
+    # Seed-major, so that a stopped run has whole tables for the first
+    # seeds; the peak is tuned once, on the first seed's validation loss.
     cosine = cosine_row()
-    for p in peaks:
-      do(cosine, p, f"cosine@{p:g}")
-    tuned = entry.get("tuned_peak", peaks[len(peaks) // 2])
-    for row in candidates:
-      do(row, tuned, row.name)
+    entry["tuned_peak"] = None
+    for seed in seeds:
+      for p in peaks:
+        do(cosine, p, f"cosine@{p:g}", seed)
+      entry["results"] = analyse(entry)
+      tuned = entry.get("tuned_peak") or peaks[len(peaks) // 2]
+      for row in candidates:
+        if row.name not in entry["errors"]:
+          do(row, tuned, row.name, seed)
+      figure(entries, pathlib.Path(out_dir) / "workloads" / "workloads.png")
     entry["results"] = analyse(entry)
     _write(out_dir, entries, machine)
-    figure(entries, pathlib.Path(out_dir) / "workloads" / "workloads.png")
   return entries

@@ -85,3 +85,39 @@ def test_markdown_and_figures_written(out_dir):
   assert "## Headline" in text and "win" in text.lower()
   for name in ("lr_schedules.png", "loss_histories.png"):
     assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unknown_task_is_refused_at_once(capsys):
+  from bench import __main__ as cli  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--only", "foo", "--out", "unused"])
+  assert info.value.code == 2
+  err = capsys.readouterr().err
+  assert "foo" in err and "logreg" in err and "rosenbrock" in err
+
+
+def test_held_out_and_training_tables(summary):
+  assert "held-out" in summary["loss_compared"]["win_tables"]
+  train = summary["train_win_tables"]["greedy"]
+  assert train["wins"] + train["ties"] + train["losses"] == train["n"] > 0
+  assert isinstance(summary["negative_flips"], list)
+
+
+def test_workloads_smoke(tmp_path):
+  """The realistic tier at a few steps: one row besides the cosine grid;
+  the summary gets a well-formed "workloads" section."""
+  from bench import workloads  # pylint: disable=import-outside-toplevel
+  workloads.run(str(tmp_path), names=("cnn",), seeds=(0,), peaks=(1e-3,),
+                scale=0.004, only=("greedy",), log=lambda *_: None)
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  (entry,) = summary["workloads"]
+  assert entry["name"] == "cnn" and entry["steps"] == 4
+  assert entry["n_params"] > 100_000
+  results = entry["results"]
+  assert set(results) == {"cosine@0.001", "greedy"}
+  base = results["cosine@0.001"]
+  assert base["negative_flip_rate_vs_tuned"] == 0.0
+  assert base["steps_to_target"] == 4
+  flip = results["greedy"]["negative_flip_rate_vs_tuned"]
+  assert 0.0 <= flip <= 1.0
+  assert (tmp_path / "workloads" / "workloads.md").exists()
