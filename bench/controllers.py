@@ -282,7 +282,7 @@ def all_controllers():
                  "train", rate=lambda s, lr, p, t: mean_rate(s),
                  options=tuple(GREEDY_VARIANTS)),
       Controller("greedy_clipped", "greedy", _greedy_clipped_build, "train",
-                 rate=lambda s, lr, p, t: mean_rate(s, "applied_learning_rate"),
+                 rate=lambda s, lr, p, t: mean_rate(s, "learning_rate"),
                  requires="stability_clip", bases=("sgd",), needs_bound=True),
       _hd("global"),
       _hd("per_tensor"),

@@ -103,7 +103,7 @@ def _greedy_tx(initial, mode):
   """greedy_lr from ``initial``, inside stability_clip (see ``_GREEDY``)."""
   def rate_fn(before, after, t):
     del before, t
-    return optax.tree.get(after, "applied_learning_rate")["W"]
+    return optax.tree.get(after, "learning_rate")["W"]
   max_rate = functools.partial(_clip_bound, mode=mode)
   tx = optax_greedy.stability_clip(
       max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY,
