@@ -287,7 +287,8 @@ def test_hypergradient_continues_from_the_capped_rate(digits):
   beta = 8e-7
   tx = optax_greedy.stability_clip(
       nmf.stability_bounds,
-      optax_greedy.hypergradient(optax.identity(), 1.0, beta))
+      optax_greedy.hypergradient(optax.identity(), 1.0, beta,
+                                 rule="additive"))
   state = tx.init(params)
   update = jax.jit(tx.update)
   grads, caps, applied = [], [], []
