@@ -24,10 +24,11 @@ grads = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.25)}
 optimizers = {
     "greedy_adam": optax_greedy.greedy_adam(1e-2),
     "hd_sgd": optax_greedy.hd_sgd(0.1, 1e-3),
-    "learned_schedule": optax.chain(
+    **{f"learned_schedule({name!r})": optax.chain(
         optax.scale_by_adam(),
-        optax_greedy.learned_schedule(optax_greedy.load_policy("nmf"), 1e-2,
-                                      budget=10)),
+        optax_greedy.learned_schedule(optax_greedy.load_policy(name), 1e-2,
+                                      budget=10))
+       for name in ("nmf", "dnn")},
 }
 for name, tx in optimizers.items():
   state = tx.init(params)
