@@ -4,7 +4,7 @@ Every method sets the rate of projected minibatch SGD on
 :func:`optax_greedy.nmf.loss` with the same budget, the same initial factors
 and the same minibatch stream per seed. ``B(params)`` is
 ``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
-scale of the learned policy's action, see ``optax_greedy._rl_env``):
+scale of the learned policy's action, see ``optax_greedy.learning.nmf_problems``):
 
 * ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
   (:func:`optax_greedy.load_policy`), ``f_t * B``;
@@ -52,7 +52,7 @@ import optax_greedy
 from bench import analysis
 from bench import controllers as C
 from bench import tasks as T
-from optax_greedy import _rl_env
+from optax_greedy.learning import nmf_problems
 from optax_greedy import nmf
 
 SAFETY = 0.9
@@ -119,8 +119,8 @@ def _fit(V, rank, batch, steps, tx, key, batches):
   """Projected minibatch SGD; per-step full relative error and the rate
   applied to ``W`` as a fraction of the bound."""
   del batch
-  params = _rl_env.init_factors(
-      key, _rl_env.NMFProblem(V, jnp.ones([rank]), jnp.asarray(steps)))
+  params = nmf_problems.init_factors(
+      key, nmf_problems.NMFProblem(V, jnp.ones([rank]), jnp.asarray(steps)))
   state = tx.init(params)
 
   def step(carry, columns):
@@ -144,7 +144,7 @@ def _problems(quick):
   count = 8 if quick else 24
   keys = jax.random.split(jax.random.key(20_231_123), count)
   synth = jax.vmap(functools.partial(
-      _rl_env.sample_problem, rows=64, cols=128, max_rank=10))(keys)
+      nmf_problems.sample_problem, rows=64, cols=128, max_rank=10))(keys)
   cancer = jnp.asarray(datasets.load_breast_cancer().data.T, jnp.float32)
   return {
       "digits 64x1797 r16": (nmf.digits_matrix().T[None], 16, 256,
@@ -179,8 +179,8 @@ def _run_problem(V, rank, batch, steps, seeds, policy):
     return jax.tree.map(lambda *x: np.stack(x, axis=1), *per_matrix)
 
   def initial_bound(v, k):
-    params = _rl_env.init_factors(
-        k, _rl_env.NMFProblem(v, jnp.ones([rank]), jnp.asarray(steps)))
+    params = nmf_problems.init_factors(
+        k, nmf_problems.NMFProblem(v, jnp.ones([rank]), jnp.asarray(steps)))
     return _bound(params)["W"]
 
   out, fractions, seconds = {}, {}, {}
@@ -347,7 +347,7 @@ def run(quick: bool = True, out_dir=None) -> dict:
   """
   start = time.perf_counter()
   seeds = tuple(range(3 if quick else 5))
-  policy = optax_greedy.load_policy()
+  policy = optax_greedy.load_policy("nmf")
   problems, curves = {}, {}
   for name, (V, rank, batch, steps) in _problems(quick).items():
     errors, fractions, seconds = _run_problem(V, rank, batch, steps, seeds,

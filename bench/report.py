@@ -274,8 +274,9 @@ def figure_losses(recs, path):
   optimizer at the same constant rate, and per-parameter / per-tensor HD.
   Lines that coincide stay visible: the constant rate is a wide grey band
   underneath, the others differ in dash pattern and marker."""
-  panels = _panels(recs, [("mlp", "sgd"), ("logreg", "sgd")])[:2]
-  fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels), 6.5),
+  panels = _panels(recs, [("mlp", "sgd"), ("logreg", "sgd"),
+                          ("mlp", "momentum")])[:2]
+  fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels) + 1, 7),
                            squeeze=False, sharex="col")
   styles = (
       ("constant", "{base} constant", dict(color="0.6", lw=5, alpha=0.6,
@@ -307,9 +308,8 @@ def figure_losses(recs, path):
     axes[1, col].set_ylabel("learning rate (mean)")
     axes[1, col].set_xlabel("step")
   handles, labels = axes[0, 0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="upper center", ncol=len(labels),
-             frameon=False)
-  fig.tight_layout(rect=(0, 0, 1, 0.94))
+  fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False)
+  fig.tight_layout(rect=(0, 0, 1, 0.92))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 

@@ -460,7 +460,7 @@ def markdown(entries):
       continue
     lines += [
         f"Baseline: warmup-cosine Adam, peak tuned on {e['peaks']} by "
-        f"validation loss (seeds {e['tuned_on_seeds']}): "
+        f"validation loss (seeds {e.get('tuned_on_seeds', e['seeds'])}): "
         f"**{e['baseline']}**; target = its mean final "
         f"test loss {e['target_test_loss']:.4f}. Held-out **test** loss "
         "and accuracy (mean over seeds); flips and accuracy change against "
@@ -474,7 +474,7 @@ def markdown(entries):
       r = res[n]
       fmt = lambda x, spec: "-" if x is None else format(x, spec)
       lines.append(
-          f"| {n} | {len(r['seeds'])} | "
+          f"| {n} | {len(r.get('seeds', e['seeds']))} | "
           f"{r['test_loss_mean']:.4f} ± {r['test_loss_sd']:.4f} | "
           f"{r['test_acc_mean']:.4f} | {r['acc_change_vs_tuned']:+.4f} | "
           f"{r['negative_flip_rate_vs_tuned']:.4f} | "
@@ -508,16 +508,19 @@ def figure(entries, path):
     for n in names:
       if n not in e["results"]:
         continue
-      rs = [e["runs"][n][s]["curve"] for s in map(str, e["results"][n]["seeds"])]
+      seeds = e["results"][n].get("seeds", e["seeds"])
+      rs = [e["runs"][n][str(s)]["curve"] for s in seeds]
       y = np.mean([r["test_loss"] for r in rs], axis=0)
       color, ls = styles[n]
       ax.plot(rs[0]["step"], y, color=color, ls=ls, lw=2.2 if n.startswith(
           ("greedy", "cosine@%g" % e["tuned_peak"])) else 1.2, label=n)
-    ax.axhline(e["target_test_loss"], color="k", lw=0.8, ls=":")
+    ax.axhline(e["target_test_loss"], color="k", lw=0.8, ls=":",
+               label="target (tuned cosine's final)")
     ax.set(title=f"{e['name']} ({e['n_params']:,} params): test loss",
            xlabel="step", ylabel="test loss (mean over seeds)", yscale="log")
     low = min(r["test_loss_mean"] for r in e["results"].values())
-    ax.set_ylim(0.9 * low, 3 * low)
+    ax.set_ylim(0.8 * low, max(20 * low, 3 * e["target_test_loss"]))
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
   # Performance profile: fraction of workloads whose steps to target are
   # within a factor tau of the best row's.
   ax = axes[-1]
