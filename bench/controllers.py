@@ -11,9 +11,6 @@ fixed schedules' multipliers). ``feed`` says what its ``update`` is given:
   compiled program);
 * ``"linesearch"``: ``value``, ``grad`` and ``value_fn`` on the minibatch;
 * ``"none"``: gradients only.
-
-A controller whose ``requires`` names an ``optax_greedy`` attribute that does
-not exist yet is reported as skipped, never run.
 """
 
 import dataclasses
@@ -99,7 +96,6 @@ class Controller:
     lr_free: runs once per task, without base optimizer or rate grid.
     options: names of rows that share the program (the fixed schedules).
     eval_params: ``eval_params(state, params) -> params`` to evaluate.
-    requires: ``optax_greedy`` attribute needed; missing means skipped.
     bases: base optimizers it supports.
     needs_bound: runs only on tasks with a stability bound (``lr_bound``).
   """
@@ -112,15 +108,8 @@ class Controller:
   lr_free: bool = False
   options: tuple = ()
   eval_params: Optional[Callable[..., Any]] = None
-  requires: Optional[str] = None
   bases: tuple = BASES
   needs_bound: bool = False
-
-  def missing(self):
-    """Why the controller cannot run here, or ``None``."""
-    if self.requires and not hasattr(optax_greedy, self.requires):
-      return f"optax_greedy.{self.requires} is not available"
-    return None
 
 
 def mean_rate(state, key="learning_rate"):
@@ -204,8 +193,7 @@ def _hd(granularity):
     del payload, ctx
     return hd_transform(base, lr, granularity, "multiplicative", None)
   return Controller(f"hd_{granularity}", "hd", build,
-                    rate=lambda s, lr, p, t: mean_rate(s),
-                    requires="hypergradient")
+                    rate=lambda s, lr, p, t: mean_rate(s))
 
 
 def hd_paper(granularity):
@@ -283,7 +271,7 @@ def all_controllers():
                  options=tuple(GREEDY_VARIANTS)),
       Controller("greedy_clipped", "greedy", _greedy_clipped_build, "train",
                  rate=lambda s, lr, p, t: mean_rate(s, "learning_rate"),
-                 requires="stability_clip", bases=("sgd",), needs_bound=True),
+                 bases=("sgd",), needs_bound=True),
       _hd("global"),
       _hd("per_tensor"),
       _hd("per_parameter"),

@@ -43,7 +43,7 @@ def cost_rows(controllers, steps):
   ctx = {"steps": steps, "steps_per_eval": max(steps // 10, 1)}
   rows = [("adam", optax.adam(1e-3), "none")]
   for ctrl in controllers:
-    if ctrl.missing() or "adam" not in ctrl.bases and not ctrl.lr_free:
+    if "adam" not in ctrl.bases and not ctrl.lr_free:
       continue
     name = "fixed_cosine" if ctrl.options else ctrl.name
     rows.append((name, ctrl.build("adam", 1e-3, payload, ctx), ctrl.feed))
