@@ -121,3 +121,16 @@ def test_workloads_smoke(tmp_path):
   flip = results["greedy"]["negative_flip_rate_vs_tuned"]
   assert 0.0 <= flip <= 1.0
   assert (tmp_path / "workloads" / "workloads.md").exists()
+
+
+def test_greedy_feeds_smoke(tmp_path):
+  """The feeds study at a few steps: both feeds' tables are written, on
+  held-out and training loss."""
+  from bench import greedy_feeds  # pylint: disable=import-outside-toplevel
+  greedy_feeds.main(["--select", "logreg", "--report", "logreg", "--bases",
+                     "sgd", "--steps-scale", "0.05", "--seeds", "0",
+                     "--out", str(tmp_path)])
+  summary = json.loads((tmp_path / "greedy_feeds.json").read_text())
+  text = (tmp_path / "greedy_feeds.md").read_text()
+  assert "held-out" in text.lower() and "training" in text.lower()
+  assert summary["runs"], "no run recorded"
