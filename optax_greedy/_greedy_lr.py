@@ -12,7 +12,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optax_greedy import _checks
@@ -423,10 +422,7 @@ def greedy_lr(
       return updates, applied
     if value is None:
       return updates, applied
-    if np.ndim(value) != 0:
-      raise ValueError(
-          "value must be a scalar loss, got value of shape"
-          f" {np.shape(value)}.")
+    _checks.check_scalar_value(value)
     observed = observe_value(applied, value)
     if observe is not True:
       observed = optax.tree.where(observe, observed, applied)
