@@ -48,16 +48,39 @@ def check_choice(name, value, choices):
     )
 
 
-def check_number(name, value):
+def check_number(name, value, expected=""):
   """Raises ``ValueError`` naming ``name`` unless ``value`` is a number.
 
   A number is a Python or NumPy real (not a bool) or an array (possibly
   traced); a string such as ``"1e-3"`` is refused at once rather than
-  failing inside the first update.
+  failing inside the first update. ``expected`` completes the message
+  (e.g. ``" or a callable"``).
   """
   if isinstance(value, bool) or not (
       isinstance(value, numbers.Real) or hasattr(value, "dtype")):
-    raise ValueError(f"{name} must be a number, got {name}={value!r}.")
+    raise ValueError(
+        f"{name} must be a number{expected}, got {name}={value!r}.")
+
+
+def check_momentum(momentum, nesterov):
+  """``momentum`` is ``None`` or a number in [0, 1); Nesterov needs one > 0."""
+  if momentum is not None:
+    check_number("momentum", momentum)
+    check_range("momentum", momentum, 0, 1, high_open=True)
+  if nesterov and (momentum is None or (is_concrete(momentum)
+                                        and momentum == 0)):
+    raise ValueError(
+        "nesterov=True requires momentum in (0, 1), got"
+        f" momentum={momentum!r}.")
+
+
+def check_adam(b1, b2, eps):
+  """Adam's ``b1``, ``b2`` in [0, 1) and ``eps`` >= 0, all numbers."""
+  for name, value in (("b1", b1), ("b2", b2)):
+    check_number(name, value)
+    check_range(name, value, 0, 1, high_open=True)
+  check_number("eps", eps)
+  check_range("eps", eps, 0)
 
 
 def check_scalar_value(value):

@@ -442,25 +442,6 @@ _GREEDY_KEYWORDS = (
     "reset_start")
 
 
-def _check_momentum(momentum, nesterov):
-  if momentum is not None:
-    _checks.check_number("momentum", momentum)
-    _checks.check_range("momentum", momentum, 0, 1, high_open=True)
-  if nesterov and (momentum is None or (_checks.is_concrete(momentum)
-                                        and momentum == 0)):
-    raise ValueError(
-        "nesterov=True requires momentum in (0, 1), got"
-        f" momentum={momentum!r}.")
-
-
-def _check_adam(b1, b2, eps):
-  for name, val in (("b1", b1), ("b2", b2)):
-    _checks.check_number(name, val)
-    _checks.check_range(name, val, 0, 1, high_open=True)
-  _checks.check_number("eps", eps)
-  _checks.check_range("eps", eps, 0)
-
-
 def greedy_sgd(
     learning_rate: Any,
     momentum: Optional[Any] = None,
@@ -498,7 +479,7 @@ def greedy_sgd(
   Example:
     >>> tx = greedy_sgd(0.1, momentum=0.9, patience=5)
   """
-  _check_momentum(momentum, nesterov)
+  _checks.check_momentum(momentum, nesterov)
   if momentum is None:
     direction = optax.identity()
   else:
@@ -544,7 +525,7 @@ def greedy_adam(
   Example:
     >>> tx = greedy_adam(1e-3, patience=5)
   """
-  _check_adam(b1, b2, eps)
+  _checks.check_adam(b1, b2, eps)
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
       greedy_lr(learning_rate, **_greedy_lr_args(locals())))
@@ -591,7 +572,7 @@ def greedy_adamw(
   Example:
     >>> tx = greedy_adamw(1e-3, weight_decay=1e-2)
   """
-  _check_adam(b1, b2, eps)
+  _checks.check_adam(b1, b2, eps)
   _checks.check_number("weight_decay", weight_decay)
   _checks.check_range("weight_decay", weight_decay, 0)
   return optax.chain(

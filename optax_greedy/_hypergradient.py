@@ -520,13 +520,7 @@ def hd_sgd(
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
   _check_static_flag("nesterov", nesterov)
-  if momentum is not None:
-    _checks.check_number("momentum", momentum)
-    _checks.check_range("momentum", momentum, 0, 1, high_open=True)
-  if nesterov and (momentum is None or (_checks.is_concrete(momentum)
-                                        and momentum == 0)):
-    raise ValueError("nesterov=True requires momentum in (0, 1), got"
-                     f" momentum={momentum!r}.")
+  _checks.check_momentum(momentum, nesterov)
   if momentum is None:
     direction = _hd_directions.Direction(optax.identity())
   else:
@@ -603,12 +597,8 @@ def hd_adam(
     Baydin et al., `Online Learning Rate Adaptation with Hypergradient
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  for name, value in (("b1", b1), ("b2", b2), ("eps", eps),
-                      ("eps_root", eps_root)):
-    _checks.check_number(name, value)
-  _checks.check_range("b1", b1, 0, 1, high_open=True)
-  _checks.check_range("b2", b2, 0, 1, high_open=True)
-  _checks.check_range("eps", eps, 0)
+  _checks.check_adam(b1, b2, eps)
+  _checks.check_number("eps_root", eps_root)
   _checks.check_range("eps_root", eps_root, 0)
   _checks.check_choice("eps_placement", eps_placement, ("optax", "reference"))
   direction = _hd_directions.adam(b1, b2, eps, eps_root,

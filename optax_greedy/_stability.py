@@ -11,7 +11,6 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optax_greedy import _checks
@@ -45,15 +44,6 @@ class ScheduledRateState(NamedTuple):
 
   learning_rate: Any
   count: jax.Array
-
-
-def _check_number(name, value, expected=""):
-  """``ValueError`` naming ``name`` unless ``value`` is a number or an array
-  (arrays include the traced values of ``inject_hyperparams`` and ``vmap``)."""
-  if isinstance(value, (bool, str)) or not isinstance(
-      value, (numbers.Real, jax.Array, np.ndarray)):
-    raise ValueError(
-        f"{name} must be a number{expected}, got {name}={value!r}.")
 
 
 def _scheduled_rate(learning_rate) -> optax.GradientTransformationExtraArgs:
@@ -230,11 +220,11 @@ def stability_clip(
     True
   """
   if not callable(max_rate):
-    _check_number("max_rate", max_rate, " or a callable params -> bounds")
+    _checks.check_number("max_rate", max_rate, " or a callable params -> bounds")
     _checks.check_range("max_rate", max_rate, 0, low_open=True)
     constant_rate = max_rate
     max_rate = lambda params, **_: constant_rate  # noqa: E731
-  _check_number("safety", safety)
+  _checks.check_number("safety", safety)
   _checks.check_range("safety", safety, 0, 1, low_open=True)
   # An array (a traced value under inject_hyperparams) passes unchecked.
   if not isinstance(every, jax.Array) and (
@@ -243,7 +233,7 @@ def stability_clip(
   _checks.check_range("every", int(every) if _checks.is_concrete(every)
                       else every, 1)
   if max_update is not None:
-    _check_number("max_update", max_update)
+    _checks.check_number("max_update", max_update)
     _checks.check_range("max_update", max_update, 0, low_open=True)
   if isinstance(bound_args, str) or not all(
       isinstance(k, str) for k in bound_args):
@@ -253,7 +243,7 @@ def stability_clip(
     inner = optax.with_extra_args_support(learning_rate)
   else:
     if not callable(learning_rate):
-      _check_number("learning_rate", learning_rate,
+      _checks.check_number("learning_rate", learning_rate,
                     " > 0, a schedule or a rate-setting transform")
       _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
     inner = _scheduled_rate(learning_rate)
