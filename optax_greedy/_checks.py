@@ -1,11 +1,13 @@
-"""Construction-time checks of hyperparameters.
+"""Checks of hyperparameters and of ``update``'s ``value=``, shared by every
+transform.
 
-Every check looks only at concrete Python numbers: a traced value (under
+Every hyperparameter check looks only at concrete Python numbers: a traced value (under
 ``optax.inject_hyperparams``, ``jax.vmap`` or ``jax.jit``) passes through, so
 the transforms stay usable as functions of their hyperparameters.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -89,3 +91,43 @@ def check_scalar_value(value):
   if tuple(shape) != ():
     raise ValueError(
         f"value must be a scalar loss, got an array of shape {tuple(shape)}.")
+
+
+class Marker:
+  """A default argument whose ``repr`` says what it stands for.
+
+  ``optax.inject_hyperparams`` turns every numeric argument into a traced
+  hyperparameter; a marker is not numeric, so a default that depends on other
+  arguments (or sets a shape) stays static.
+  """
+
+  def __init__(self, text):
+    self._text = text
+
+  def __repr__(self):
+    return self._text
+
+
+#: The default of ``update``'s ``value=``: no loss was passed at all.
+NO_VALUE = Marker("<no value>")
+
+
+def warn_once_without_value(who, consequence):
+  """A function to call when ``update`` got no ``value=``; warns once.
+
+  Args:
+    who: the transform, as the message names it.
+    consequence: what goes wrong without a loss.
+  """
+  warned = []
+
+  def warn():
+    if not warned:
+      warned.append(True)
+      warnings.warn(
+          f"{who}: update() was called without value=, so {consequence}."
+          " Pass value=loss (e.g. tx.update(grads, state, params,"
+          " value=loss)), or value=None to skip observing on purpose.",
+          UserWarning, stacklevel=3)
+
+  return warn

@@ -8,7 +8,6 @@ observes a ``value`` is one reference ``scheduler.step(value)``.
 
 import numbers
 from typing import Any, Callable, NamedTuple, Optional
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -17,26 +16,10 @@ import optax
 from optax_greedy import _checks
 
 
-class _Default:
-  """A default argument whose ``repr`` says what it stands for.
-
-  ``optax.inject_hyperparams`` turns every numeric argument into a traced
-  hyperparameter; a marker is not numeric, so a default that depends on other
-  arguments (or sets a shape) stays static.
-  """
-
-  def __init__(self, text):
-    self._text = text
-
-  def __repr__(self):
-    return self._text
-
-
-_RELATIVE_MIN_LR = _Default("learning_rate / 100")
-_RELATIVE_MAX_LR = _Default("10 * learning_rate")
+_RELATIVE_MIN_LR = _checks.Marker("learning_rate / 100")
+_RELATIVE_MAX_LR = _checks.Marker("10 * learning_rate")
 _WINDOW_SIZE = 50
-_DEFAULT_WINDOW_SIZE = _Default(str(_WINDOW_SIZE))
-_NO_VALUE = _Default("<no value>")
+_DEFAULT_WINDOW_SIZE = _checks.Marker(str(_WINDOW_SIZE))
 
 
 class GreedyLRState(NamedTuple):
@@ -282,7 +265,8 @@ def greedy_lr(
     raise ValueError(
         f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
   sign = 1.0 if mode == "min" else -1.0
-  warned_missing_value = []
+  warn_without_value = _checks.warn_once_without_value(
+      "greedy_lr", "the learning rate will never change")
 
   def fresh_state(dtype, rate, next_rate, count):
     zero = jnp.zeros([], jnp.int32)
@@ -405,20 +389,14 @@ def greedy_lr(
     return optax.tree.where(decrease & at_min & (reset_counter <= 0),
                             reset(state), state)
 
-  def update_fn(updates, state, params=None, *, value=_NO_VALUE,
+  def update_fn(updates, state, params=None, *, value=_checks.NO_VALUE,
                 observe=True, **extra_args):
     del params, extra_args
     rate = state.next_learning_rate
     updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
     applied = state._replace(learning_rate=rate)
-    if value is _NO_VALUE:
-      if not warned_missing_value:
-        warned_missing_value.append(True)
-        warnings.warn(
-            "greedy_lr's update was called without value=: the learning rate"
-            " will never change. Pass value=loss (e.g. tx.update(grads, state,"
-            " params, value=loss)), or value=None to skip observing on"
-            " purpose.", UserWarning, stacklevel=2)
+    if value is _checks.NO_VALUE:
+      warn_without_value()
       return updates, applied
     if value is None:
       return updates, applied

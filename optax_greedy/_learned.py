@@ -18,7 +18,6 @@ by :func:`optax_greedy.load_policy`; ``optax_greedy.learning`` trains them.
 """
 
 from typing import Any, Callable, NamedTuple, Union
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -26,16 +25,6 @@ import optax
 
 from optax_greedy import _checks
 from optax_greedy import _policy
-
-
-class _NoValue:
-  """The default of ``value=``: a loss was not passed at all."""
-
-  def __repr__(self):
-    return "<no value>"
-
-
-_NO_VALUE = _NoValue()
 
 
 class LearnedScheduleState(NamedTuple):
@@ -248,7 +237,9 @@ def learned_schedule(
   if not callable_rate:
     _checks.check_number("max_rate", max_rate)
     _checks.check_range("max_rate", max_rate, 0, low_open=True)
-  warned = []
+  warn_without_value = _checks.warn_once_without_value(
+      "learned_schedule",
+      "the policy observes no loss and the fraction never changes")
 
   def rate_tree(params):
     if not callable_rate:
@@ -270,17 +261,11 @@ def learned_schedule(
         loss_variance=zero, log_grad_norm0=nan, log_grad_norm=nan,
         count=jnp.zeros([], jnp.int32))
 
-  def update_fn(updates, state, params=None, *, value=_NO_VALUE,
+  def update_fn(updates, state, params=None, *, value=_checks.NO_VALUE,
                 observe=True, **extra_args):
     del extra_args
-    if value is _NO_VALUE:
-      if not warned:
-        warned.append(True)
-        warnings.warn(
-            "learned_schedule: update() was called without value=, so the"
-            " policy observes no loss and the fraction never changes. Pass"
-            " value=loss, or value=None to skip observing on purpose.",
-            UserWarning, stacklevel=2)
+    if value is _checks.NO_VALUE:
+      warn_without_value()
       value = None
     if value is not None:
       _checks.check_scalar_value(value)
