@@ -1,9 +1,10 @@
 """Checks of hyperparameters and of ``update``'s ``value=``, shared by every
 transform.
 
-Every hyperparameter check looks only at concrete Python numbers: a traced value (under
-``optax.inject_hyperparams``, ``jax.vmap`` or ``jax.jit``) passes through, so
-the transforms stay usable as functions of their hyperparameters.
+Every hyperparameter check looks only at concrete Python numbers: a traced
+value (under ``optax.inject_hyperparams``, ``jax.vmap`` or ``jax.jit``)
+passes through, so the transforms stay usable as functions of their
+hyperparameters.
 """
 
 import numbers

@@ -220,7 +220,8 @@ def stability_clip(
     True
   """
   if not callable(max_rate):
-    _checks.check_number("max_rate", max_rate, " or a callable params -> bounds")
+    _checks.check_number("max_rate", max_rate,
+                         " or a callable params -> bounds")
     _checks.check_range("max_rate", max_rate, 0, low_open=True)
     constant_rate = max_rate
     max_rate = lambda params, **_: constant_rate  # noqa: E731
@@ -244,7 +245,7 @@ def stability_clip(
   else:
     if not callable(learning_rate):
       _checks.check_number("learning_rate", learning_rate,
-                    " > 0, a schedule or a rate-setting transform")
+                           " > 0, a schedule or a rate-setting transform")
       _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
     inner = _scheduled_rate(learning_rate)
 
