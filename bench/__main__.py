@@ -31,7 +31,10 @@ def main(argv=None):
                       help="no progress bar")
   parser.add_argument("--reuse", action="store_true",
                       help="reuse OUT/grid_cache.pkl (and the cost and "
-                           "external sections of OUT/summary.json if present)")
+                           "external sections of OUT/summary.json if "
+                           "present); with --workloads: keep the runs "
+                           "OUT/workloads already holds for the same "
+                           "configuration and run only the missing ones")
   args = parser.parse_args(argv)
   valid = ("cnn", "lm") if args.workloads else tuple(T.FACTORIES)
   unknown = [t for t in args.only or () if t not in valid]
@@ -43,7 +46,7 @@ def main(argv=None):
   if args.workloads:
     from bench import workloads  # pylint: disable=import-outside-toplevel
     workloads.run(args.out, names=tuple(args.only or ("cnn", "lm")),
-                  machine=suite.machine())
+                  machine=suite.machine(), resume=args.reuse)
     print(f"wrote {args.out}/workloads and the 'workloads' section of "
           f"{args.out}/summary.json")
     return 0

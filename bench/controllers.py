@@ -28,7 +28,7 @@ BASES = ("sgd", "momentum", "adam")
 
 # GreedyLR fed a validation loss once per evaluation: the documented setting
 # for a sparse, already averaged signal (no smoothing window, small patience).
-GREEDY_VAL = {"smooth": False, "patience": 2}
+GREEDY_VAL = {"smooth": False, "patience": 1, "factor": 0.9}
 MOMENTUM = 0.9
 
 # The paper's hypergradient rates, from Baydin et al. (2018), Sec. 4: beta =

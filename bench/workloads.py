@@ -78,8 +78,10 @@ import optax_greedy
 from bench import controllers as C
 from bench import tasks as T
 
-PEAKS = (3e-4, 1e-3, 3e-3)
 SEEDS = (0, 1)
+CORRECT_FILE = "correct.npz"
+# What must match for ``resume`` to reuse a finished run.
+RESUME_KEYS = ("name", "n_params", "steps", "eval_every", "peaks")
 WARMUP_FRACTION = 0.05
 
 
@@ -96,6 +98,7 @@ class Workload:
     sample: ``sample(rng, steps) -> [steps, batch]`` indices into ``train``.
     steps: training steps of every run.
     eval_every: steps between evaluations.
+    peaks: the warmup-cosine peak grid the baseline is tuned on.
     note: what was cut to fit the CPU budget.
   """
 
@@ -108,6 +111,7 @@ class Workload:
   sample: Callable[[np.random.Generator, int], np.ndarray]
   steps: int
   eval_every: int
+  peaks: tuple = (3e-4, 1e-3, 3e-3)
   note: str = ""
 
 
@@ -158,6 +162,7 @@ def lm(steps=2000, batch=8, length=64, dim=128, layers=5, heads=4,
       "lm", lambda key: module.init(key, jnp.zeros((1, length), jnp.int32)),
       loss, (train, offsets), windows(held[:half], eval_windows),
       windows(held[half:], eval_windows), sample, steps, eval_every,
+      peaks=(1e-3, 3e-3, 1e-2),
       note=(f"batch {batch} windows of {length} bytes (cut from the usual "
             "hundreds of sequences of 256+ tokens to fit 2 CPU cores)"))
 
@@ -548,6 +553,12 @@ def _write(out_dir, entries, machine):
   out = pathlib.Path(out_dir)
   sub = out / "workloads"
   sub.mkdir(parents=True, exist_ok=True)
+  # Per-example correctness (for flips on resume) beside the JSON.
+  correct = {f"{e['name']}/{n}/{s}": r["correct"] for e in entries
+             for n, by in e["runs"].items() for s, r in by.items()}
+  with open(sub / "correct.npz.tmp", "wb") as f:
+    np.savez_compressed(f, **correct)
+  os.replace(sub / "correct.npz.tmp", sub / CORRECT_FILE)
   public = []
   for e in entries:
     runs = {n: {s: {k: v for k, v in r.items() if k != "correct"}
@@ -583,13 +594,47 @@ def _clean(x):
   return x
 
 
-def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=PEAKS,
-        scale=1.0, only=None, machine=None, log=print):
+def _finished(out_dir, entry, log):
+  """The runs of ``entry``'s workload finished by an earlier call with the
+  same configuration (:data:`RESUME_KEYS`), from ``out_dir/workloads``."""
+  sub = pathlib.Path(out_dir) / "workloads"
+  path = sub / "workloads.json"
+  if not path.exists():
+    return {}
+  try:
+    old = json.loads(path.read_text())["workloads"]
+    correct = np.load(sub / CORRECT_FILE)
+  except (OSError, KeyError, ValueError) as e:
+    raise ValueError(f"cannot resume from {path}: expected workloads.json "
+                     f"and {CORRECT_FILE} written by bench.workloads "
+                     f"({type(e).__name__}: {e})") from e
+  for prev in old:
+    if all(prev.get(k) == entry[k] for k in RESUME_KEYS):
+      runs = {}
+      for label, by in prev["runs"].items():
+        for seed, r in by.items():
+          key = f"{entry['name']}/{label}/{seed}"
+          if key in correct.files:
+            runs.setdefault(label, {})[seed] = {
+                **r, "correct": correct[key]}
+      log(f"[workloads] {entry['name']}: resuming with "
+          f"{sum(map(len, runs.values()))} finished runs from {path}")
+      return runs
+  return {}
+
+
+def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None,
+        scale=1.0, only=None, machine=None, resume=False, log=print):
   """Runs the workloads; writes results after every run (module doc).
 
   Args:
+    peaks: the cosine grid (each workload's own, :attr:`Workload.peaks`,
+      if None).
     scale: multiplies every step budget (``0.01`` for the smoke test).
     only: names of the rows to run besides the cosine grid (all if None).
+    resume: reuse the runs that an earlier call with the same workload
+      configuration finished in ``out_dir`` (rows whose code changed since
+      are not detected: resume only within one version of the library).
   """
   entries = []
   candidates, unavailable = rows()
@@ -599,20 +644,25 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=PEAKS,
     kwargs = {"steps": max(2, int(WORKLOADS[name]().steps * scale))}
     kwargs["eval_every"] = max(1, kwargs["steps"] // 20)
     w = WORKLOADS[name](**kwargs)
+    grid = tuple(peaks or w.peaks)
     n_params = sum(x.size for x in jax.tree.leaves(
         jax.eval_shape(w.init, jax.random.PRNGKey(0))))
     entry = {"name": w.name, "n_params": int(n_params), "steps": w.steps,
              "eval_every": w.eval_every, "seeds": list(seeds),
-             "peaks": list(peaks), "note": w.note,
+             "peaks": list(grid), "note": w.note,
              "description": (WORKLOADS[name].__doc__ or "").split("\n")[0]
                             .rstrip("."),
              "notes": {r.name: r.note for r in candidates},
              "errors": dict(unavailable), "runs": {}, "results": {}}
+    if resume:
+      entry["runs"] = _finished(out_dir, entry, log)
     entries.append(entry)
 
     programs = {}
 
     def do(row, lr, label, seed):
+      if str(seed) in entry["runs"].get(label, {}):
+        return
       try:
         if label not in programs:
           programs[label] = _programs(w, row)
@@ -636,10 +686,15 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=PEAKS,
     cosine = cosine_row()
     entry["tuned_peak"] = None
     for seed in seeds:
-      for p in peaks:
+      for p in grid:
         do(cosine, p, f"cosine@{p:g}", seed)
+      if entry["tuned_peak"] is None:
+        entry["tuned_on_seeds"] = [seed]
+        entry["tuned_peak"] = min(grid, key=lambda p, s=str(seed): _finite(
+            entry["runs"].get(f"cosine@{p:g}", {}).get(s, {}).get(
+                "curve", {"val_loss": [np.inf]})["val_loss"][-1]))
       entry["results"] = analyse(entry)
-      tuned = entry.get("tuned_peak") or peaks[len(peaks) // 2]
+      tuned = entry.get("tuned_peak") or grid[len(grid) // 2]
       for row in candidates:
         if row.name not in entry["errors"]:
           do(row, tuned, row.name, seed)
