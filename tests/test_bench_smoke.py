@@ -122,6 +122,20 @@ def test_workloads_smoke(tmp_path):
   assert 0.0 <= flip <= 1.0
   assert (tmp_path / "workloads" / "workloads.md").exists()
 
+  # Resuming keeps the finished runs (not re-run: the log says so) and
+  # runs only the missing row.
+  lines = []
+  workloads.run(str(tmp_path), names=("cnn",), seeds=(0,), peaks=(1e-3,),
+                scale=0.004, only=("greedy", "prodigy"), resume=True,
+                log=lines.append)
+  assert lines[0].startswith("[workloads] cnn: resuming with 2 finished")
+  assert [line.split(":")[0] for line in lines[1:]] == [
+      "[workloads] cnn prodigy seed 0"]
+  resumed = json.loads((tmp_path / "summary.json").read_text())
+  (entry,) = resumed["workloads"]
+  assert set(entry["results"]) == {"cosine@0.001", "greedy", "prodigy"}
+  assert entry["results"]["greedy"] == results["greedy"]
+
 
 def test_greedy_feeds_smoke(tmp_path):
   """The feeds study at a few steps: both feeds' tables are written, on
