@@ -20,7 +20,7 @@ def main(argv=None):
                      help="the realistic tier: a 1M-parameter byte-level "
                           "transformer LM (2,000 steps) and a CNN (1,000 "
                           "steps), every controller against a tuned "
-                          "warmup-cosine (about 60-90 minutes on 2 idle "
+                          "warmup-cosine (about 35 minutes on 2 idle "
                           "cores); results written after every run")
   parser.add_argument("--out", required=True, help="output folder")
   parser.add_argument("--only", nargs="+", default=None, metavar="TASK",

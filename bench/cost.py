@@ -319,8 +319,9 @@ def _markdown(result, meta):
   bare, step = result["bare_update"], result["train_step"]
   lines = [
       "# Cost of the hypergradient variants\n",
-      f"Machine: {meta['cpu']}, {meta['cores']} cores, shared with other"
-      f" jobs while measuring; {meta['date']}. Ratios to `optax.adam(1e-3)`"
+      f"Machine: {meta['cpu']}, {meta['cores']} cores, load average"
+      f" {meta['load_average']} (1 min) when it started; {meta['date']}."
+      " Ratios to `optax.adam(1e-3)`"
       " in the same process, medians of interleaved rounds"
       f" ({meta['rounds']} rounds). Bare update + apply on"
       f" {bare['n_params']:,} float32 parameters (two matrices); train step"
@@ -354,6 +355,7 @@ def main():
   parser.add_argument("--inner", type=int, default=20,
                       help="train steps per timed call (default 20)")
   args = parser.parse_args()
+  load_average = round(os.getloadavg()[0], 2)
   # A second, identical Adam row measures the timing noise.
   rows = [("adam", optax.adam(1e-3), "none"),
           ("adam (again)", optax.adam(1e-3), "none")] + hd_cost_rows()
@@ -374,6 +376,7 @@ def main():
   }
   import platform  # pylint: disable=g-import-not-at-top
   meta = {"cpu": platform.processor() or platform.machine(),
+          "load_average": load_average,
           "cores": os.cpu_count(), "rounds": args.rounds,
           "width": args.width, "jax": jax.__version__,
           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

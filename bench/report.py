@@ -12,8 +12,8 @@ from bench import controllers as C  # pylint: disable=wrong-import-position
 
 LABELS = {
     "greedy": "GreedyLR (train loss, defaults)",
-    "greedy_val": "GreedyLR (validation loss per eval, smooth=False, "
-                  "patience=2)",
+    "greedy_val": "GreedyLR (validation loss per eval, " + ", ".join(
+        f"{k}={v}" for k, v in C.GREEDY_VAL.items()) + ")",
     "greedy_clipped": "GreedyLR clipped to the stability bound",
     "hd_global": "HD global", "hd_per_tensor": "HD per tensor",
     "hd_per_parameter": "HD per parameter",
