@@ -203,9 +203,9 @@ class _WideMLP(nn.Module):
     return nn.Dense(10)(x)
 
 
-def train_step(rows, width, batch, inner, rounds):
-  """Seconds per full training step (forward, backward, update) of an MLP on
-  digits, ``inner`` steps per call under ``lax.scan``; and compile seconds."""
+def _train_programs(rows, width, batch, inner):
+  """Compiled ``inner`` MLP train steps per row (forward, backward, update
+  under ``lax.scan``): ``({name: fn}, {name: compile seconds}, n_params)``."""
   data = jax.tree.map(jnp.asarray, T.logreg(1).data)
   stream = np.random.default_rng(0).integers(
       0, data["y_train"].shape[0], (inner, batch), dtype=np.int32)
@@ -232,9 +232,51 @@ def train_step(rows, width, batch, inner, rounds):
     compiled = jax.jit(many).lower(params, state, stream).compile()
     compile_s[name] = time.perf_counter() - start
     fns[name] = lambda c=compiled, s=state: c(params, s, stream)
-  times = _time_round_robin(fns, rounds)
   n_params = sum(x.size for x in jax.tree.leaves(params))
+  return fns, compile_s, n_params
+
+
+def train_step(rows, width, batch, inner, rounds):
+  """Seconds per full training step (forward, backward, update) of an MLP on
+  digits, ``inner`` steps per call under ``lax.scan``; and compile seconds."""
+  fns, compile_s, n_params = _train_programs(rows, width, batch, inner)
+  times = _time_round_robin(fns, rounds)
   return {k: v / inner for k, v in times.items()}, compile_s, n_params
+
+
+def kernel_profile(rows, width, batch, inner, calls, top):
+  """Microseconds per train step spent in each compiled kernel (XLA CPU
+  thunks, from a ``jax.profiler`` trace): ``{name: [(kernel, us), ...]}``,
+  the ``top`` costliest kernels and ``"total"`` (the whole step) per row."""
+  import collections  # pylint: disable=import-outside-toplevel
+  import glob  # pylint: disable=import-outside-toplevel
+  import gzip  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  fns, _, _ = _train_programs(rows, width, batch, inner)
+  out = {}
+  for name, fn in fns.items():
+    for _ in range(3):
+      jax.block_until_ready(fn())
+    with tempfile.TemporaryDirectory() as tmp:
+      start = time.perf_counter()
+      with jax.profiler.trace(tmp):
+        for _ in range(calls):
+          jax.block_until_ready(fn())
+      wall = time.perf_counter() - start
+      (path,) = glob.glob(f"{tmp}/**/*.trace.json.gz", recursive=True)
+      with gzip.open(path) as f:
+        events = json.load(f)["traceEvents"]
+    per_kernel = collections.Counter()
+    for e in events:
+      # Kernels are the thunks named after HLO instructions (fusions, dots,
+      # copies); runtime and Python frames are left out.
+      if e.get("ph") == "X" and re.fullmatch(
+          r"[a-z_\-]+(\.\d+)?", e["name"]) and e["name"] != "while":
+        per_kernel[e["name"]] += e.get("dur", 0)
+    steps = calls * inner
+    out[name] = [("total (wall, profiler on)", 1e6 * wall / steps)] + [
+        (k, us / steps) for k, us in per_kernel.most_common(top)]
+  return out
 
 
 def overhead(controllers, preset):
@@ -354,6 +396,10 @@ def main():
                       help="hidden width of the train-step MLP (default 512)")
   parser.add_argument("--inner", type=int, default=20,
                       help="train steps per timed call (default 20)")
+  parser.add_argument("--profile", action="store_true",
+                      help="also write kernel_profile.md: the train step's "
+                           "time per compiled kernel, from a jax.profiler "
+                           "trace, for adam and each hypergradient variant")
   args = parser.parse_args()
   load_average = round(os.getloadavg()[0], 2)
   # A second, identical Adam row measures the timing noise.
@@ -387,6 +433,28 @@ def main():
   with open(os.path.join(args.out, "cost.md"), "w", encoding="utf-8") as f:
     f.write(table)
   print(table)
+  if args.profile:
+    profile = kernel_profile([r for r in rows if r[0] != "adam (again)"],
+                             args.width, 128, args.inner, calls=10, top=12)
+    lines = ["# Where the train step's time goes, per compiled kernel\n",
+             f"Microseconds per step of the 64-{args.width}-{args.width}-10 "
+             "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
+             f"calls of {args.inner} steps; {meta['date']}, load average "
+             f"{load_average}. Kernel names are the HLO instructions of "
+             "`jax.jit(...).lower(...).compile().as_text()`: `ynn_fusion` "
+             "and `dot` are the forward/backward matmuls, `multiply_add_"
+             "fusion` Adam's moment and parameter updates, `multiply_reduce"
+             "_fusion` the hypergradient's reduction, `copy` loop-carried "
+             "copies.\n"]
+    for name, kernels in profile.items():
+      lines += [f"## `{name}`\n", "| kernel | us / step |", "|---|---|"]
+      lines += [f"| {k} | {us:.1f} |" for k, us in kernels]
+      lines.append("")
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, "kernel_profile.md"), "w",
+              encoding="utf-8") as f:
+      f.write(text)
+    print(text)
 
 
 if __name__ == "__main__":
