@@ -18,9 +18,9 @@ stream for a given seed (paired comparisons). Rows, all on an Adam direction
 without weight decay unless named otherwise:
 
 * ``cosine@peak``: ``optax.adam(warmup_cosine_decay_schedule(0, peak,
-  steps/20, steps))`` for each peak of the grid (:data:`PEAKS`); the
-  baseline is the peak with the lowest mean final *validation* loss
-  (tuned, best of grid); every controller below starts from that same peak
+  steps/20, steps))`` for each peak of the grid (:attr:`Workload.peaks`); the
+  baseline is the peak with the lowest final *validation* loss on the
+  first seed (tuned, best of grid); every controller below starts from that same peak
   rate (so "at the same peak" and "against the tuned baseline" coincide).
 * ``greedy``: :func:`optax_greedy.greedy_adam` with its defaults, fed the
   minibatch training loss every step.
@@ -55,8 +55,10 @@ and wall-clock seconds per training step.
 
 Results are written after every finished run (``DIR/workloads/``:
 ``workloads.json``, ``workloads.md``, ``workloads.png``; and the
-``"workloads"`` section of ``DIR/summary.json``), so a run that is stopped
-keeps what it finished.
+``"workloads"`` section of ``DIR/summary.json``; per-example correctness in
+``correct.npz``), so a run that is stopped keeps what it finished, and
+``run(..., resume=True)`` (``python -m bench --workloads --reuse``) runs
+only what is missing.
 """
 
 import dataclasses
