@@ -272,7 +272,8 @@ def kernel_profile(rows, width, batch, inner, calls, top):
           r"[a-z_\-]+(\.\d+)?", e["name"]) and e["name"] != "while":
         per_kernel[e["name"]] += e.get("dur", 0)
     steps = calls * inner
-    out[name] = [("all kernels (the two cores' time added)",
+    out[name] = [("all kernels (added; kernels that overlap on the cores "
+                  "count in full)",
                   sum(per_kernel.values()) / steps)] + [
                       (k, us / steps) for k, us in per_kernel.most_common(top)]
   return out
@@ -440,10 +441,11 @@ def main():
              "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
              f"calls of {args.inner} steps; {meta['date']}, load average "
              f"{load_average}. Kernel names are the HLO instructions of "
-             "`jax.jit(...).lower(...).compile().as_text()`: `ynn_fusion` "
-             "and `dot` are the forward/backward matmuls, `multiply_add_"
-             "fusion` Adam's moment and parameter updates, `multiply_reduce"
-             "_fusion` the hypergradient's reduction, `copy` loop-carried "
+             "`jax.jit(...).lower(...).compile().as_text()`: `dot` and "
+             "`ynn_fusion` (XLA's YNNPACK kernels) are the forward/backward "
+             "matmuls and single-output sums, `multiply_add_fusion` Adam's "
+             "moment and parameter updates, `multiply_reduce_fusion` the "
+             "hypergradient's fused reduction, `copy` loop-carried "
              "copies.\n"]
     for name, kernels in profile.items():
       lines += [f"## `{name}`\n", "| kernel | us / step |", "|---|---|"]

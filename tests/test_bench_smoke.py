@@ -148,3 +148,16 @@ def test_greedy_feeds_smoke(tmp_path):
   text = (tmp_path / "greedy_feeds.md").read_text()
   assert "held-out" in text.lower() and "training" in text.lower()
   assert summary["runs"], "no run recorded"
+
+
+def test_kernel_profile_smoke():
+  """The cost study's kernel profile: per-kernel times of a tiny train step,
+  their sum first, every time positive."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from bench import cost  # pylint: disable=import-outside-toplevel
+  profile = cost.kernel_profile([("adam", optax.adam(1e-3), "none")],
+                                width=8, batch=4, inner=2, calls=1, top=3)
+  (total, *kernels), = profile.values()
+  assert total[0].startswith("all kernels") and kernels
+  assert all(us > 0 for _, us in kernels)
+  assert total[1] >= max(us for _, us in kernels)
