@@ -401,8 +401,9 @@ def _done(runs, label):
 
 def analyse(entry):
   """Per-row results against the tuned baseline (see module doc). The peak
-  is tuned on the seeds every peak has finished; each row is compared on
-  the seeds it shares with the baseline (``seeds`` in its result)."""
+  is tuned once, on the first seed that every peak has finished (also when
+  resuming with more seeds finished); each row is compared on the seeds it
+  shares with the baseline (``seeds`` in its result)."""
   runs = entry["runs"]
   grid = [f"cosine@{p:g}" for p in entry["peaks"]]
   common = set.intersection(*(set(_done(runs, g)) for g in grid))
@@ -411,10 +412,11 @@ def analyse(entry):
   mean_of = lambda name, key, seeds: float(np.mean(
       [_finite(runs[name][s]["curve"][key][-1]) for s in seeds]))
   if entry.get("tuned_peak") is None:
+    first = [min(common, key=int)]
     best = min(entry["peaks"], key=lambda p: mean_of(
-        f"cosine@{p:g}", "val_loss", sorted(common)))
+        f"cosine@{p:g}", "val_loss", first))
     entry["tuned_peak"] = best
-    entry["tuned_on_seeds"] = sorted(int(s) for s in common)
+    entry["tuned_on_seeds"] = [int(first[0])]
   base = f"cosine@{entry['tuned_peak']:g}"
   base_seeds = _done(runs, base)
   target = mean_of(base, "test_loss", base_seeds)
@@ -694,11 +696,6 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None,
     for seed in seeds:
       for p in grid:
         do(cosine, p, f"cosine@{p:g}", seed)
-      if entry["tuned_peak"] is None:
-        entry["tuned_on_seeds"] = [seed]
-        entry["tuned_peak"] = min(grid, key=lambda p, s=str(seed): _finite(
-            entry["runs"].get(f"cosine@{p:g}", {}).get(s, {}).get(
-                "curve", {"val_loss": [np.inf]})["val_loss"][-1]))
       entry["results"] = analyse(entry)
       tuned = entry.get("tuned_peak") or grid[len(grid) // 2]
       for row in candidates:
