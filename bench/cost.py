@@ -136,6 +136,11 @@ def params_traffic(hlo_text, n_params, param_bytes):
   return traffic("ENTRY") / param_bytes
 
 
+def _ratios(d):
+  """Each entry of ``d`` over its ``"adam"`` entry."""
+  return {k: d[k] / d["adam"] for k in d}
+
+
 def _kwargs(feed, value, grads, loss_fn):
   if feed == "train":
     return {"value": value}
@@ -292,18 +297,15 @@ def overhead(controllers, preset):
       rows, preset["cost_width"], 128, preset["cost_inner"],
       preset["cost_rounds"])
 
-  def ratios(d):
-    return {k: d[k] / d["adam"] for k in d}
-
   return {
       "reference": "optax.adam(1e-3), same process, interleaved timings",
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
-                      "ratio": ratios(bare_s),
+                      "ratio": _ratios(bare_s),
                       "params_traffic": passes},
       "train_step": {"n_params": n_mlp, "batch": 128, "seconds": step_s,
-                     "ratio": ratios(step_s)},
-      "compile": {"seconds": compile_s, "ratio": ratios(compile_s)},
-      "state_bytes": {"bytes": state_bytes, "ratio": ratios(state_bytes)},
+                     "ratio": _ratios(step_s)},
+      "compile": {"seconds": compile_s, "ratio": _ratios(compile_s)},
+      "state_bytes": {"bytes": state_bytes, "ratio": _ratios(state_bytes)},
   }
 
 
@@ -383,6 +385,31 @@ def _markdown(result, meta):
   return "\n".join(lines) + "\n"
 
 
+def _profile_markdown(profile, args, meta):
+  lines = ["# Where the train step's time goes, per compiled kernel\n",
+           f"Microseconds per step of the 64-{args.width}-{args.width}-10 "
+           "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
+           f"calls of {args.inner} steps; {meta['date']}, load average "
+           f"{meta['load_average']}. Kernel names are the HLO instructions of "
+           "`jax.jit(...).lower(...).compile().as_text()`: `dot` and "
+           "`ynn_fusion` (XLA's YNNPACK kernels) are the forward/backward "
+           "matmuls and single-output sums, `multiply_add_fusion` Adam's "
+           "moment and parameter updates, `multiply_reduce_fusion` the "
+           "hypergradient's fused reduction, `copy` loop-carried "
+           "copies.\n"]
+  for name, kernels in profile.items():
+    lines += [f"## `{name}`\n", "| kernel | us / step |", "|---|---|"]
+    lines += [f"| {k} | {us:.1f} |" for k, us in kernels]
+    lines.append("")
+  return "\n".join(lines)
+
+
+def _write_and_print(path, text):
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(text)
+  print(text)
+
+
 def main():
   parser = argparse.ArgumentParser(
       description="The cost section alone: Adam, the fixed schedule and the"
@@ -410,15 +437,12 @@ def main():
   step_s, _, n_mlp = train_step(rows, args.width, 128, args.inner,
                                 args.rounds)
 
-  def ratios(d):
-    return {k: d[k] / d["adam"] for k in d}
-
   result = {
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
-                      "ratio": ratios(bare_s), "params_traffic": passes},
+                      "ratio": _ratios(bare_s), "params_traffic": passes},
       "train_step": {"n_params": n_mlp, "seconds": step_s,
-                     "ratio": ratios(step_s)},
-      "state_bytes": {"bytes": state_bytes, "ratio": ratios(state_bytes)},
+                     "ratio": _ratios(step_s)},
+      "state_bytes": {"bytes": state_bytes, "ratio": _ratios(state_bytes)},
   }
   import platform  # pylint: disable=g-import-not-at-top
   meta = {"cpu": platform.processor() or platform.machine(),
@@ -429,33 +453,13 @@ def main():
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "cost.json"), "w", encoding="utf-8") as f:
     json.dump({"meta": meta, **result}, f, indent=1)
-  table = _markdown(result, meta)
-  with open(os.path.join(args.out, "cost.md"), "w", encoding="utf-8") as f:
-    f.write(table)
-  print(table)
+  _write_and_print(os.path.join(args.out, "cost.md"),
+                   _markdown(result, meta))
   if args.profile:
     profile = kernel_profile([r for r in rows if r[0] != "adam (again)"],
                              args.width, 128, args.inner, calls=10, top=12)
-    lines = ["# Where the train step's time goes, per compiled kernel\n",
-             f"Microseconds per step of the 64-{args.width}-{args.width}-10 "
-             "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
-             f"calls of {args.inner} steps; {meta['date']}, load average "
-             f"{load_average}. Kernel names are the HLO instructions of "
-             "`jax.jit(...).lower(...).compile().as_text()`: `dot` and "
-             "`ynn_fusion` (XLA's YNNPACK kernels) are the forward/backward "
-             "matmuls and single-output sums, `multiply_add_fusion` Adam's "
-             "moment and parameter updates, `multiply_reduce_fusion` the "
-             "hypergradient's fused reduction, `copy` loop-carried "
-             "copies.\n"]
-    for name, kernels in profile.items():
-      lines += [f"## `{name}`\n", "| kernel | us / step |", "|---|---|"]
-      lines += [f"| {k} | {us:.1f} |" for k, us in kernels]
-      lines.append("")
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "kernel_profile.md"), "w",
-              encoding="utf-8") as f:
-      f.write(text)
-    print(text)
+    _write_and_print(os.path.join(args.out, "kernel_profile.md"),
+                     _profile_markdown(profile, args, meta))
 
 
 if __name__ == "__main__":
