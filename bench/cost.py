@@ -9,7 +9,9 @@ shared machine hits all of them alike.
 
 ``python -m bench.cost --out DIR`` runs the cost section alone (Adam, the
 hypergradient variants and the fixed schedule) and writes ``cost.json`` and
-``cost.md``.
+``cost.md``; with ``--fast-math`` every program (Adam's too) is compiled with
+XLA's CPU fast math, which lets LLVM reassociate (and so vectorise) float
+reductions, into ``cost_fast_math.json`` and ``cost_fast_math.md``.
 """
 
 import argparse
@@ -162,7 +164,7 @@ def _time_round_robin(fns, rounds):
   return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bare_update(rows, n_params, rounds):
+def bare_update(rows, n_params, rounds, compiler_options=None):
   """Seconds of one jitted ``update`` + ``apply_updates`` on ``n_params``;
   state bytes; params-sized reads + writes (:func:`params_traffic`).
 
@@ -191,7 +193,8 @@ def bare_update(rows, n_params, rounds):
     state = tx.init(params)
     bytes_[name] = int(sum(x.size * x.dtype.itemsize
                            for x in jax.tree.leaves(state)))
-    compiled = jax.jit(step).lower(params, state, grads).compile()
+    compiled = jax.jit(step).lower(params, state, grads).compile(
+        compiler_options)
     passes[name] = params_traffic(compiled.as_text(), n, 4 * n)
     fns[name] = lambda c=compiled, s=state: c(params, s, grads)
   times = _time_round_robin(fns, rounds)
@@ -208,9 +211,10 @@ class _WideMLP(nn.Module):
     return nn.Dense(10)(x)
 
 
-def _train_programs(rows, width, batch, inner):
+def _train_programs(rows, width, batch, inner, compiler_options=None):
   """Compiled ``inner`` MLP train steps per row (forward, backward, update
-  under ``lax.scan``): ``({name: fn}, {name: compile seconds}, n_params)``."""
+  under ``lax.scan``): ``({name: fn}, {name: compile seconds}, n_params)``;
+  ``compiler_options`` are XLA's (``jax.stages.Lowered.compile``)."""
   data = jax.tree.map(jnp.asarray, T.logreg(1).data)
   stream = np.random.default_rng(0).integers(
       0, data["y_train"].shape[0], (inner, batch), dtype=np.int32)
@@ -234,22 +238,25 @@ def _train_programs(rows, width, batch, inner):
       return jax.lax.scan(one, (params, state), stream)
     state = tx.init(params)
     start = time.perf_counter()
-    compiled = jax.jit(many).lower(params, state, stream).compile()
+    compiled = jax.jit(many).lower(params, state, stream).compile(
+        compiler_options)
     compile_s[name] = time.perf_counter() - start
     fns[name] = lambda c=compiled, s=state: c(params, s, stream)
   n_params = sum(x.size for x in jax.tree.leaves(params))
   return fns, compile_s, n_params
 
 
-def train_step(rows, width, batch, inner, rounds):
+def train_step(rows, width, batch, inner, rounds, compiler_options=None):
   """Seconds per full training step (forward, backward, update) of an MLP on
   digits, ``inner`` steps per call under ``lax.scan``; and compile seconds."""
-  fns, compile_s, n_params = _train_programs(rows, width, batch, inner)
+  fns, compile_s, n_params = _train_programs(rows, width, batch, inner,
+                                             compiler_options)
   times = _time_round_robin(fns, rounds)
   return {k: v / inner for k, v in times.items()}, compile_s, n_params
 
 
-def kernel_profile(rows, width, batch, inner, calls, top):
+def kernel_profile(rows, width, batch, inner, calls, top,
+                   compiler_options=None):
   """Microseconds per train step spent in each compiled kernel (XLA CPU
   thunks, from a ``jax.profiler`` trace): ``{name: [(kernel, us), ...]}``,
   the sum over all kernels, then the ``top`` costliest, per row."""
@@ -257,7 +264,7 @@ def kernel_profile(rows, width, batch, inner, calls, top):
   import glob  # pylint: disable=import-outside-toplevel
   import gzip  # pylint: disable=import-outside-toplevel
   import tempfile  # pylint: disable=import-outside-toplevel
-  fns, _, _ = _train_programs(rows, width, batch, inner)
+  fns, _, _ = _train_programs(rows, width, batch, inner, compiler_options)
   out = {}
   for name, fn in fns.items():
     for _ in range(3):
@@ -371,7 +378,9 @@ def _markdown(result, meta):
       f" {bare['n_params']:,} float32 parameters (two matrices); train step"
       f" of a 64-{meta['width']}-{meta['width']}-10 MLP on digits, batch"
       f" 128 ({step['n_params']:,} parameters). Params traffic: params-sized"
-      " arrays read + written per bare update, from the compiled HLO.\n",
+      " arrays read + written per bare update, from the compiled HLO."
+      + (f" Every program compiled with `{meta['compiler_options']}`."
+         if meta.get("compiler_options") else "") + "\n",
       "| variant | bare update | train step | state bytes | params traffic"
       " |", "|---|---|---|---|---|"]
   for name in bare["ratio"]:
@@ -396,7 +405,9 @@ def _profile_markdown(profile, args, meta):
            "matmuls and single-output sums, `multiply_add_fusion` Adam's "
            "moment and parameter updates, `multiply_reduce_fusion` the "
            "hypergradient's fused reduction, `copy` loop-carried "
-           "copies.\n"]
+           "copies."
+           + (f" Compiled with `{meta['compiler_options']}`."
+              if meta.get("compiler_options") else "") + "\n"]
   for name, kernels in profile.items():
     lines += [f"## `{name}`\n", "| kernel | us / step |", "|---|---|"]
     lines += [f"| {k} | {us:.1f} |" for k, us in kernels]
@@ -427,15 +438,22 @@ def main():
                       help="also write kernel_profile.md: the train step's "
                            "time per compiled kernel, from a jax.profiler "
                            "trace, for adam and each hypergradient variant")
+  parser.add_argument("--fast-math", action="store_true",
+                      help="compile every program with XLA's CPU fast math"
+                           " (xla_cpu_enable_fast_math) and write the"
+                           " *_fast_math files")
   args = parser.parse_args()
+  options = ({"xla_cpu_enable_fast_math": True} if args.fast_math
+             else None)
+  suffix = "_fast_math" if args.fast_math else ""
   load_average = round(os.getloadavg()[0], 2)
   # A second, identical Adam row measures the timing noise.
   rows = [("adam", optax.adam(1e-3), "none"),
           ("adam (again)", optax.adam(1e-3), "none")] + hd_cost_rows()
   bare_s, state_bytes, n_bare, passes = bare_update(rows, args.params,
-                                                    args.rounds)
+                                                    args.rounds, options)
   step_s, _, n_mlp = train_step(rows, args.width, 128, args.inner,
-                                args.rounds)
+                                args.rounds, options)
 
   result = {
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
@@ -449,16 +467,19 @@ def main():
           "load_average": load_average,
           "cores": os.cpu_count(), "rounds": args.rounds,
           "width": args.width, "jax": jax.__version__,
+          "compiler_options": options,
           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "cost.json"), "w", encoding="utf-8") as f:
+  with open(os.path.join(args.out, f"cost{suffix}.json"), "w",
+            encoding="utf-8") as f:
     json.dump({"meta": meta, **result}, f, indent=1)
-  _write_and_print(os.path.join(args.out, "cost.md"),
+  _write_and_print(os.path.join(args.out, f"cost{suffix}.md"),
                    _markdown(result, meta))
   if args.profile:
     profile = kernel_profile([r for r in rows if r[0] != "adam (again)"],
-                             args.width, 128, args.inner, calls=10, top=12)
-    _write_and_print(os.path.join(args.out, "kernel_profile.md"),
+                             args.width, 128, args.inner, calls=10, top=12,
+                             compiler_options=options)
+    _write_and_print(os.path.join(args.out, f"kernel_profile{suffix}.md"),
                      _profile_markdown(profile, args, meta))
 
 

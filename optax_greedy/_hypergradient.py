@@ -7,6 +7,7 @@ The authors' implementation is gbaydin/hypergradient-descent (PyTorch
 """
 
 import functools
+import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
@@ -99,9 +100,10 @@ def _leaf_rate_dtype(leaf, rate_dtype):
   return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
 
 
-# Leaves from this size on are reduced by rows first (see _leaf_sums); below
-# it the second, small reduction costs more than two cores save.
-_SPLIT_REDUCTION_SIZE = 1 << 18
+# A leaf's sums add _BLOCK consecutive rows of at most _LANES elements first
+# (see _leaf_sums).
+_BLOCK = 8
+_LANES = 128
 
 
 def _leaf_sums(g, d, dtype, cosine):
@@ -111,20 +113,48 @@ def _leaf_sums(g, d, dtype, cosine):
   With several devices a leaf may be sharded: plain ``jnp.sum`` reductions
   are then reduced in place (XLA's partitioner would gather the operands of
   a variadic reduction). On one device, one variadic reduction reads the
-  leaf once (XLA's CPU backend does not merge sibling reductions), large
-  matrices by rows first: the CPU backend splits a reduction to a vector
-  over its cores, not one to a scalar.
+  leaf once (XLA's CPU backend does not merge sibling reductions). Its
+  elements, in memory order, are viewed as blocks of ``_BLOCK`` rows of
+  ``lanes`` elements (``lanes`` the largest divisor of ``size / _BLOCK``
+  that divides ``_LANES``): the rows of each block are added lane by lane,
+  then the partial sums (``1 / _BLOCK`` of the leaf) are summed. XLA's CPU
+  backend emits a reduction to a scalar as scalar code (floating-point
+  addition is not associative, so it keeps the order), while this order
+  adds ``lanes`` independent sums at once: the loop is vectorised. A leaf
+  whose size is not a multiple of ``_BLOCK`` is reduced directly.
   """
   g, d = g.astype(dtype), d.astype(dtype)
   terms = (g * d, g * g, d * d) if cosine else (g * d,)
   if jax.device_count() > 1:
     return tuple(jnp.sum(t) for t in terms)
-  by_rows = g.ndim > 1 and g.size >= _SPLIT_REDUCTION_SIZE
   zero = jnp.zeros([], dtype)
-  sums = jax.lax.reduce(terms, (zero,) * len(terms),
-                        lambda x, y: tuple(a + b for a, b in zip(x, y)),
-                        tuple(range(1 if by_rows else 0, g.ndim)))
-  return tuple(jnp.sum(s) for s in sums) if by_rows else sums
+
+  def variadic_sum(operands, axes):
+    return jax.lax.reduce(operands, (zero,) * len(operands),
+                          lambda x, y: tuple(a + b for a, b in zip(x, y)),
+                          axes)
+
+  if g.size % _BLOCK:
+    return variadic_sum(terms, tuple(range(g.ndim)))
+  lanes = math.gcd(g.size // _BLOCK, _LANES)
+  blocks = tuple(t.reshape(-1, _BLOCK, lanes) for t in terms)
+  return tuple(jnp.sum(p) for p in variadic_sum(blocks, (1,)))
+
+
+def _after(updates, rates):
+  """``updates`` times 1, a 1 computed from ``rates`` (leafwise).
+
+  The direction's state is then updated after the new rates, so after the
+  hypergradient has read the old state, and XLA updates the moments in place
+  instead of first copying them (one copy of each per step otherwise).
+  ``1 + 0 r`` is 1 for every finite ``r``, and a non-finite rate gives 1
+  too, so the values are the gradients' (XLA may round the direction's
+  arithmetic differently in the last place, as any change of fusion may).
+  """
+  def one_times(g, r):
+    one = jnp.where(jnp.isfinite(r), 1 + 0 * r, 1)
+    return g * one.astype(g.dtype)
+  return jax.tree.map(one_times, updates, rates)
 
 
 def _hypergradient(
@@ -276,7 +306,8 @@ def _hypergradient(
     else:
       rates = step()
     directions, inner_state = transform.update(
-        updates, state.inner_state, params, **extra_args)
+        _after(updates, per_leaf(rates, updates)), state.inner_state, params,
+        **extra_args)
     new_updates = jax.tree.map(
         lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
         directions, per_leaf(rates, updates), updates)

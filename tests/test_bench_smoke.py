@@ -161,3 +161,16 @@ def test_kernel_profile_smoke():
   assert total[0].startswith("all kernels") and kernels
   assert all(us > 0 for _, us in kernels)
   assert total[1] >= max(us for _, us in kernels)
+
+
+def test_cost_compiler_options_reach_xla():
+  """``--fast-math``'s compiler options are handed to XLA: a valid one
+  compiles and times the step, an unknown one is refused by XLA."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from bench import cost  # pylint: disable=import-outside-toplevel
+  rows = [("adam", optax.adam(1e-3), "none")]
+  seconds, _, _ = cost.train_step(rows, 8, 4, 2, 1,
+                                  {"xla_cpu_enable_fast_math": True})
+  assert seconds["adam"] > 0
+  with pytest.raises(Exception, match="no_such_xla_option"):
+    cost.train_step(rows, 8, 4, 2, 1, {"no_such_xla_option": True})

@@ -8,6 +8,7 @@ import functools
 import gzip
 import json
 import pathlib
+import re
 
 import jax
 import jax.numpy as jnp
@@ -235,6 +236,66 @@ def test_multiplicative_rule_by_hand():
         lr * (1 + beta * np.sign(np.asarray(g1[k] * g0[k]))), rtol=1e-6)
 
 
+# Leaf shapes for each way a leaf's sums are taken: blocks of 8 rows of
+# 128, 2 and 1 lanes, and sizes that are not a multiple of 8.
+SUMMATION_SHAPES = {"lanes_128": (64, 32), "lanes_2": (2000, 3),
+                    "lanes_1": (3, 3, 5, 8), "odd": (33, 31), "vector": (7,)}
+
+
+@pytest.mark.parametrize("granularity", ["global", "per_tensor"])
+def test_multiplicative_rule_by_hand_on_every_leaf_shape(granularity):
+  """The cosine in float64 NumPy against the compiled rule's, on leaves
+  that take every summation path."""
+  lr, beta = 0.1, 0.5
+  rng = np.random.default_rng(0)
+  params = {k: jnp.zeros(s) for k, s in SUMMATION_SHAPES.items()}
+  g0, g1 = ({k: rng.normal(size=s).astype(np.float32)
+             for k, s in SUMMATION_SHAPES.items()} for _ in range(2))
+
+  def cosine(keys):
+    a, b = (np.concatenate([np.float64(g[k]).ravel() for k in keys])
+            for g in (g1, g0))
+    return a @ b / np.sqrt((a @ a) * (b @ b))
+
+  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative",
+                           granularity=granularity)
+  update = jax.jit(tx.update)
+  state = tx.init(params)
+  _, state = update(g0, state, params)
+  _, state = update(g1, state, params)
+  if granularity == "global":
+    expected = {k: lr * (1 + beta * cosine(list(params))) for k in params}
+  else:
+    expected = {k: lr * (1 + beta * cosine([k])) for k in params}
+  got = _per_leaf(state.learning_rate, {k: 0.0 for k in params})
+  for k in params:
+    assert float(got[k]) == pytest.approx(expected[k], rel=1e-6), k
+
+
+def test_inner_state_is_optax_adams():
+  """Around Adam the moments are optax.scale_by_adam's, to the last place,
+  with signed zeros, huge and tiny gradients (the hypergradient only orders
+  the direction's update after the new rates)."""
+  params = {k: jnp.zeros(s) for k, s in SUMMATION_SHAPES.items()}
+  rng = np.random.default_rng(1)
+
+  def grads(k):
+    g = {name: rng.normal(size=s).astype(np.float32) * 10.0 ** (3 * k - 6)
+         for name, s in SUMMATION_SHAPES.items()}
+    g["odd"][0, :4] = [0.0, -0.0, 3e38, -1e-38]
+    return g
+
+  hd, plain = optax_greedy.hd_adam(1e-3), optax.scale_by_adam()
+  hd_update, plain_update = jax.jit(hd.update), jax.jit(plain.update)
+  s_hd, s_plain = hd.init(params), plain.init(params)
+  for k in range(5):
+    g = grads(k)
+    _, s_hd = hd_update(g, s_hd, params)
+    _, s_plain = plain_update(g, s_plain, params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=3e-7),
+                 s_hd.inner_state, s_plain)
+
+
 def test_default_rule_is_multiplicative_with_the_documented_beta():
   cases = [(optax_greedy.hd_sgd, "global", 0.05),
            (optax_greedy.hd_adam, "per_tensor", 0.05),
@@ -381,6 +442,47 @@ def test_recomputed_previous_direction_matches_the_stored_one(
   # for speed).
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5),
                run(recomputed), run(stored))
+
+
+def _params_sized_copies(tx, shape=(256, 256)):
+  """How many copies of a params-sized array the compiled program of four
+  ``update`` + ``apply_updates`` steps under ``lax.scan`` makes."""
+  params = {"w": jnp.zeros(shape), "b": jnp.zeros(shape[-1:])}
+  grads = jax.tree.map(lambda p: jnp.ones((4,) + p.shape), params)
+
+  def run(params, state, grads):
+    def step(carry, g):
+      p, s = carry
+      updates, s = tx.update(g, s, p)
+      return (optax.apply_updates(p, updates), s), None
+    return jax.lax.scan(step, (params, state), grads)[0]
+
+  hlo = jax.jit(run).lower(params, tx.init(params), grads).compile()
+  dims = ",".join(map(str, shape))
+  return len(re.findall(rf"= f32\[{dims}\]\{{[0-9,]*\}} copy\(",
+                        hlo.as_text()))
+
+
+# Momentum per parameter is the documented exception: XLA recomputes those
+# rates inside each kernel that reads them, and copies the trace and rates.
+@pytest.mark.parametrize("name, granularity", [
+    ("adam", "global"), ("adam", "per_tensor"), ("adam", "per_parameter"),
+    ("adam", GRANULARITIES[-1]), ("momentum", "global"),
+    ("momentum", "per_tensor"), ("momentum", GRANULARITIES[-1])],
+                         ids=lambda x: x if isinstance(x, str) else "groups")
+def test_state_is_updated_in_place_as_the_directions_own(name, granularity):
+  """The hypergradient reads the direction's old state (d_{t-1}); the state
+  is still updated in place in a training loop: the compiled loop copies no
+  more params-sized arrays than the plain optimizer's, plus the carried
+  per-parameter rates."""
+  if name == "adam":
+    hd = optax_greedy.hd_adam(1e-3, granularity=granularity)
+    plain = optax.adam(1e-3)
+  else:
+    hd = optax_greedy.hd_sgd(1e-3, momentum=0.9, granularity=granularity)
+    plain = optax.sgd(1e-3, momentum=0.9)
+  extra = granularity == "per_parameter"
+  assert _params_sized_copies(hd) <= _params_sized_copies(plain) + extra
 
 
 def test_sgd_without_momentum_stores_the_previous_gradient():
