@@ -15,6 +15,7 @@ reductions, into ``cost_fast_math.json`` and ``cost_fast_math.md``.
 """
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -164,14 +165,17 @@ def _time_round_robin(fns, rounds):
   return {k: statistics.median(v) for k, v in times.items()}
 
 
-def bare_update(rows, n_params, rounds, compiler_options=None):
+def bare_update(rows, n_params, rounds, compiler_options=None, copies=4):
   """Seconds of one jitted ``update`` + ``apply_updates`` on ``n_params``;
   state bytes; params-sized reads + writes (:func:`params_traffic`).
 
   Params are two square float32 matrices (8M parameters at the default).
   The gradients are an argument of the compiled step (as a training step
   gets them from the backward pass), not constants XLA could fold. The line
-  search needs a loss; it gets ``0.5 * ||p||^2``.
+  search needs a loss; it gets ``0.5 * ||p||^2``. Each row's calls take
+  turns over ``copies`` copies of its state: how fast a memory-bound update
+  runs depends on where its buffers happen to lie (identical Adam rows have
+  differed by 1.5x), and the median over the copies evens that out.
   """
   side = int((n_params / 2) ** 0.5)
   key = jax.random.PRNGKey(0)
@@ -196,7 +200,11 @@ def bare_update(rows, n_params, rounds, compiler_options=None):
     compiled = jax.jit(step).lower(params, state, grads).compile(
         compiler_options)
     passes[name] = params_traffic(compiled.as_text(), n, 4 * n)
-    fns[name] = lambda c=compiled, s=state: c(params, s, grads)
+    states = itertools.cycle(
+        [state] + [jax.tree.map(jnp.copy, state) for _ in range(copies - 1)])
+    fns[name] = lambda c=compiled, s=states: c(params, next(s), grads)
+    for _ in range(copies):  # First touches of the output buffers.
+      jax.block_until_ready(fns[name]())
   times = _time_round_robin(fns, rounds)
   return times, bytes_, n, passes
 
@@ -403,9 +411,10 @@ def _profile_markdown(profile, args, meta):
            "`jax.jit(...).lower(...).compile().as_text()`: `dot` and "
            "`ynn_fusion` (XLA's YNNPACK kernels) are the forward/backward "
            "matmuls and single-output sums, `multiply_add_fusion` Adam's "
-           "moment and parameter updates, `multiply_reduce_fusion` the "
-           "hypergradient's fused reduction, `copy` loop-carried "
-           "copies."
+           "moment and parameter updates, `bitcast_reduce_fusion` the "
+           "hypergradient's blocked reduction over `g, m, v` "
+           "(`multiply_reduce_fusion` for the small leaves), `cond` the "
+           "per-parameter rates, `copy` loop-carried copies."
            + (f" Compiled with `{meta['compiler_options']}`."
               if meta.get("compiler_options") else "") + "\n"]
   for name, kernels in profile.items():

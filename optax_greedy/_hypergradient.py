@@ -428,8 +428,9 @@ def hypergradient(
   storing it: no params-sized memory beyond Adam's (momentum's) own state
   except the per-parameter rates. Measured on 8M parameters (``python -m
   bench.cost``): Adam's update and apply read or write a params-sized array
-  10 times as XLA's CPU backend compiles it; ``hd_adam`` 13 times with
-  scalar rates, 18 per parameter.
+  10 times as XLA's CPU backend compiles it; ``hd_adam`` 13.8 times with
+  scalar rates (the reduction writes and reads back partial sums, 1/8 of the
+  parameters), 20 per parameter.
 
   Args:
     direction: the optax transform that turns gradients into the direction
@@ -592,9 +593,9 @@ def hd_adam(
   Memory and passes: ``d_{t-1}`` is recomputed from Adam's moments and
   count, so the state is :func:`optax.scale_by_adam`'s plus the rates (a
   scalar, one per leaf, or one per parameter); scalar rates add one
-  reduction pass that reads the gradient and both moments (13 params-sized
-  reads and writes per update and apply against Adam's 10), per-parameter
-  rates read and write the rate array (18).
+  reduction pass that reads the gradient and both moments (13.8
+  params-sized reads and writes per update and apply against Adam's 10),
+  per-parameter rates read and write the rate array (20).
 
   Args:
     learning_rate: the initial rate, a number >= 0 (> 0 for the
