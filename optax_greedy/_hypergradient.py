@@ -305,12 +305,12 @@ def _hypergradient(
                            lambda: state.learning_rate)
     else:
       rates = step()
+    leaf_rates = per_leaf(rates, updates)
     directions, inner_state = transform.update(
-        _after(updates, per_leaf(rates, updates)), state.inner_state, params,
-        **extra_args)
+        _after(updates, leaf_rates), state.inner_state, params, **extra_args)
     new_updates = jax.tree.map(
         lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
-        directions, per_leaf(rates, updates), updates)
+        directions, leaf_rates, updates)
     stored = None if previous is not None else jax.tree.map(
         lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
     return new_updates, HypergradientState(
