@@ -27,7 +27,7 @@ optimizers = {
     **{f"learned_schedule({name!r})": optax.chain(
         optax.scale_by_adam(),
         optax_greedy.learned_schedule(optax_greedy.load_policy(name), 1e-2,
-                                      budget=10))
+                                      total_steps=10))
        for name in ("nmf", "dnn")},
 }
 for name, tx in optimizers.items():

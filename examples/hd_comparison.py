@@ -58,9 +58,9 @@ def optimizers(lr, beta_tensor, beta_parameter, greedy_patience):
   return {
       "SGD": optax.sgd(lr),
       "SGD-HD per parameter": optax_greedy.hd_sgd(
-          lr, beta_parameter, granularity="per_parameter", rule="additive"),
+          lr, hypergrad_lr=beta_parameter, granularity="per_parameter", rule="additive"),
       "SGD-HD per tensor": optax_greedy.hd_sgd(
-          lr, beta_tensor, granularity="per_tensor", rule="additive"),
+          lr, hypergrad_lr=beta_tensor, granularity="per_tensor", rule="additive"),
       "GreedyLR": optax_greedy.greedy_sgd(
           lr, patience=greedy_patience, smooth=False),
   }

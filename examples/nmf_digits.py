@@ -45,7 +45,7 @@ def optimizers(bound, steps):
       # Both factors move in every step: the joint bound; exact for the
       # step's minibatch, passed to update() as columns=...
       functools.partial(nmf.stability_bounds, joint=True),
-      optax_greedy.greedy_lr(10 * bound),
+      inner=optax_greedy.greedy_lr(10 * bound),
       safety=0.9,
       bound_args=("columns",),
   )

@@ -10,9 +10,13 @@ Two ways to feed GreedyLR:
 * ``--feed train`` (default): every step observes the minibatch loss; the
   default ``smooth=True`` averages it over the last 50 steps.
 * ``--feed validation``: every ``--eval-every`` steps, the validation loss is
-  observed (``smooth=False``: it is already an average; ``patience=2``: there
-  are few observations); the steps in between pass ``value=None`` and keep
-  the rate.
+  observed, with the recipe documented for that feed (``smooth=False``: it
+  is already an average; ``patience=1, factor=0.9``: there are few
+  observations); the steps in between pass ``value=None`` and keep the rate.
+
+GreedyLR is told the step budget (``total_steps``): it ramps its rate up
+over the first 5% of the steps and decays it to zero over the last 20%,
+reacting to the loss in between.
 
     python examples/train_digits.py --steps 2000 --learning-rate 1e-3
 """
@@ -112,9 +116,11 @@ def main(argv=None):
   (x_train, y_train), (x_val, y_val), (x_test, y_test) = load_splits(args.seed)
   model = MLP(args.width, rngs=nnx.Rngs(args.seed))
   if args.feed == "train":
-    tx = optax_greedy.greedy_adam(args.learning_rate)
+    tx = optax_greedy.greedy_adam(args.learning_rate, total_steps=args.steps)
   else:  # Already an average, and observed only a few times: react faster.
-    tx = optax_greedy.greedy_adam(args.learning_rate, smooth=False, patience=2)
+    tx = optax_greedy.greedy_adam(args.learning_rate, smooth=False,
+                                  patience=1, factor=0.9,
+                                  total_steps=args.steps)
   optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
 
   rng = np.random.default_rng(args.seed)

@@ -7,7 +7,11 @@ passes through, so the transforms stay usable as functions of their
 hyperparameters.
 """
 
+import functools
+import importlib.util
 import numbers
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -63,6 +67,96 @@ def check_number(name, value, expected=""):
       isinstance(value, numbers.Real) or hasattr(value, "dtype")):
     raise ValueError(
         f"{name} must be a number{expected}, got {name}={value!r}.")
+
+
+def check_integer(name, value, low=None):
+  """Raises ``ValueError`` naming ``name`` unless ``value`` is an integer.
+
+  An integer is a Python or NumPy integer (not a bool) or an integer array
+  (possibly traced); concrete values must also be >= ``low``.
+  """
+  dtype = getattr(value, "dtype", None)
+  if isinstance(value, bool) or not (
+      isinstance(value, numbers.Integral)
+      or (dtype is not None and np.issubdtype(dtype, np.integer))):
+    raise ValueError(
+        f"{name} must be an integer{'' if low is None else f' >= {low}'},"
+        f" got {name}={value!r}.")
+  if isinstance(value, numbers.Integral):
+    check_range(name, int(value), low)
+
+
+def check_static(name, value, accepted, kinds, sets="the structure of the"
+                 " state"):
+  """Raises ``ValueError`` unless ``value`` is a Python value of ``kinds``.
+
+  For arguments that set shapes or structure, which a traced value cannot
+  do. For a transform's argument (the default ``sets``) the message says
+  how to keep it static under ``optax.inject_hyperparams``.
+
+  Args:
+    name: the argument's name, as the user typed it.
+    value: its value.
+    accepted: what is accepted, in words (e.g. ``"a Python int >= 1"``).
+    kinds: a type or tuple of types ``value`` must be an instance of
+      (``bool`` is refused unless it is named there).
+    sets: what the argument sets, in words.
+  """
+  kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+  if isinstance(value, bool) and bool not in kinds or not isinstance(
+      value, kinds):
+    hint = (f" Under optax.inject_hyperparams, name it in"
+            f" static_args=({name!r},)." if "state" in sets else "")
+    raise ValueError(
+        f"{name} sets {sets}, so it must be {accepted}, got"
+        f" {name}={value!r}.{hint}")
+
+
+def positional_only_rate(optax_twin, twin_keywords):
+  """Decorator: the wrapped function takes the learning rate alone by
+  position; more positional arguments raise a ``TypeError`` naming the
+  keywords to use.
+
+  The optax alias of the same name takes its hyperparameters by position
+  (``optax.adam(1e-3, 0.9)``); the wrapper takes its own step size first, so
+  a silent reading of the second value as something else is refused.
+
+  Args:
+    optax_twin: the name of the optax alias it mirrors (``"adam"``).
+    twin_keywords: that alias's positional arguments after the rate, in
+      order.
+  """
+  def decorate(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      if len(args) > 1:
+        given = ", ".join(f"{k}={v!r}" for k, v in zip(twin_keywords,
+                                                       args[1:]))
+        raise TypeError(
+            f"{fn.__name__}() takes the learning rate as its only positional"
+            f" argument, got {len(args)}: pass the rest by keyword, e.g."
+            f" {fn.__name__}({args[0]!r}, {given}) for optax.{optax_twin}'s"
+            f" arguments, or hypergrad_lr={args[1]!r} for the hypergradient's"
+            " step size.")
+      return fn(*args, **kwargs)
+    return wrapper
+  return decorate
+
+
+def renamed_keywords(**renamed):
+  """Decorator: a keyword argument under its old name raises a
+  ``TypeError`` that names the new one (``renamed``: old name -> new)."""
+  def decorate(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+      for old, new in renamed.items():
+        if old in kwargs:
+          raise TypeError(
+              f"{fn.__name__}() has no argument {old}= any more: pass"
+              f" {new}={kwargs[old]!r}.")
+      return fn(*args, **kwargs)
+    return wrapper
+  return decorate
 
 
 def check_momentum(momentum, nesterov):
@@ -129,6 +223,25 @@ def warn_once_without_value(who, consequence):
           f"{who}: update() was called without value=, so {consequence}."
           " Pass value=loss (e.g. tx.update(grads, state, params,"
           " value=loss)), or value=None to skip observing on purpose.",
-          UserWarning, stacklevel=3)
+          UserWarning, stacklevel=_callers_stacklevel())
 
   return warn
+
+
+# Packages between the user's call and a transform's update: optax's chain
+# and wrappers, JAX's tracing, and this package itself.
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(importlib.util.find_spec(name).origin) + os.sep
+    for name in ("optax", "jax", "optax_greedy", "flax")
+    if importlib.util.find_spec(name) is not None)
+
+
+def _callers_stacklevel():
+  """The ``stacklevel`` of the first frame outside :data:`_LIBRARY_DIRS`
+  (the user's line that called ``update``, possibly through optax, Flax or
+  a jitted function), counted from the caller of this function."""
+  frame, level = sys._getframe(2), 2  # pylint: disable=protected-access
+  while frame is not None and frame.f_code.co_filename.startswith(
+      _LIBRARY_DIRS):
+    frame, level = frame.f_back, level + 1
+  return level

@@ -11,8 +11,10 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import optax
 
+from optax_greedy import _budget
 from optax_greedy import _checks
 
 
@@ -43,6 +45,8 @@ class GreedyLRState(NamedTuple):
     window_len: number of values in the window.
     window_head: ring position that the next value is written to.
     count: number of observations (``optax.safe_increment``).
+    step: number of updates (``optax.safe_increment``) with ``total_steps``;
+      ``None`` without it.
   """
 
   learning_rate: jax.Array
@@ -58,6 +62,7 @@ class GreedyLRState(NamedTuple):
   window_len: jax.Array
   window_head: jax.Array
   count: jax.Array
+  step: Optional[jax.Array] = None
 
 
 def _divide(numerator, denominator):
@@ -96,33 +101,26 @@ def _divide(numerator, denominator):
   return best
 
 
-def _check_window_size(window_size):
-  if isinstance(window_size, numbers.Integral) and not isinstance(
-      window_size, bool):
-    _checks.check_range("window_size", window_size, 1)
-    return int(window_size)
-  raise ValueError(
-      "window_size sets the shape of the state, so it must be a Python int,"
-      f" got window_size={window_size!r}. Under optax.inject_hyperparams, name"
-      " it in static_args=('window_size',).")
-
-
 def greedy_lr(
-    learning_rate: Any,
+    learning_rate: ArrayLike,
     *,
     mode: str = "min",
-    factor: Any = 0.95,
-    patience: Any = 20,
-    threshold: Any = 1e-6,
+    factor: ArrayLike = 0.95,
+    patience: ArrayLike = 20,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
-    cooldown: Any = 0,
-    warmup: Any = 0,
-    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
-    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
-    min_change: Any = 1e-8,
+    cooldown: ArrayLike = 0,
+    warmup: ArrayLike = 0,
+    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
+    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: Any = 500,
+    reset_start: ArrayLike = 500,
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-learning_rate_t``, a rate that reacts to the loss.
 
@@ -184,12 +182,10 @@ def greedy_lr(
     factor: ``gamma`` in (0, 1); the rate is divided by it on improvement and
       multiplied by it on a plateau. Default 0.95 (the reference's).
     patience: a change needs more than ``patience`` consecutive improvements
-      (or non-improvements), >= 0. Default 20 (the reference's is 10): on the
-      benchmark's noisy problems (Rosenbrock and quadratics with gradient
-      noise) patience 10 raised the rate on streaks of luck and lost to the
-      fixed schedules; 20 won or tied in more comparisons on every view of
-      ``bench/`` (see the README). With a validation loss observed once per
-      evaluation, use ``smooth=False, patience=1, factor=0.9`` (see
+      (or non-improvements), >= 0. Default 20 (the reference's is 10): on
+      noisy losses a shorter patience raises the rate on streaks of luck.
+      With a validation loss observed once per evaluation, use
+      ``smooth=False, patience=1, factor=0.9`` (see
       :func:`optax_greedy.validation_feed`).
     threshold: ``tau`` >= 0, the margin a value must beat ``best`` by.
       Default 1e-6 (the reference's).
@@ -214,6 +210,16 @@ def greedy_lr(
       50. It sets the state's shape, so under :func:`optax.inject_hyperparams`
       name it in ``static_args`` when you pass it.
     reset_start: decreases at ``min_lr`` before a reset, >= 1. Default 500.
+    total_steps: the run's number of updates, or ``None`` (the default: no
+      budget, exactly the reference's rule). With a number, the rate applied
+      is the controller's rate times an envelope that ramps up over the
+      first ``ramp_fraction`` of the budget and decays to zero over the
+      last ``decay_fraction`` (shape ``decay_shape``); the controller
+      observes only in between. These are not ``warmup`` and ``cooldown``,
+      which hold the rate after a change.
+    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
+      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``;
+      see :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -255,7 +261,11 @@ def greedy_lr(
   _checks.check_range("reset_start", reset_start, 1)
   if window_size is _DEFAULT_WINDOW_SIZE:
     window_size = _WINDOW_SIZE
-  window_len_max = _check_window_size(window_size) if smooth else 0
+  if smooth:
+    _checks.check_static("window_size", window_size, "a Python int >= 1",
+                         numbers.Integral)
+    _checks.check_range("window_size", int(window_size), 1)
+  window_len_max = int(window_size) if smooth else 0
   if min_lr is _RELATIVE_MIN_LR:
     min_lr = learning_rate / 100
   if max_lr is _RELATIVE_MAX_LR:
@@ -264,11 +274,13 @@ def greedy_lr(
       and min_lr > max_lr):
     raise ValueError(
         f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
+  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
+                          decay_shape)
   sign = 1.0 if mode == "min" else -1.0
   warn_without_value = _checks.warn_once_without_value(
       "greedy_lr", "the learning rate will never change")
 
-  def fresh_state(dtype, rate, next_rate, count):
+  def fresh_state(dtype, rate, next_rate, count, step):
     zero = jnp.zeros([], jnp.int32)
     return GreedyLRState(
         learning_rate=rate,
@@ -284,12 +296,17 @@ def greedy_lr(
         window_len=zero,
         window_head=zero,
         count=count,
+        step=step,
     )
 
   def init_fn(params):
     del params
     rate = jnp.asarray(learning_rate, dtype=float)
-    return fresh_state(rate.dtype, rate, rate, jnp.zeros([], jnp.int32))
+    zero = jnp.zeros([], jnp.int32)
+    if budget is None:
+      return fresh_state(rate.dtype, rate, rate, zero, None)
+    first = (rate * budget.scale(zero)).astype(rate.dtype)
+    return fresh_state(rate.dtype, first, rate, zero, zero)
 
   def push_to_window(state, value):
     """The state with ``value`` in the window, and the window's mean."""
@@ -371,7 +388,8 @@ def greedy_lr(
   def reset(state):
     """The initial rate, cleared history; the cooldown hold still applies."""
     rate = jnp.asarray(learning_rate, state.next_learning_rate.dtype)
-    fresh = fresh_state(rate.dtype, state.learning_rate, rate, state.count)
+    fresh = fresh_state(rate.dtype, state.learning_rate, rate, state.count,
+                        state.step)
     return fresh._replace(cooldown_counter=state.cooldown_counter)
 
   def observe_value(state, value):
@@ -393,6 +411,10 @@ def greedy_lr(
                 observe=True, **extra_args):
     del params, extra_args
     rate = state.next_learning_rate
+    if budget is not None:
+      rate = (rate * budget.scale(state.step)).astype(rate.dtype)
+      observe = jnp.logical_and(observe, budget.reacting(state.step))
+      state = state._replace(step=optax.safe_increment(state.step))
     updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
     applied = state._replace(learning_rate=rate)
     if value is _checks.NO_VALUE:
@@ -417,27 +439,32 @@ def _greedy_lr_args(kwargs):
 _GREEDY_KEYWORDS = (
     "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
     "warmup", "min_lr", "max_lr", "min_change", "smooth", "window_size",
-    "reset_start")
+    "reset_start", "total_steps", "ramp_fraction", "decay_fraction",
+    "decay_shape")
 
 
 def greedy_sgd(
-    learning_rate: Any,
-    momentum: Optional[Any] = None,
+    learning_rate: ArrayLike,
+    momentum: Optional[ArrayLike] = None,
     nesterov: bool = False,
     *,
     mode: str = "min",
-    factor: Any = 0.95,
-    patience: Any = 20,
-    threshold: Any = 1e-6,
+    factor: ArrayLike = 0.95,
+    patience: ArrayLike = 20,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
-    cooldown: Any = 0,
-    warmup: Any = 0,
-    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
-    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
-    min_change: Any = 1e-8,
+    cooldown: ArrayLike = 0,
+    warmup: ArrayLike = 0,
+    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
+    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: Any = 500,
+    reset_start: ArrayLike = 500,
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   """SGD (optionally with momentum) whose rate is set by :func:`greedy_lr`.
 
@@ -447,7 +474,8 @@ def greedy_sgd(
       default) for plain SGD, with no momentum buffer in the state.
     nesterov: use Nesterov momentum (needs ``momentum``).
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      min_lr, max_lr, min_change, smooth, window_size, reset_start,
+      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
@@ -467,24 +495,28 @@ def greedy_sgd(
 
 
 def greedy_adam(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
+    learning_rate: ArrayLike,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
     *,
     mode: str = "min",
-    factor: Any = 0.95,
-    patience: Any = 20,
-    threshold: Any = 1e-6,
+    factor: ArrayLike = 0.95,
+    patience: ArrayLike = 20,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
-    cooldown: Any = 0,
-    warmup: Any = 0,
-    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
-    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
-    min_change: Any = 1e-8,
+    cooldown: ArrayLike = 0,
+    warmup: ArrayLike = 0,
+    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
+    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: Any = 500,
+    reset_start: ArrayLike = 500,
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   """Adam whose rate is set by :func:`greedy_lr`.
 
@@ -494,7 +526,8 @@ def greedy_adam(
     eps: Adam's ``eps`` >= 0, as in :func:`optax.adam` (GreedyLR's own
       threshold on rate changes is ``min_change``).
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      min_lr, max_lr, min_change, smooth, window_size, reset_start,
+      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
@@ -510,26 +543,30 @@ def greedy_adam(
 
 
 def greedy_adamw(
-    learning_rate: Any,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    weight_decay: Any = 1e-4,
+    learning_rate: ArrayLike,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    weight_decay: ArrayLike = 1e-4,
     mask: Any = None,
     *,
     mode: str = "min",
-    factor: Any = 0.95,
-    patience: Any = 20,
-    threshold: Any = 1e-6,
+    factor: ArrayLike = 0.95,
+    patience: ArrayLike = 20,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
-    cooldown: Any = 0,
-    warmup: Any = 0,
-    min_lr: Optional[Any] = _RELATIVE_MIN_LR,
-    max_lr: Optional[Any] = _RELATIVE_MAX_LR,
-    min_change: Any = 1e-8,
+    cooldown: ArrayLike = 0,
+    warmup: ArrayLike = 0,
+    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
+    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: Any = 500,
+    reset_start: ArrayLike = 500,
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   """AdamW (decoupled weight decay) whose rate is set by :func:`greedy_lr`.
 
@@ -541,7 +578,8 @@ def greedy_adamw(
     weight_decay: decoupled weight decay >= 0 (default 1e-4, as optax).
     mask: as in :func:`optax.add_decayed_weights`.
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start: as in
+      min_lr, max_lr, min_change, smooth, window_size, reset_start,
+      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
@@ -561,7 +599,7 @@ def greedy_adamw(
 
 
 def validation_feed(
-    step: Any,
+    step: ArrayLike,
     every: int,
     evaluate: Callable[[], Any],
 ) -> dict[str, Any]:
@@ -582,13 +620,11 @@ def validation_feed(
   untouched and keeps the rate.
 
   Pair it with settings for a sparse, already-averaged signal:
-  ``greedy_lr(lr, smooth=False, patience=1, factor=0.9)``, the recipe that
-  ``bench/greedy_feeds.py`` chose on one task and confirmed on small digits
-  networks (with 20 evaluations per run; the README has the numbers). It
-  raises the rate at every improving evaluation, so it does not suit a model
-  whose validation loss still improves at almost every evaluation: on the
-  benchmark's 1M-parameter language model it ended far behind the training
-  feed and the tuned cosine. There, feed the training loss (the defaults).
+  ``greedy_lr(lr, smooth=False, patience=1, factor=0.9)``. It raises the
+  rate at every improving evaluation, so it suits models trained to
+  convergence, not a model whose validation loss still improves at almost
+  every evaluation (a language model early in training): there, feed the
+  training loss (the defaults).
 
   Args:
     step: the 0-based index of the update (a Python int or a traced integer,
@@ -618,8 +654,7 @@ def validation_feed(
     >>> int(optax.tree.get(state, "count"))  # 100 steps, 10 evaluations
     10
   """
-  if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-    raise ValueError(f"every must be a Python int >= 1, got every={every!r}.")
+  _checks.check_integer("every", every, 1)
   observe = (jnp.asarray(step) + 1) % every == 0
   skipped = jax.eval_shape(evaluate)
   value = jax.lax.cond(

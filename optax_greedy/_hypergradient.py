@@ -7,15 +7,18 @@ The authors' implementation is gbaydin/hypergradient-descent (PyTorch
 """
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 import optax
 
+from optax_greedy import _budget
 from optax_greedy import _checks
 from optax_greedy import _hd_directions
+from optax_greedy import _reductions
 
 _GRANULARITIES = ("global", "per_tensor", "per_parameter")
 _GROUPS = "groups"
@@ -38,11 +41,17 @@ class HypergradientState(NamedTuple):
       the direction's own state determines it (:func:`hd_adam`,
       :func:`hd_sgd` with non-Nesterov momentum), which then recompute it.
     inner_state: the state of the wrapped direction transform.
+    own_rate: with ``total_steps``, the hypergradient's own rate(s), which
+      the next update continues from (``learning_rate`` is this times the
+      budget's envelope); ``None`` without it.
+    step: with ``total_steps``, the number of updates; ``None`` without it.
   """
 
   learning_rate: Any
   prev_direction: Optional[optax.Updates]
   inner_state: optax.OptState
+  own_rate: Any = None
+  step: Optional[jax.Array] = None
 
 
 # The multiplicative rule's default ``hypergrad_lr``, by granularity, chosen
@@ -100,63 +109,6 @@ def _leaf_rate_dtype(leaf, rate_dtype):
   return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
 
 
-# A leaf's sums add _BLOCK consecutive rows of at most _LANES elements first
-# (see _leaf_sums).
-_BLOCK = 8
-_LANES = 128
-
-
-def _leaf_sums(g, d, dtype, cosine):
-  """``sum(g d)`` and, for the cosine, ``sum(g g)`` and ``sum(d d)`` of one
-  leaf, in ``dtype``.
-
-  With several devices a leaf may be sharded: plain ``jnp.sum`` reductions
-  are then reduced in place (XLA's partitioner would gather the operands of
-  a variadic reduction). On one device, one variadic reduction reads the
-  leaf once (XLA's CPU backend does not merge sibling reductions). Its
-  elements, in memory order, are viewed as blocks of ``_BLOCK`` rows of
-  ``lanes`` elements (``lanes`` the largest divisor of ``size / _BLOCK``
-  that divides ``_LANES``): the rows of each block are added lane by lane,
-  then the partial sums (``1 / _BLOCK`` of the leaf) are summed. XLA's CPU
-  backend emits a reduction to a scalar as scalar code (floating-point
-  addition is not associative, so it keeps the order), while this order
-  adds ``lanes`` independent sums at once: the loop is vectorised. A leaf
-  whose size is not a multiple of ``_BLOCK`` is reduced directly.
-  """
-  g, d = g.astype(dtype), d.astype(dtype)
-  terms = (g * d, g * g, d * d) if cosine else (g * d,)
-  if jax.device_count() > 1:
-    return tuple(jnp.sum(t) for t in terms)
-  zero = jnp.zeros([], dtype)
-
-  def variadic_sum(operands, axes):
-    return jax.lax.reduce(operands, (zero,) * len(operands),
-                          lambda x, y: tuple(a + b for a, b in zip(x, y)),
-                          axes)
-
-  if g.size % _BLOCK:
-    return variadic_sum(terms, tuple(range(g.ndim)))
-  lanes = math.gcd(g.size // _BLOCK, _LANES)
-  blocks = tuple(t.reshape(-1, _BLOCK, lanes) for t in terms)
-  return tuple(jnp.sum(p) for p in variadic_sum(blocks, (1,)))
-
-
-def _after(updates, rates):
-  """``updates`` times 1, a 1 computed from ``rates`` (leafwise).
-
-  The direction's state is then updated after the new rates, so after the
-  hypergradient has read the old state, and XLA updates the moments in place
-  instead of first copying them (one copy of each per step otherwise).
-  ``1 + 0 r`` is 1 for every finite ``r``, and a non-finite rate gives 1
-  too, so the values are the gradients' (XLA may round the direction's
-  arithmetic differently in the last place, as any change of fusion may).
-  """
-  def one_times(g, r):
-    one = jnp.where(jnp.isfinite(r), 1 + 0 * r, 1)
-    return g * one.astype(g.dtype)
-  return jax.tree.map(one_times, updates, rates)
-
-
 def _hypergradient(
     direction: _hd_directions.Direction,
     learning_rate,
@@ -167,14 +119,18 @@ def _hypergradient(
     max_lr,
     rate_dtype,
     additive_default,
+    budget,
+    reduction,
 ) -> optax.GradientTransformationExtraArgs:
   """:func:`hypergradient` around a direction that may recompute ``d_{t-1}``.
 
   ``direction.previous``, when not ``None``, recomputes ``d_{t-1}`` from the
   direction's state instead of storing it. ``additive_default`` is the
   additive rule's default ``hypergrad_lr`` (``None``: required).
+  ``budget`` is a :class:`optax_greedy._budget.Budget` or ``None``.
   """
   kind = _granularity_kind(granularity)
+  _checks.check_choice("reduction", reduction, _reductions.REDUCTIONS)
   _checks.check_choice("rule", rule, ("additive", "multiplicative"))
   multiplicative = rule == "multiplicative"
   if hypergrad_lr is None:
@@ -190,9 +146,7 @@ def _hypergradient(
     if value is not None or name in ("learning_rate", "hypergrad_lr"):
       _checks.check_number(name, value)
   if hasattr(rate_dtype, "shape"):
-    raise ValueError(
-        f"rate_dtype must be a dtype, got {rate_dtype!r}; under"
-        " optax.inject_hyperparams, name it in static_args=('rate_dtype',).")
+    _checks.check_static("rate_dtype", rate_dtype, "a dtype or None", ())
   _checks.check_range("learning_rate", learning_rate, 0,
                       low_open=multiplicative)
   _checks.check_range("hypergrad_lr", hypergrad_lr, 0, 1 if multiplicative
@@ -237,12 +191,19 @@ def _hypergradient(
           " optax.tree.get(state, 'learning_rate') would be ambiguous; pass"
           " a direction without a learning rate (e.g. optax.scale_by_adam"
           " rather than optax.adam).")
+    rates = init_rates(params)
+    prev_direction = (optax.tree.zeros_like(params) if previous is None
+                      else None)
+    if budget is None:
+      return HypergradientState(rates, prev_direction, inner_state)
+    step = jnp.zeros([], jnp.int32)
     return HypergradientState(
-        learning_rate=init_rates(params),
-        prev_direction=(optax.tree.zeros_like(params) if previous is None
-                        else None),
-        inner_state=inner_state,
-    )
+        learning_rate=enveloped(rates, step), prev_direction=prev_direction,
+        inner_state=inner_state, own_rate=rates, step=step)
+
+  def enveloped(rates, step):
+    scale = budget.scale(step)
+    return jax.tree.map(lambda r: (r * scale).astype(r.dtype), rates)
 
   def new_rates(grads, prev, rates, labels):
     """The rates of this update: one hypergradient step from ``rates``."""
@@ -255,20 +216,28 @@ def _hypergradient(
       candidate = jax.tree.map(step, rates, grads, prev)
     else:
       g_leaves, treedef = jax.tree.flatten(grads)
+      d_leaves = treedef.flatten_up_to(prev)
       r_leaves = (treedef.flatten_up_to(rates) if kind != "global"
                   else [rates] * len(g_leaves))
-      sums = [_leaf_sums(g, d, r.dtype, multiplicative) for g, d, r in
-              zip(g_leaves, treedef.flatten_up_to(prev), r_leaves)]
+      # The leaves that share each rate: all, one each, or a group's.
       if kind == "global":
-        sums = [tuple(sum(parts) for parts in zip(*sums))]
-        r_leaves = [rates]
+        shared = [list(range(len(g_leaves)))]
       elif kind == _GROUPS:
         by_label = {}
-        label_leaves = treedef.flatten_up_to(labels)
-        for label, parts in zip(label_leaves, sums):
-          by_label[label] = (tuple(map(jnp.add, by_label[label], parts))
-                             if label in by_label else parts)
-        sums = [by_label[label] for label in label_leaves]
+        for i, label in enumerate(treedef.flatten_up_to(labels)):
+          by_label.setdefault(label, []).append(i)
+        shared = list(by_label.values())
+      else:
+        shared = [[i] for i in range(len(g_leaves))]
+      sums = [None] * len(g_leaves)
+      for members in shared:
+        parts = _reductions.shared_sums(
+            [g_leaves[i] for i in members], [d_leaves[i] for i in members],
+            r_leaves[members[0]].dtype, multiplicative, reduction)
+        for i in members:
+          sums[i] = parts
+      if kind == "global":
+        sums, r_leaves = sums[:1], [rates]
 
       def step(r, parts):
         parts = [x.astype(r.dtype) for x in parts]
@@ -292,43 +261,60 @@ def _hypergradient(
     return jax.tree.map(guard, candidate, rates)
 
   def update_fn(updates, state, params=None, **extra_args):
+    own = state.learning_rate if budget is None else state.own_rate
+
     def step():
       prev = (state.prev_direction if previous is None
               else previous(state.inner_state))
-      return new_rates(updates, prev, state.learning_rate, labels_of(updates))
+      return new_rates(updates, prev, own, labels_of(updates))
 
     if direction.started is not None and kind == "per_parameter":
       # No step before the first update (d_{-1} = 0). The conditional also
       # makes the update read the new rates, instead of recomputing them
       # with d_{t-1} inside its own loop (as XLA's CPU backend would).
       rates = jax.lax.cond(direction.started(state.inner_state), step,
-                           lambda: state.learning_rate)
+                           lambda: own)
     else:
       rates = step()
-    leaf_rates = per_leaf(rates, updates)
+    if budget is None:
+      applied = rates
+    else:
+      # The rates hold still outside the budget's reacting phase.
+      rates = optax.tree.where(budget.reacting(state.step), rates, own)
+      applied = enveloped(rates, state.step)
+    leaf_rates = per_leaf(applied, updates)
     directions, inner_state = transform.update(
-        _after(updates, leaf_rates), state.inner_state, params, **extra_args)
+        _reductions.after(updates, leaf_rates), state.inner_state, params,
+        **extra_args)
     new_updates = jax.tree.map(
         lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
         directions, leaf_rates, updates)
     stored = None if previous is not None else jax.tree.map(
         lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
+    if budget is None:
+      return new_updates, HypergradientState(rates, stored, inner_state)
     return new_updates, HypergradientState(
-        learning_rate=rates, prev_direction=stored, inner_state=inner_state)
+        learning_rate=applied, prev_direction=stored, inner_state=inner_state,
+        own_rate=rates, step=optax.safe_increment(state.step))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def hypergradient(
     direction: optax.GradientTransformation,
-    learning_rate: Any,
-    hypergrad_lr: Optional[Any] = None,
+    learning_rate: ArrayLike,
+    hypergrad_lr: Optional[ArrayLike] = None,
     *,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
-    min_lr: Optional[Any] = 0.0,
-    max_lr: Optional[Any] = None,
-    rate_dtype: Optional[Any] = None,
+    min_lr: Optional[ArrayLike] = 0.0,
+    max_lr: Optional[ArrayLike] = None,
+    rate_dtype: Optional[DTypeLike] = None,
+    reduction: str = "auto",
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Applies ``-alpha_t * d_t``, with rates tuned online by hypergradients.
 
@@ -366,25 +352,18 @@ def hypergradient(
 
   Default ``hypergrad_lr`` (``None``): for the multiplicative rule 0.05
   (``"per_parameter"``: 0.005, since there every step moves each rate by a
-  factor ``1 +- beta``). Chosen on the benchmark (``python -m
-  bench.hd_defaults``: logreg, MLP and quadratic to choose; Rosenbrock, CNN
-  and char-LM held out; SGD, momentum and Adam; 3 initial rates, 2 seeds) as
-  the ``beta`` with the most comparisons equal or better than the five
-  fixed schedules among those never worse than the paper's additive rule
-  on the noise-free quadratic. Over all six tasks the defaults are equal or
-  better than the fixed schedules in 82% (global, per tensor) and 92% (per
-  parameter) of 390 comparisons, against 67-68% for the paper's settings
-  (83-84% on the selection tasks, 45% held out), and never worse than the
-  paper's settings on the noise-free quadratic and Rosenbrock (9 wins, 9
-  ties; 14 wins, 4 ties). The additive rule has no scale-free default: it
-  needs ``hypergrad_lr`` (:func:`hd_sgd` and :func:`hd_adam` default to
-  the paper's values).
+  factor ``1 +- beta``), chosen on a benchmark of small problems with SGD,
+  momentum and Adam and checked on held-out ones (the README has the
+  numbers): untuned, they beat the paper's additive rule with its
+  ``beta``. The additive rule has no scale-free default: it needs
+  ``hypergrad_lr`` (:func:`hd_sgd` and :func:`hd_adam` default to the
+  paper's values).
 
   Granularity (which parameters share a rate ``k``):
 
   * ``"global"``: one rate; ``h`` is summed over every parameter (the paper's
-    and the reference's rule). The sum is a plain ``jnp.sum`` per leaf added
-    over leaves, so sharded parameters are reduced in place, not gathered.
+    and the reference's rule). Sharded parameters are reduced in place, not
+    gathered (see ``reduction``).
   * ``"per_tensor"``: one rate per leaf of the params tree.
   * ``"per_parameter"``: one rate per parameter (``alpha`` has the params'
     shapes, ``h`` is elementwise). With ``"multiplicative"`` the cosine of
@@ -426,11 +405,9 @@ def hypergradient(
   and write the rate array. :func:`hd_adam` and :func:`hd_sgd` (momentum
   without Nesterov) recompute ``d_{t-1}`` from the moments instead of
   storing it: no params-sized memory beyond Adam's (momentum's) own state
-  except the per-parameter rates. Measured on 8M parameters (``python -m
-  bench.cost``): Adam's update and apply read or write a params-sized array
-  10 times as XLA's CPU backend compiles it; ``hd_adam`` 13.8 times with
-  scalar rates (the reduction writes and reads back partial sums, 1/8 of the
-  parameters), 20 per parameter.
+  except the per-parameter rates. How the reductions are computed depends
+  on the backend and on each leaf's sharding (see the README's cost
+  section); the values do not.
 
   Args:
     direction: the optax transform that turns gradients into the direction
@@ -458,6 +435,21 @@ def hypergradient(
       rate), because a float16/bfloat16 rate cannot resolve steps below
       1/1000 (1/256) of itself and would not adapt; pass ``jnp.bfloat16`` to
       halve the per-parameter rates' memory for bfloat16 models.
+    reduction: how the sums of a scalar rate are computed: ``"auto"``
+      (default: by the backend and each leaf's sharding), ``"blocked"``
+      (vectorised on CPU), ``"per_term"`` (reduces sharded leaves in place)
+      or ``"concatenated"`` (one reduction over all the leaves of a rate,
+      for accelerators). The values are the same up to the order of
+      floating-point additions; only the speed differs.
+    total_steps: the run's number of updates, or ``None`` (the default: no
+      budget). With a number, the rate applied is the hypergradient's rate
+      times an envelope that ramps up over the first ``ramp_fraction`` of
+      the budget and decays to zero over the last ``decay_fraction`` (shape
+      ``decay_shape``); the hypergradient steps only in between, and
+      continues from its own rate (``own_rate`` in the state).
+    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
+      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``; see
+      :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -480,27 +472,30 @@ def hypergradient(
   """
   return _hypergradient(
       _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
-      granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None)
+      granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
+      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
+                            decay_shape),
+      reduction=reduction)
 
 
-def _check_static_flag(name, value):
-  if not isinstance(value, bool):
-    raise ValueError(
-        f"{name} must be True or False, got {name}={value!r}; under"
-        f" optax.inject_hyperparams, name it in static_args=({name!r},).")
-
-
+@_checks.positional_only_rate(optax_twin="sgd", twin_keywords=(
+    "momentum", "nesterov"))
 def hd_sgd(
-    learning_rate: Any,
-    hypergrad_lr: Optional[Any] = None,
-    momentum: Optional[Any] = None,
-    nesterov: bool = False,
+    learning_rate: ArrayLike,
     *,
+    hypergrad_lr: Optional[ArrayLike] = None,
+    momentum: Optional[ArrayLike] = None,
+    nesterov: bool = False,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
-    min_lr: Optional[Any] = 0.0,
-    max_lr: Optional[Any] = None,
-    rate_dtype: Optional[Any] = None,
+    min_lr: Optional[ArrayLike] = 0.0,
+    max_lr: Optional[ArrayLike] = None,
+    rate_dtype: Optional[DTypeLike] = None,
+    reduction: str = "auto",
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-HD and SGDN-HD: SGD (with momentum) with a hypergradient rate.
 
@@ -534,10 +529,11 @@ def hd_sgd(
     momentum: ``mu`` in [0, 1), or ``None`` (default: plain SGD-HD, no
       momentum buffer).
     nesterov: Nesterov momentum (SGDN-HD); needs ``momentum``.
-    granularity, rule, min_lr, max_lr, rate_dtype: as in
+    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
+      ramp_fraction, decay_fraction, decay_shape: as in
       :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``). ``rule="additive"`` with the default
-      ``hypergrad_lr`` is the paper's SGD-HD.
+      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
+      with the default ``hypergrad_lr`` is the paper's SGD-HD.
 
   Returns:
     ``hypergradient(optax.trace(momentum, nesterov), ...)``, or
@@ -551,7 +547,7 @@ def hd_sgd(
     Baydin et al., `Online Learning Rate Adaptation with Hypergradient
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  _check_static_flag("nesterov", nesterov)
+  _checks.check_static("nesterov", nesterov, "True or False", bool)
   _checks.check_momentum(momentum, nesterov)
   if momentum is None:
     direction = _hd_directions.Direction(optax.identity())
@@ -559,23 +555,33 @@ def hd_sgd(
     direction = _hd_directions.momentum(momentum, nesterov)
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-3)
+      max_lr, rate_dtype, additive_default=1e-3,
+      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
+                            decay_shape),
+      reduction=reduction)
 
 
+@_checks.positional_only_rate(optax_twin="adam", twin_keywords=(
+    "b1", "b2", "eps", "eps_root"))
 def hd_adam(
-    learning_rate: Any,
-    hypergrad_lr: Optional[Any] = None,
-    b1: Any = 0.9,
-    b2: Any = 0.999,
-    eps: Any = 1e-8,
-    eps_root: Any = 0.0,
+    learning_rate: ArrayLike,
     *,
+    hypergrad_lr: Optional[ArrayLike] = None,
+    b1: ArrayLike = 0.9,
+    b2: ArrayLike = 0.999,
+    eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
     eps_placement: str = "optax",
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
-    min_lr: Optional[Any] = 0.0,
-    max_lr: Optional[Any] = None,
-    rate_dtype: Optional[Any] = None,
+    min_lr: Optional[ArrayLike] = 0.0,
+    max_lr: Optional[ArrayLike] = None,
+    rate_dtype: Optional[DTypeLike] = None,
+    reduction: str = "auto",
+    total_steps: Optional[int] = None,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam-HD: Adam with a hypergradient rate.
 
@@ -593,9 +599,8 @@ def hd_adam(
   Memory and passes: ``d_{t-1}`` is recomputed from Adam's moments and
   count, so the state is :func:`optax.scale_by_adam`'s plus the rates (a
   scalar, one per leaf, or one per parameter); scalar rates add one
-  reduction pass that reads the gradient and both moments (13.8
-  params-sized reads and writes per update and apply against Adam's 10),
-  per-parameter rates read and write the rate array (20).
+  reduction pass that reads the gradient and both moments, per-parameter
+  rates read and write the rate array.
 
   Args:
     learning_rate: the initial rate, a number >= 0 (> 0 for the
@@ -612,10 +617,11 @@ def hd_adam(
       the uncorrected ``sqrt(v)``, as PyTorch and the reference, i.e.
       ``eps / sqrt(1 - b2**t)`` after correction). The two differ only
       where ``sqrt(v_hat)`` is comparable to ``eps``.
-    granularity, rule, min_lr, max_lr, rate_dtype: as in
+    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
+      ramp_fraction, decay_fraction, decay_shape: as in
       :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``). ``rule="additive"`` with the default
-      ``hypergrad_lr`` is the paper's Adam-HD.
+      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
+      with the default ``hypergrad_lr`` is the paper's Adam-HD.
 
   Returns:
     ``hypergradient`` around Adam's direction (state
@@ -637,4 +643,7 @@ def hd_adam(
                                   reference_eps=eps_placement == "reference")
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-7)
+      max_lr, rate_dtype, additive_default=1e-7,
+      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
+                            decay_shape),
+      reduction=reduction)

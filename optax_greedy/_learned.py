@@ -13,17 +13,21 @@ it.
 
 The policy (:class:`optax_greedy.learning.Policy`, a tiny MLP in plain
 jax.numpy) reads named, scale-free features of the state (see
-:func:`policy_features`). Two policies ship with the package and are read
-by :func:`optax_greedy.load_policy`; ``optax_greedy.learning`` trains them.
+:func:`optax_greedy.learning.policy_features`). Two policies ship with the
+package and are read by :func:`optax_greedy.load_policy`;
+``optax_greedy.learning`` trains them.
 """
 
 from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import optax
 
+from optax_greedy import _budget
 from optax_greedy import _checks
+from optax_greedy import _features
 from optax_greedy import _policy
 
 
@@ -59,55 +63,6 @@ class LearnedScheduleState(NamedTuple):
   log_grad_norm0: jax.Array
   log_grad_norm: jax.Array
   count: jax.Array
-
-
-def policy_features(state: LearnedScheduleState, budget,
-                    names=_policy.KNOWN_FEATURES) -> jax.Array:
-  r"""The named features of ``state``, each finite and in [-10, 10].
-
-  With :math:`\bar\ell_t` the moving average of the log loss,
-  :math:`\ell_0` the first log loss, :math:`\bar s_t` the moving average of
-  the per-step change of :math:`\bar\ell`, :math:`v_t` the moving average
-  of :math:`(\log f_t - \bar\ell_{t-1})^2`, :math:`\bar g_t, g_0` the same
-  as :math:`\bar\ell_t, \ell_0` for the log norm of the incoming updates,
-  :math:`f_{t-1}` the last fraction and :math:`t/T` the budget used:
-
-  ================================  ====================================
-  ``log_loss_ratio``                :math:`\bar\ell_t - \ell_0`
-  ``loss_slope``                    :math:`T \bar s_t / 10` (the log-loss
-                                    change the run would make at its
-                                    current speed, /10)
-  ``log_grad_norm_ratio``           :math:`\bar g_t - g_0`
-  ``fraction``                      :math:`f_{t-1}`
-  ``budget_used``                   :math:`t / T`
-  ``loss_noise``                    :math:`\sqrt{v_t}`
-  ``loss_above_min``                :math:`\bar\ell_t - \min_{s\le t}
-                                    \bar\ell_s`
-  ================================  ====================================
-
-  All are invariant to the scale of the loss, of the parameters and of
-  ``max_rate``. NaN becomes 0 and +/-inf the clip value.
-
-  Args:
-    state: the schedule's state after observing the current loss.
-    budget: the run's number of steps ``T``.
-    names: which features, in order (default: all known ones).
-
-  Returns:
-    A float32 vector of ``len(names)`` features.
-  """
-  budget = jnp.asarray(budget, jnp.float32)
-  every = {
-      "log_loss_ratio": state.log_loss - state.log_loss0,
-      "loss_slope": budget * state.slope / 10.0,
-      "log_grad_norm_ratio": state.log_grad_norm - state.log_grad_norm0,
-      "fraction": state.fraction,
-      "budget_used": state.count / budget,
-      "loss_noise": jnp.sqrt(state.loss_variance),
-      "loss_above_min": state.log_loss - state.log_loss_min,
-  }
-  raw = jnp.stack([jnp.asarray(every[n], jnp.float32) for n in names])
-  return _policy.clean_features(raw)
 
 
 def _ema(decay, old, new):
@@ -146,46 +101,48 @@ def _observe(state, updates, value, decay):
   )
 
 
+@_checks.renamed_keywords(budget="total_steps")
 def learned_schedule(
     policy: _policy.Policy,
-    max_rate: Union[float, Callable[[Any], Any]],
+    max_rate: Union[ArrayLike, Callable[[optax.Params], Any]],
     *,
-    budget: int,
-    decay: float = 0.9,
+    total_steps: int,
+    decay: ArrayLike = 0.9,
+    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
+    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
+    decay_shape: str = _budget.DECAY_SHAPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-fraction_t * max_rate``, a learned schedule.
 
   Each call ``update(updates, state, params, value=loss)`` observes ``loss``
   (the loss at ``params``, e.g. the minibatch loss) and the norm of
-  ``updates``, computes the policy's features (:func:`policy_features`),
+  ``updates``, computes the policy's features
+  (:func:`optax_greedy.learning.policy_features`),
   asks the policy for
 
   .. math::
 
     f_t = \pi_\theta(x_t) \in [10^{-3}, 1], \qquad
-    \text{lr}_t = f_t \cdot \texttt{max\_rate}(\text{params}_t),
+    \text{lr}_t = e_t \cdot f_t \cdot \texttt{max\_rate}(\text{params}_t),
 
-  and returns ``-lr_t * updates``. No policy output can exceed
-  ``max_rate``. ``value=None`` keeps the last fraction (``max_rate`` is
-  still recomputed) and observes nothing; omitting ``value`` does the same
-  but warns once, at trace time.
+  where :math:`e_t` is the step budget's envelope (a ramp over the first
+  ``ramp_fraction`` of ``total_steps``, a decay to zero over the last
+  ``decay_fraction``; see :func:`optax_greedy.budget_schedule`; pass both
+  fractions as 0 for none), and returns ``-lr_t * updates``. No policy
+  output can exceed ``max_rate``. ``value=None`` keeps the last fraction
+  (``max_rate`` and the envelope are still recomputed) and observes
+  nothing; omitting ``value`` does the same but warns once, at trace time.
 
   The two shipped policies:
 
   * ``load_policy("dnn")``: deep networks. ``max_rate`` is the peak rate you
     would give cosine annealing; use it after a direction such as
-    ``optax.scale_by_adam()`` or ``optax.trace(decay=0.9)``. Trained on
-    MLPs, small CNNs and teacher-student tasks, budgets 40-160 steps. It
-    holds the rate near the peak for most of the budget and decays late (to
-    about half the peak): on held-out networks it reaches cosine's final
-    training loss in about 2/3 of the steps, but at a well-tuned or high
-    peak its final held-out loss is often worse than cosine's (see
-    ``bench/results/dnn_policy``).
+    ``optax.scale_by_adam()`` or ``optax.trace(decay=0.9)``.
   * ``load_policy("nmf")``: stochastic NMF with
     ``max_rate = lambda p: nmf.stability_bounds(p, joint=True)``, SGD on
-    column minibatches, budgets 80-200. To also cap at ``safety * bound``
-    and clip single updates, wrap it: ``stability_clip(max_rate,
-    learned_schedule(...))``.
+    column minibatches. To also cap at ``safety * bound`` and clip single
+    updates, wrap it: ``stability_clip(max_rate,
+    inner=learned_schedule(...))``.
 
   References: "Learned learning rate schedules for deep neural network
   training using reinforcement learning" and "Efficient learning rate
@@ -199,11 +156,14 @@ def learned_schedule(
     max_rate: the rate that a fraction of 1 means: a number > 0, or a
       function of the current params returning a scalar or a tree that is
       a prefix of the params (per-block rates, e.g. ``{"W": bW, "H": bH}``).
-    budget: the number of steps of the run, >= 1; the policy sees the
-      fraction used.
+    total_steps: the number of updates of the run, an integer >= 1; the
+      policy sees the share used, and the envelope spans it.
     decay: of the moving averages of the log loss, its slope and noise and
       the log update norm, in [0, 1). Default 0.9 (the one both shipped
       policies were trained with): about 10 steps of memory.
+    ramp_fraction, decay_fraction, decay_shape: the envelope, as in
+      :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
+      ``"linear"``).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -218,7 +178,7 @@ def learned_schedule(
     >>> tx = optax.chain(
     ...     optax.scale_by_adam(),
     ...     optax_greedy.learned_schedule(
-    ...         optax_greedy.load_policy("dnn"), 0.1, budget=100))
+    ...         optax_greedy.load_policy("dnn"), 0.1, total_steps=100))
     >>> state = tx.init(params)
     >>> value, grads = jax.value_and_grad(loss_fn)(params)
     >>> updates, state = tx.update(grads, state, params, value=value)
@@ -229,8 +189,12 @@ def learned_schedule(
     raise ValueError(
         "policy must be a Policy (e.g. optax_greedy.load_policy(\"dnn\")),"
         f" got policy={policy!r}.")
-  _checks.check_number("budget", budget)
-  _checks.check_range("budget", budget, 1)
+  if total_steps is None:
+    raise ValueError(
+        "learned_schedule needs total_steps (an integer >= 1): its policy"
+        " reads the share of the budget used, got total_steps=None.")
+  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
+                          decay_shape)
   _checks.check_number("decay", decay)
   _checks.check_range("decay", decay, 0, 1, high_open=True)
   callable_rate = callable(max_rate)
@@ -255,7 +219,8 @@ def learned_schedule(
     nan = jnp.asarray(jnp.nan, jnp.float32)
     zero = jnp.zeros([], jnp.float32)
     return LearnedScheduleState(
-        learning_rate=rate_tree(params),
+        learning_rate=jax.tree.map(lambda b: budget.scale(0) * b,
+                                   rate_tree(params)),
         fraction=jnp.ones([], jnp.float32),
         log_loss0=nan, log_loss=nan, log_loss_min=nan, slope=zero,
         loss_variance=zero, log_grad_norm0=nan, log_grad_norm=nan,
@@ -270,13 +235,15 @@ def learned_schedule(
     if value is not None:
       _checks.check_scalar_value(value)
       new_state = _observe(state, updates, value, decay)
-      features = policy_features(new_state, budget, policy.features)
+      features = _features.policy_features(new_state, budget.total_steps,
+                                           policy.features)
       new_state = new_state._replace(fraction=_policy.policy_fraction(
           policy, features).astype(jnp.float32))
       if observe is not True:
         new_state = optax.tree.where(observe, new_state, state)
       state = new_state
-    rate = jax.tree.map(lambda b: state.fraction * b, rate_tree(params))
+    scale = state.fraction * budget.scale(state.count)
+    rate = jax.tree.map(lambda b: scale * b, rate_tree(params))
     updates = jax.tree.map(
         lambda r, sub: jax.tree.map(lambda u: (-r * u).astype(u.dtype), sub),
         rate, updates)

@@ -17,23 +17,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optax_greedy._features import KNOWN_FEATURES
+from optax_greedy._features import clean_features
+
 #: Version of the policy file format written by :func:`save_policy`.
 POLICY_VERSION = 1
 #: Smallest fraction of ``max_rate`` a policy can choose.
 MIN_FRACTION = 1e-3
-#: The features a policy may read, by name (computed by the schedule from
-#: its state; see :func:`optax_greedy.learning.policy_features`).
-KNOWN_FEATURES = (
-    "log_loss_ratio",       # moving average of the log loss minus the first
-    "loss_slope",           # budget * moving average of its per-step change / 10
-    "log_grad_norm_ratio",  # same as log_loss_ratio for the update norm
-    "fraction",             # the fraction applied by the last update
-    "budget_used",          # updates so far / budget
-    "loss_noise",           # RMS of the log loss around its moving average
-    "loss_above_min",       # moving average of log loss minus its minimum
-)
-#: Every feature is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
-FEATURE_CLIP = 10.0
 #: The policies shipped in ``optax_greedy/policies/``, by name.
 SHIPPED = {"nmf": "nmf_policy.npz", "dnn": "dnn_policy.npz"}
 
@@ -64,12 +54,9 @@ class Policy:
     return tuple(int(layer["bias"].shape[0]) for layer in self.layers[:-1])
 
 
-def clean_features(features) -> jax.Array:
-  """NaN becomes 0, everything else is clipped to ``+-FEATURE_CLIP``."""
-  features = jnp.nan_to_num(
-      jnp.asarray(features, jnp.float32), nan=0.0, posinf=FEATURE_CLIP,
-      neginf=-FEATURE_CLIP)
-  return jnp.clip(features, -FEATURE_CLIP, FEATURE_CLIP)
+# Users meet the class as optax_greedy.learning.Policy (in signatures,
+# reprs and help()), its public home.
+Policy.__module__ = "optax_greedy.learning"
 
 
 def policy_fraction(policy: Policy, features) -> jax.Array:
@@ -147,10 +134,9 @@ def load_policy(name_or_path: Optional[Any] = None) -> Policy:
   """Reads a policy: a shipped one by name, or a file.
 
   Args:
-    name_or_path: ``"nmf"`` (the NMF policy, trained by
-      ``examples/train_nmf_policy.py`` inside NMF's stability bound),
-      ``"dnn"`` (the deep-network policy, trained by
-      ``examples/train_dnn_policy.py`` as a fraction of a peak rate), or a
+    name_or_path: ``"nmf"`` (the NMF policy, trained inside NMF's
+      stability bound), ``"dnn"`` (the deep-network policy, trained as a
+      fraction of a peak rate), or a
       path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
       argument) means ``"nmf"``, the first policy shipped, for backward
       compatibility; name the policy you want.
@@ -181,8 +167,7 @@ def load_policy(name_or_path: Optional[Any] = None) -> Policy:
   if version != POLICY_VERSION:
     raise ValueError(
         f"policy file {path}: version {version}, expected {POLICY_VERSION}"
-        " (retrain it with examples/train_dnn_policy.py or"
-        " examples/train_nmf_policy.py).")
+        " (retrain it with optax_greedy.learning).")
   features = tuple(str(f) for f in files.get("features", ()))
   _check_features(f"policy file {path}", features)
   layers = []

@@ -11,6 +11,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import optax
 
 from optax_greedy import _checks
@@ -116,20 +117,22 @@ def _as_own_rate(stored, own):
 
 
 def stability_clip(
-    max_rate: Union[Any, Callable[..., Any]],
-    learning_rate: Union[optax.ScalarOrSchedule, optax.GradientTransformation],
+    max_rate: Union[ArrayLike, Callable[..., Any]],
+    learning_rate: Optional[optax.ScalarOrSchedule] = None,
     *,
-    safety: Any = 0.9,
+    inner: Optional[optax.GradientTransformation] = None,
+    safety: ArrayLike = 0.9,
     every: int = 1,
-    max_update: Optional[Any] = None,
+    max_update: Optional[ArrayLike] = None,
     bound_args: tuple[str, ...] = (),
 ) -> optax.GradientTransformationExtraArgs:
   r"""Applies a learning rate, capped per block at ``safety * max_rate(params)``.
 
-  ``learning_rate`` sets the rate: a number, an optax schedule, or a
-  rate-setting transform of this library (:func:`optax_greedy.greedy_lr`,
-  :func:`optax_greedy.hypergradient` and its wrappers,
-  :func:`optax_greedy.learned_schedule`). This transform runs it on the
+  The rate comes from ``learning_rate`` (a number or an optax schedule) or
+  from ``inner``, a rate-setting transform of this library
+  (:func:`optax_greedy.greedy_lr`, :func:`optax_greedy.hypergradient` and
+  its wrappers, :func:`optax_greedy.learned_schedule`); pass exactly one.
+  This transform runs it on the
   incoming direction (the gradient, or the output of a preconditioner placed
   before it), reads the rate :math:`\eta` it applied from the
   ``learning_rate`` field of its new state (a scalar, or a tree that is a
@@ -156,8 +159,9 @@ def stability_clip(
   rate's and the caps' blocks. The wrapped transform reads that field at its
   next update: a hypergradient rate continues from the capped value (where
   one of its rates covers several blocks, from the largest of their applied
-  rates); GreedyLR and the learned schedule keep their own state and only
-  record the rate there.
+  rates; with ``total_steps`` it keeps its own rate and the cap applies to
+  each update); GreedyLR and the learned schedule keep their own state and
+  only record the rate there.
 
   Keep the factors non-negative by adding :func:`optax.keep_params_nonnegative`
   after this transform (it replaces ``u`` by ``-p`` where ``p + u < 0``,
@@ -171,12 +175,14 @@ def stability_clip(
       ``functools.partial`` of it with ``joint=True`` / ``batch_size=b``);
       pure jnp, jit-safe. The same name and meaning as in
       :func:`optax_greedy.learned_schedule`.
-    learning_rate: the rate to cap: a float > 0, a schedule
-      ``count -> rate``, or a transform whose state has exactly one field
-      named ``learning_rate`` holding the rate of its last update (its
-      ``update`` receives the extra arguments, e.g. ``value=loss`` for
+    learning_rate: the rate to cap, a number > 0 or a schedule
+      ``count -> rate``; or ``None`` with ``inner``.
+    inner: the transform that sets the rate to cap, or ``None`` with
+      ``learning_rate``: its state has exactly one field named
+      ``learning_rate`` holding the rate of its last update, and its
+      ``update`` receives the extra arguments (e.g. ``value=loss`` for
       ``greedy_lr``). Put preconditioners (momentum, Adam) before this
-      transform, not inside ``learning_rate``.
+      transform, not inside ``inner``.
     safety: the fraction of the bound allowed, in (0, 1]. Default 0.9: a
       margin for the bound being computed from the params before the step
       and, in stochastic settings, for noise.
@@ -199,8 +205,10 @@ def stability_clip(
     capped initial rate) and ``optax.tree.get(state, "bound")`` the bound.
 
   Raises:
-    ValueError: at ``init``, if the wrapped transform's state has no field
-      (or more than one) named ``learning_rate``.
+    ValueError: if both or neither of ``learning_rate`` and ``inner`` are
+      given, or a transform is passed as ``learning_rate``; at ``init``, if
+      ``inner``'s state has no field (or more than one) named
+      ``learning_rate``.
 
   Example:
     >>> import functools, jax, optax, optax_greedy
@@ -209,7 +217,8 @@ def stability_clip(
     >>> params = nmf.init(jax.random.key(1), V, rank=4)
     >>> bounds = functools.partial(nmf.stability_bounds, joint=True)
     >>> tx = optax.chain(
-    ...     optax_greedy.stability_clip(bounds, optax_greedy.greedy_lr(1.0)),
+    ...     optax_greedy.stability_clip(
+    ...         bounds, inner=optax_greedy.greedy_lr(1.0)),
     ...     optax.keep_params_nonnegative())
     >>> state = tx.init(params)
     >>> value, grads = jax.value_and_grad(nmf.loss)(params, V)
@@ -227,12 +236,7 @@ def stability_clip(
     max_rate = lambda params, **_: constant_rate  # noqa: E731
   _checks.check_number("safety", safety)
   _checks.check_range("safety", safety, 0, 1, low_open=True)
-  # An array (a traced value under inject_hyperparams) passes unchecked.
-  if not isinstance(every, jax.Array) and (
-      isinstance(every, bool) or not isinstance(every, numbers.Integral)):
-    raise ValueError(f"every must be an integer >= 1, got every={every!r}.")
-  _checks.check_range("every", int(every) if _checks.is_concrete(every)
-                      else every, 1)
+  _checks.check_integer("every", every, 1)
   if max_update is not None:
     _checks.check_number("max_update", max_update)
     _checks.check_range("max_update", max_update, 0, low_open=True)
@@ -241,11 +245,26 @@ def stability_clip(
     raise ValueError(
         f"bound_args must be a tuple of names, got bound_args={bound_args!r}.")
   if isinstance(learning_rate, optax.GradientTransformation):
-    inner = optax.with_extra_args_support(learning_rate)
+    raise ValueError(
+        "learning_rate takes a number or a schedule; pass a rate-setting"
+        " transform as inner=, e.g. stability_clip(max_rate,"
+        " inner=greedy_lr(1.0)).")
+  if (learning_rate is None) == (inner is None):
+    raise ValueError(
+        "stability_clip needs exactly one of learning_rate= (a number or a"
+        " schedule) and inner= (a rate-setting transform), got"
+        f" learning_rate={learning_rate!r}, inner={inner!r}.")
+  if inner is not None:
+    if not isinstance(inner, optax.GradientTransformation):
+      raise ValueError(
+          "inner must be a rate-setting transform (e.g. greedy_lr(1.0));"
+          f" for a number or a schedule pass learning_rate=, got"
+          f" inner={inner!r}.")
+    inner = optax.with_extra_args_support(inner)
   else:
     if not callable(learning_rate):
       _checks.check_number("learning_rate", learning_rate,
-                           " > 0, a schedule or a rate-setting transform")
+                           " > 0 or a schedule")
       _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
     inner = _scheduled_rate(learning_rate)
 

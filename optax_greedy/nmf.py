@@ -33,6 +33,7 @@ for a training step):
   True
 """
 
+import numbers
 from typing import Any, Optional
 
 import jax
@@ -125,8 +126,8 @@ def init(key: jax.Array, V: jax.Array, rank: int) -> dict[str, jax.Array]:
     >>> params["W"].shape, params["H"].shape
     ((1797, 8), (8, 64))
   """
-  if not isinstance(rank, (int, np.integer)) or isinstance(rank, bool):
-    raise ValueError(f"rank must be an integer >= 1, got rank={rank!r}.")
+  _checks.check_static("rank", rank, "a Python int >= 1", numbers.Integral,
+                       sets="the factors' shapes")
   _checks.check_range("rank", int(rank), 1)
   _check_data(V)
   V = jnp.asarray(V)

@@ -50,7 +50,7 @@ def _capped(rate):
 
 
 def policy_names():
-  """The policies shipped with the package (``nmf``; ``dnn`` once trained)."""
+  """The policies shipped with the package."""
   shipped = importlib.resources.files("optax_greedy") / "policies"
   return [name for name in ("nmf", "dnn")
           if any(f.name.startswith(name) for f in shipped.iterdir())]
@@ -67,26 +67,28 @@ def adam_greedy_lr(learning_rate, patience, window_size, cooldown):
 
 
 def momentum_clipped_greedy_lr(learning_rate, patience, window_size,
-                               cooldown):
+                               cooldown, total_steps=None):
   """Momentum, then GreedyLR capped at :func:`leaf_bounds`."""
   return optax.chain(
       optax.trace(0.9),
       og.stability_clip(leaf_bounds,
-                        og.greedy_lr(learning_rate, patience=patience,
-                                     window_size=window_size,
-                                     cooldown=cooldown)))
+                        inner=og.greedy_lr(learning_rate, patience=patience,
+                                           window_size=window_size,
+                                           cooldown=cooldown,
+                                           total_steps=total_steps)))
 
 
 def clipped_hd_sgd(learning_rate, hypergrad_lr):
   """SGD-HD (one global rate) capped at :func:`leaf_bounds` (per leaf)."""
-  return og.stability_clip(leaf_bounds, og.hd_sgd(learning_rate, hypergrad_lr))
+  return og.stability_clip(
+      leaf_bounds, inner=og.hd_sgd(learning_rate, hypergrad_lr=hypergrad_lr))
 
 
-def adam_learned_schedule(policy, max_rate, budget):
+def adam_learned_schedule(policy, max_rate, total_steps):
   """``chain(scale_by_adam(), learned_schedule(load_policy(policy), ...))``."""
   return optax.chain(
       optax.scale_by_adam(),
-      og.learned_schedule(og.load_policy(policy), max_rate, budget=budget))
+      og.learned_schedule(og.load_policy(policy), max_rate, total_steps=total_steps))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +126,17 @@ def _hd(direction, granularity, rule, hypergrad_lr):
                     hypergrad_lr=hypergrad_lr, granularity=granularity,
                     rule=rule),
                direction)
+
+
+# The step budget of the budget-aware entries: of the eight updates of the
+# contract's trajectory, two ramp up, three react and three decay.
+BUDGET = dict(total_steps=10, ramp_fraction=0.2, decay_fraction=0.3)
+
+
+def _budget_scale(update):
+  """The envelope of :data:`BUDGET` at ``update``, from its definition."""
+  ramp = min(1.0, (update + 1) / 3)
+  return ramp * min(1.0, 1.0 - (update - 7) / 3)
 
 
 _adam = optax.scale_by_adam
@@ -164,6 +177,26 @@ REGISTRY = {
         og.hd_sgd, dict(learning_rate=0.05, momentum=0.9, nesterov=True),
         _nesterov),
     "hd_adam": Entry(og.hd_adam, dict(learning_rate=0.01), _adam),
+    # The budget-aware form of each family (total_steps).
+    "greedy_adam_budget": Entry(
+        og.greedy_adam, dict(learning_rate=0.01, **GREEDY, **BUDGET), _adam,
+        GREEDY_STATIC, lambda params: 0.01 * _budget_scale(0)),
+    "greedy_sgd_momentum_budget": Entry(
+        og.greedy_sgd, dict(learning_rate=0.05, momentum=0.9, **GREEDY,
+                            **BUDGET), _momentum, GREEDY_STATIC,
+        lambda params: 0.05 * _budget_scale(0)),
+    "hd_adam_budget": Entry(og.hd_adam, dict(learning_rate=0.01, **BUDGET),
+                            _adam, initial_rate=lambda params: 0.01 / 3),
+    "hd_per_parameter_budget": Entry(
+        og.hypergradient,
+        dict(direction=optax.identity(), learning_rate=0.02,
+             hypergrad_lr=0.05, granularity="per_parameter", **BUDGET),
+        initial_rate=lambda params: jax.tree.map(
+            lambda p: jnp.full_like(p, 0.02 / 3), params)),
+    "stability_clip_greedy_lr_budget": Entry(
+        momentum_clipped_greedy_lr,
+        dict(learning_rate=0.05, **GREEDY, total_steps=10),
+        _momentum, GREEDY_STATIC, _capped(0.05)),
     "stability_clip": Entry(
         og.stability_clip, dict(max_rate=leaf_bounds, learning_rate=0.05),
         static_args=("max_rate",), initial_rate=_capped(0.05)),
@@ -174,7 +207,7 @@ REGISTRY = {
         clipped_hd_sgd, dict(learning_rate=0.05, hypergrad_lr=1e-2),
         initial_rate=_capped(0.05)),
     **{f"learned_schedule_{policy}": Entry(
-        adam_learned_schedule, dict(policy=policy, max_rate=0.01, budget=10),
+        adam_learned_schedule, dict(policy=policy, max_rate=0.01, total_steps=10),
         _adam, ("policy",), lambda params: 0.01)
        for policy in policy_names()},
 }

@@ -30,6 +30,7 @@ import optax
 import pytest
 
 import _registry
+import optax_greedy as og
 
 NAMES = list(_registry.REGISTRY)
 PARAMS = _registry.mlp_params(jax.random.key(0))
@@ -297,8 +298,12 @@ def test_inject_hyperparams_gives_the_same_updates_and_state(name):
     assert (jax.tree.structure(state.inner_state)
             == jax.tree.structure(record["state"]))
     _assert_trees_close(state.inner_state, record["state"])
-    # The documented read of the rate under inject_hyperparams.
+    # The documented reads of the rate under inject_hyperparams, where
+    # optax.tree.get(state, ...) also finds the hyperparameter.
     _assert_trees_close(optax.tree.get(state.inner_state, "learning_rate"),
+                        _rate(record["state"]))
+    _assert_trees_close(og.get_learning_rate(state), _rate(record["state"]))
+    _assert_trees_close(og.get_learning_rate(record["state"]),
                         _rate(record["state"]))
 
 
@@ -353,11 +358,12 @@ def _converge(tx, steps=CONVERGENCE_STEPS):
 def test_converges_on_a_quadratic(name):
   """As optax's ``test_optimizers`` (on one noise-free problem, with matrix
   and vector leaves of curvatures 1/4 to 2): the loss falls below 1% of its
-  start. A learned schedule is told the run's length, as a user would."""
+  start. A transform with a step budget is told the run's length, as a user
+  would."""
   entry = _registry.REGISTRY[name]
   kwargs = dict(entry.kwargs)
-  if "budget" in kwargs:
-    kwargs["budget"] = CONVERGENCE_STEPS
+  if "total_steps" in kwargs:
+    kwargs["total_steps"] = CONVERGENCE_STEPS
   params, losses = _converge(entry.factory(**kwargs))
   assert np.all(np.isfinite(losses))
   final = float(_quadratic(params))
@@ -370,8 +376,9 @@ def _accepts_schedule(factory):
   schedule (as optax's suite decides it)."""
   parameter = inspect.signature(factory).parameters.get("learning_rate")
   annotation = getattr(parameter, "annotation", None)
-  return any(a in (optax.ScalarOrSchedule, optax.Schedule)
-             for a in (annotation, *typing.get_args(annotation)))
+  accepted = {annotation, *typing.get_args(annotation)}
+  return bool(accepted & {optax.ScalarOrSchedule, optax.Schedule}) or (
+      set(typing.get_args(optax.ScalarOrSchedule)) <= accepted)
 
 
 @pytest.mark.parametrize("name", [

@@ -10,6 +10,7 @@ import doctest
 import importlib
 import inspect
 import pkgutil
+import re
 import sys
 
 import pytest
@@ -52,3 +53,34 @@ def test_docstring_examples(name):
     runner.run(test)
   result = runner.summarize(verbose=False)
   assert result.failed == 0, f"{result.failed} docstring example(s) failed"
+
+
+def _library_docstrings():
+  """Every docstring of the installed package: modules, classes, functions
+  and methods, private ones included (a wheel user reads them with help())."""
+  for info in [None, *pkgutil.walk_packages(optax_greedy.__path__,
+                                            prefix="optax_greedy.")]:
+    module = importlib.import_module(
+        "optax_greedy" if info is None else info.name)
+    yield module.__name__, module.__doc__ or ""
+    for name, obj in vars(module).items():
+      if getattr(obj, "__module__", None) != module.__name__:
+        continue
+      if inspect.isfunction(obj) or inspect.isclass(obj):
+        yield f"{module.__name__}.{name}", obj.__doc__ or ""
+        for member_name, member in vars(obj).items() if inspect.isclass(
+            obj) else ():
+          if inspect.isfunction(member):
+            yield f"{module.__name__}.{name}.{member_name}", (
+                member.__doc__ or "")
+
+
+@pytest.mark.parametrize("pattern, what", [
+    (r"\bbench[/.]", "a path of the benchmark, which a wheel does not ship"),
+    (r"\bexamples/", "a path of the examples, which a wheel does not ship"),
+    (r"\d+(\.\d+)?\s?%", "a benchmark percentage (numbers go in the README)"),
+])
+def test_docstrings_need_nothing_outside_the_wheel(pattern, what):
+  found = [name for name, doc in _library_docstrings()
+           if re.search(pattern, doc)]
+  assert not found, f"{what} in the docstrings of {found}"

@@ -493,6 +493,8 @@ def test_missing_value_warns_once_and_explicit_none_is_silent():
     jax.jit(tx.update)(params, state, params)
     tx.update(params, state, params)
   assert len(record) == 1
+  # Attributed to the user's line, not to optax's or JAX's internals.
+  assert record[0].filename == __file__
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     optax_greedy.greedy_adam(1e-3).update(params, state, params, value=None)

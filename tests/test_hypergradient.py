@@ -54,12 +54,14 @@ def _compiled_reference_run(problem, optimizer, with_momentum, nesterov,
   """One compiled run per kind of case; the numbers are traced arguments."""
   def run(data, params, lr, hypergrad_lr, momentum, b1, b2):
     if optimizer == "sgd_hd":
-      tx = optax_greedy.hd_sgd(lr, hypergrad_lr,
-                               momentum if with_momentum else None, nesterov,
-                               rule="additive")
+      tx = optax_greedy.hd_sgd(
+          lr, hypergrad_lr=hypergrad_lr,
+          momentum=momentum if with_momentum else None, nesterov=nesterov,
+          rule="additive")
     else:
-      tx = optax_greedy.hd_adam(lr, hypergrad_lr, b1, b2,
-                                eps_placement=eps_placement, rule="additive")
+      tx = optax_greedy.hd_adam(
+          lr, hypergrad_lr=hypergrad_lr, b1=b1, b2=b2,
+          eps_placement=eps_placement, rule="additive")
     return _run(tx, _reference_loss(problem, data), params, steps)[1]
   return jax.jit(run)
 
@@ -156,7 +158,7 @@ def test_first_steps_by_hand():
   g0, g1, g2 = _grads(0), _grads(1), _grads(2)
   params = _params()
   for granularity in GRANULARITIES:
-    tx = optax_greedy.hd_sgd(lr, beta, granularity=granularity, min_lr=None,
+    tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, granularity=granularity, min_lr=None,
                              rule="additive")
     state = tx.init(params)
     updates, state = tx.update(g0, state, params)
@@ -195,7 +197,7 @@ def test_groups_share_one_rate_over_their_leaves():
   params = {"w": jnp.zeros(3), "b": jnp.zeros(()), "c": jnp.zeros(2)}
   grads = [{"w": _grads(k)["w"], "b": _grads(k)["b"],
             "c": jnp.asarray([1.0, -2.0]) * (k + 1)} for k in range(3)]
-  tx = optax_greedy.hd_sgd(lr, beta, rule="additive",
+  tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, rule="additive",
                            granularity={"w": "x", "b": "x", "c": "y"})
   state = tx.init(params)
   for g in grads:
@@ -217,7 +219,7 @@ def test_multiplicative_rule_by_hand():
   g0, g1 = _grads(0), _grads(1)
   params = _params()
   cos = _vdot(g1, g0) / np.sqrt(_vdot(g0, g0) * _vdot(g1, g1))
-  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative")
+  tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, rule="multiplicative")
   state = tx.init(params)
   _, state = tx.update(g0, state, params)
   assert float(state.learning_rate) == pytest.approx(lr)
@@ -225,7 +227,7 @@ def test_multiplicative_rule_by_hand():
   assert float(state.learning_rate) == pytest.approx(lr * (1 + beta * cos),
                                                      rel=1e-5)
   # Per parameter, the cosine of one coordinate is the sign of g1 * g0.
-  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative",
+  tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, rule="multiplicative",
                            granularity="per_parameter")
   state = tx.init(params)
   _, state = tx.update(g0, state, params)
@@ -257,7 +259,7 @@ def test_multiplicative_rule_by_hand_on_every_leaf_shape(granularity):
             for g in (g1, g0))
     return a @ b / np.sqrt((a @ a) * (b @ b))
 
-  tx = optax_greedy.hd_sgd(lr, beta, rule="multiplicative",
+  tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, rule="multiplicative",
                            granularity=granularity)
   update = jax.jit(tx.update)
   state = tx.init(params)
@@ -302,7 +304,7 @@ def test_default_rule_is_multiplicative_with_the_documented_beta():
            (optax_greedy.hd_sgd, "per_parameter", 0.005)]
   for make, granularity, beta in cases:
     rates = _train(make(0.05, granularity=granularity), 30)[3]
-    explicit = _train(make(0.05, beta, granularity=granularity,
+    explicit = _train(make(0.05, hypergrad_lr=beta, granularity=granularity,
                            rule="multiplicative"), 30)[3]
     jax.tree.map(np.testing.assert_array_equal, rates, explicit)
   # The paper's rule is one argument away, with the paper's beta.
@@ -310,7 +312,7 @@ def test_default_rule_is_multiplicative_with_the_documented_beta():
                                                     1e-7)):
     np.testing.assert_array_equal(
         _train(make(0.05, rule="additive"), 30)[3],
-        _train(make(0.05, beta, rule="additive"), 30)[3])
+        _train(make(0.05, hypergrad_lr=beta, rule="additive"), 30)[3])
   with pytest.raises(ValueError, match="hypergrad_lr"):
     optax_greedy.hypergradient(optax.identity(), 0.1, rule="additive")
 
@@ -320,7 +322,7 @@ def test_multiplicative_rule_ignores_the_gradient_scale():
   # is scale-free, so the multiplicative rates agree too. The additive
   # hypergradient g . d scales with the loss, so its rates differ.
   def rates_for(scale, rule):
-    tx = optax_greedy.hd_adam(0.05, 0.1, eps=0.0, rule=rule)
+    tx = optax_greedy.hd_adam(0.05, hypergrad_lr=0.1, eps=0.0, rule=rule)
     _, (_, rates, _) = _run(tx, lambda p: scale * _quadratic(p), _params(),
                             30)
     return np.asarray(rates)
@@ -336,7 +338,8 @@ def test_zero_hypergrad_lr_is_sgd(momentum, nesterov):
   grads = [_grads(k) for k in range(5)]
   params = _params()
   plain = optax.sgd(0.1, momentum=momentum, nesterov=nesterov)
-  tx = optax_greedy.hd_sgd(0.1, 0.0, momentum, nesterov)
+  tx = optax_greedy.hd_sgd(0.1, hypergrad_lr=0.0, momentum=momentum,
+                           nesterov=nesterov)
   s_plain, s_hd = plain.init(params), tx.init(params)
   for g in grads:
     expected, s_plain = plain.update(g, s_plain, params)
@@ -347,7 +350,7 @@ def test_zero_hypergrad_lr_is_sgd(momentum, nesterov):
 
 def test_zero_hypergrad_lr_is_optax_adam():
   params = _params()
-  plain, tx = optax.adam(0.1), optax_greedy.hd_adam(0.1, 0.0)
+  plain, tx = optax.adam(0.1), optax_greedy.hd_adam(0.1, hypergrad_lr=0.0)
   s_plain, s_hd = plain.init(params), tx.init(params)
   for k in range(5):
     expected, s_plain = plain.update(_grads(k), s_plain, params)
@@ -369,12 +372,14 @@ def test_granularities_agree_where_they_coincide():
   scalar_loss = lambda p: jnp.cosh(p - 2.0) + 0.1 * p ** 3  # noqa: E731
   x = jnp.asarray(0.5)
   for rule in ("additive", "multiplicative"):
-    hd = functools.partial(optax_greedy.hd_sgd, lr, beta, rule=rule)
+    hd = functools.partial(optax_greedy.hd_sgd, lr, hypergrad_lr=beta,
+                           rule=rule)
     expected = _rates_over(hd(), scalar_loss, x)
     for granularity in ("per_tensor", "per_parameter", lambda p: "all"):
       got = _rates_over(hd(granularity=granularity), scalar_loss, x)
       np.testing.assert_allclose(got, expected, rtol=1e-6)
-  hd = functools.partial(optax_greedy.hd_sgd, lr, beta, rule="additive")
+  hd = functools.partial(optax_greedy.hd_sgd, lr, hypergrad_lr=beta,
+                         rule="additive")
   # One leaf: per_tensor is global.
   vec_loss = lambda p: jnp.sum(jnp.cosh(p - jnp.arange(3.0)))  # noqa: E731
   v = jnp.zeros(3)
@@ -414,13 +419,14 @@ def test_recomputed_previous_direction_matches_the_stored_one(
   # generic transform stores it. Both give the same rates and updates.
   kwargs = dict(granularity=granularity, rule=rule)
   if name == "adam":
-    recomputed = optax_greedy.hd_adam(0.05, beta, **kwargs)
+    recomputed = optax_greedy.hd_adam(0.05, hypergrad_lr=beta, **kwargs)
     stored = optax_greedy.hypergradient(optax.scale_by_adam(), 0.05, beta,
                                         **kwargs)
     extra = 2  # mu and nu, nothing else
   else:
     nesterov = name == "nesterov"
-    recomputed = optax_greedy.hd_sgd(0.05, beta, 0.9, nesterov, **kwargs)
+    recomputed = optax_greedy.hd_sgd(0.05, hypergrad_lr=beta, momentum=0.9,
+                                     nesterov=nesterov, **kwargs)
     stored = optax_greedy.hypergradient(optax.trace(0.9, nesterov=nesterov),
                                         0.05, beta, **kwargs)
     extra = 2 if nesterov else 1  # (a copy of d_{t-1} and) the trace
@@ -500,7 +506,7 @@ def test_sgd_without_momentum_stores_the_previous_gradient():
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=GRANULARITY_IDS)
 def test_learning_rate_is_the_rate_applied_by_the_last_update(granularity):
   params = _params()
-  tx = optax_greedy.hd_adam(0.05, 0.1, granularity=granularity)
+  tx = optax_greedy.hd_adam(0.05, hypergrad_lr=0.1, granularity=granularity)
   state = tx.init(params)
   # Before any update: the initial rate, a prefix of the params.
   for leaf in jax.tree.leaves(_per_leaf(state.learning_rate, params)):
@@ -530,7 +536,7 @@ def test_a_written_rate_is_where_the_next_update_continues(granularity,
   # hypergradient step starts from it (a projection).
   beta = 0.01 if rule == "additive" else 0.3
   params = _params()
-  tx = optax_greedy.hd_sgd(0.1, beta, granularity=granularity, rule=rule)
+  tx = optax_greedy.hd_sgd(0.1, hypergrad_lr=beta, granularity=granularity, rule=rule)
   state = tx.init(params)
   _, state = tx.update(_grads(0), state, params)
   written = jax.tree.map(lambda r: jnp.full_like(r, 0.02),
@@ -565,7 +571,7 @@ def test_min_lr_keeps_the_rate_non_negative():
   # Too large a rate on a stiff quadratic: every step overshoots, g . d < 0
   # and the additive rule drives the rate down through zero.
   def run(**kwargs):
-    tx = optax_greedy.hd_sgd(1.2, 0.05, rule="additive", **kwargs)
+    tx = optax_greedy.hd_sgd(1.2, hypergrad_lr=0.05, rule="additive", **kwargs)
     return np.asarray(_train(tx, 60)[3])
   unbounded = run(min_lr=None)
   assert unbounded.min() < 0  # The reference's rule.
@@ -580,7 +586,7 @@ def test_min_lr_keeps_the_rate_non_negative():
 def test_non_finite_gradient_never_poisons_the_rate(granularity, bad):
   lr, beta = 0.1, 0.01
   params = _params()
-  tx = optax_greedy.hd_sgd(lr, beta, granularity=granularity,
+  tx = optax_greedy.hd_sgd(lr, hypergrad_lr=beta, granularity=granularity,
                            rule="additive")
   state = tx.init(params)
   poisoned = {"w": jnp.asarray([1.0, bad, 1.0]), "b": jnp.asarray(0.5)}
@@ -608,8 +614,8 @@ def test_non_finite_gradient_never_poisons_the_rate(granularity, bad):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: optax_greedy.hd_sgd(0.1, 0.01, momentum=0.9),
-    lambda: optax_greedy.hd_adam(0.1, 0.1, granularity="per_tensor")],
+    lambda: optax_greedy.hd_sgd(0.1, hypergrad_lr=0.01, momentum=0.9),
+    lambda: optax_greedy.hd_adam(0.1, hypergrad_lr=0.1, granularity="per_tensor")],
     ids=["momentum", "adam"])
 def test_non_finite_gradient_in_the_moments_freezes_the_rate(make):
   # d_{t-1} is recomputed from the moments, which stay NaN for good.
@@ -628,8 +634,8 @@ def test_non_finite_gradient_in_the_moments_freezes_the_rate(make):
 
 def test_apply_if_finite_skips_the_whole_step():
   params = _params()
-  tx = optax.apply_if_finite(optax_greedy.hd_adam(0.1, 0.1), 3)
-  clean = optax_greedy.hd_adam(0.1, 0.1)
+  tx = optax.apply_if_finite(optax_greedy.hd_adam(0.1, hypergrad_lr=0.1), 3)
+  clean = optax_greedy.hd_adam(0.1, hypergrad_lr=0.1)
   state, clean_state = tx.init(params), clean.init(params)
   update, clean_update = jax.jit(tx.update), jax.jit(clean.update)
   bad = jax.tree.map(lambda g: g * np.inf, _grads(0))
@@ -808,7 +814,24 @@ def test_misspelt_keyword_names_the_wrapper(make):
 
 
 def test_zero_initial_rate_is_allowed_and_grows():
-  tx = optax_greedy.hd_sgd(0.0, 1e-3, rule="additive")
+  tx = optax_greedy.hd_sgd(0.0, hypergrad_lr=1e-3, rule="additive")
   _, _, losses, rates = _train(tx, 300)
   assert float(rates[1]) > 0
   assert float(losses[-1]) < 1e-4 * float(losses[0])
+
+
+@pytest.mark.parametrize("granularity", [
+    "global", "per_tensor", lambda params: {"w": "a", "b": "a"}])
+def test_every_reduction_gives_the_same_rates(granularity):
+  """How the sums are computed (by backend and sharding) changes only the
+  order of additions: the rates agree to float32 rounding."""
+  rates = {}
+  for reduction in ("auto", "blocked", "per_term", "concatenated"):
+    tx = optax_greedy.hd_adam(0.05, hypergrad_lr=0.1,
+                              granularity=granularity, reduction=reduction)
+    rates[reduction] = _train(tx, 20)[3]
+  for reduction, got in rates.items():
+    jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-5,
+                                   err_msg=reduction), got, rates["blocked"])
+  with pytest.raises(ValueError, match="reduction must be one of"):
+    optax_greedy.hd_adam(0.05, reduction="fast")

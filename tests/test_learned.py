@@ -136,7 +136,7 @@ def test_loading_wrong_version_features_or_shape_fails_clearly(tmp_path):
 def test_rate_stays_inside_max_rate_for_non_finite_losses_and_updates():
   bound = 0.37
   tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), bound,
-                                     budget=20)
+                                     total_steps=20)
   params = {"w": jnp.ones(3)}
   state = tx.init(params)
   values = [1.0, jnp.nan, 0.0, jnp.inf, -jnp.inf, 1e38, 1e-38, -5.0, 2.0]
@@ -154,7 +154,7 @@ def test_update_is_fraction_times_bound_times_direction():
   params = nmf.init(jax.random.key(1), V, 3)
   max_rate = lambda p: nmf.stability_bounds(p, joint=True)
   tx = optax_greedy.learned_schedule(optax_greedy.load_policy("nmf"),
-                                     max_rate, budget=10)
+                                     max_rate, total_steps=10)
   state = tx.init(params)
   value, grads = jax.value_and_grad(nmf.loss)(params, V)
   updates, state = tx.update(grads, state, params, value=value)
@@ -175,7 +175,7 @@ def test_learning_rate_is_initial_then_applied_rate():
   policy = optax_greedy.load_policy("dnn")
   per_leaf = lambda p: {"a": 0.5, "b": 2.0 * jnp.max(p["b"])}
   params = {"a": jnp.ones(2), "b": jnp.full(3, 0.25)}
-  tx = optax_greedy.learned_schedule(policy, per_leaf, budget=10)
+  tx = optax_greedy.learned_schedule(policy, per_leaf, total_steps=10)
   state = tx.init(params)
   # Before the first update: the initial rate, fraction 1 of max_rate.
   assert float(state.fraction) == 1.0
@@ -193,7 +193,7 @@ def test_learning_rate_is_initial_then_applied_rate():
 
 def test_overwritten_learning_rate_is_informational():
   tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), 0.3,
-                                     budget=10)
+                                     total_steps=10)
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   _, state = tx.update({"w": jnp.ones(2)}, state, params, value=3.0)
@@ -206,7 +206,7 @@ def test_overwritten_learning_rate_is_informational():
 
 def test_features_are_scale_free():
   tx = optax_greedy.learned_schedule(optax_greedy.load_policy("dnn"), 1.0,
-                                     budget=30)
+                                     total_steps=30)
   losses = 5.0 * 0.9 ** np.arange(12) * (1 + 0.1 * np.sin(np.arange(12)))
   fractions = []
   for scale in (1.0, 1e4):
@@ -225,7 +225,7 @@ def test_features_are_scale_free():
 
 def test_value_none_keeps_fraction_silently_and_missing_value_warns_once():
   tx = optax_greedy.learned_schedule(optax_greedy.load_policy("nmf"), 2.0,
-                                     budget=10)
+                                     total_steps=10)
   params = {"w": jnp.ones(2)}
   state = tx.init(params)
   _, state = tx.update({"w": jnp.ones(2)}, state, params, value=3.0)
@@ -246,21 +246,21 @@ def test_value_none_keeps_fraction_silently_and_missing_value_warns_once():
 
 def test_bad_arguments_raise():
   policy = optax_greedy.load_policy("dnn")
-  with pytest.raises(ValueError, match=r"budget must be in \[1, inf\)"):
-    optax_greedy.learned_schedule(policy, 1.0, budget=0)
+  with pytest.raises(ValueError, match=r"total_steps must be in \[1, inf\)"):
+    optax_greedy.learned_schedule(policy, 1.0, total_steps=0)
   with pytest.raises(ValueError, match=r"max_rate must be in \(0, inf\)"):
-    optax_greedy.learned_schedule(policy, -1.0, budget=5)
+    optax_greedy.learned_schedule(policy, -1.0, total_steps=5)
   with pytest.raises(ValueError, match="max_rate must be a number"):
-    optax_greedy.learned_schedule(policy, "1e-3", budget=5)
+    optax_greedy.learned_schedule(policy, "1e-3", total_steps=5)
   with pytest.raises(ValueError, match="decay must be a number"):
-    optax_greedy.learned_schedule(policy, 0.1, budget=5, decay="0.9")
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=5, decay="0.9")
   with pytest.raises(ValueError, match="policy must be a Policy"):
-    optax_greedy.learned_schedule({"params": {}}, 0.1, budget=5)
-  tx = optax_greedy.learned_schedule(policy, 0.1, budget=5)
+    optax_greedy.learned_schedule({"params": {}}, 0.1, total_steps=5)
+  tx = optax_greedy.learned_schedule(policy, 0.1, total_steps=5)
   params = {"w": jnp.ones(2)}
   with pytest.raises(ValueError, match="value must be a scalar loss"):
     tx.update(params, tx.init(params), params, value=jnp.ones(3))
-  tx = optax_greedy.learned_schedule(policy, nmf.stability_bounds, budget=5)
+  tx = optax_greedy.learned_schedule(policy, nmf.stability_bounds, total_steps=5)
   factors = {"W": jnp.ones((2, 2)), "H": jnp.ones((2, 2))}
   with pytest.raises(ValueError, match="params"):
     tx.update(factors, tx.init(factors), None, value=1.0)
@@ -291,8 +291,8 @@ def test_chain_with_stability_clip_on_nmf():
   max_rate = lambda p: nmf.stability_bounds(p, joint=True)
   tx = optax.chain(
       optax_greedy.stability_clip(
-          max_rate, optax_greedy.learned_schedule(
-              optax_greedy.load_policy("nmf"), max_rate, budget=40),
+          max_rate, inner=optax_greedy.learned_schedule(
+              optax_greedy.load_policy("nmf"), max_rate, total_steps=40),
           safety=0.5),
       optax.keep_params_nonnegative())
   state = tx.init(params)
@@ -318,7 +318,7 @@ def test_dnn_policy_after_adam_and_momentum_directions(direction):
          else optax.scale_by_adam())
   rate = 0.1 if direction == "sgd_momentum" else 0.3
   tx = optax.chain(pre, optax_greedy.learned_schedule(
-      optax_greedy.load_policy("dnn"), rate, budget=200))
+      optax_greedy.load_policy("dnn"), rate, total_steps=200))
   params = {"x": jnp.zeros(3)}
   state = tx.init(params)
 

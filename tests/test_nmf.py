@@ -201,8 +201,12 @@ def test_clipped_never_diverges_up_to_100x_bound(digits, controller):
 
   def run(multiplier):
     rate = multiplier * bound
-    inner = rate if controller == "constant" else optax_greedy.greedy_lr(rate)
-    tx = optax.chain(optax_greedy.stability_clip(max_rate, inner),
+    if controller == "constant":
+      clipped = optax_greedy.stability_clip(max_rate, rate)
+    else:
+      clipped = optax_greedy.stability_clip(
+          max_rate, inner=optax_greedy.greedy_lr(rate))
+    tx = optax.chain(clipped,
                      optax.keep_params_nonnegative())
     return _fit(tx, params, V, 100, columns_fn)
 
@@ -261,7 +265,7 @@ def test_composes_with_greedy_lr(digits):
   caps = jax.tree.map(lambda b: 0.9 * b, nmf.stability_bounds(params))
   tx = optax.chain(
       optax_greedy.stability_clip(nmf.stability_bounds,
-                                  optax_greedy.greedy_lr(1.0)),
+                                  inner=optax_greedy.greedy_lr(1.0)),
       optax.keep_params_nonnegative())
   state = tx.init(params)
   # Before the first update: greedy_lr's 1.0, capped for each block.
@@ -287,8 +291,8 @@ def test_hypergradient_continues_from_the_capped_rate(digits):
   beta = 8e-7
   tx = optax_greedy.stability_clip(
       nmf.stability_bounds,
-      optax_greedy.hypergradient(optax.identity(), 1.0, beta,
-                                 rule="additive"))
+      inner=optax_greedy.hypergradient(optax.identity(), 1.0, beta,
+                                       rule="additive"))
   state = tx.init(params)
   update = jax.jit(tx.update)
   grads, caps, applied = [], [], []
@@ -330,7 +334,7 @@ def test_per_element_rates_are_capped_elementwise():
   params = {"w": jnp.ones(3)}
   rate = {"w": jnp.array([0.05, 0.2, 0.5])}
   tx = optax_greedy.stability_clip(lambda p: jnp.asarray(0.3),
-                                   _recorded_rate(rate), safety=0.9)
+                                   inner=_recorded_rate(rate), safety=0.9)
   state = tx.init(params)
   grads = {"w": jnp.array([1.0, -2.0, 4.0])}
   updates, state = jax.jit(tx.update)(grads, state, params)
@@ -459,9 +463,21 @@ def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
         {"W": jnp.ones((4, 2)), "H": jnp.ones((2, 3))}, batch_size=2,
         columns=jnp.arange(2)), "not both"),
     (lambda: optax_greedy.stability_clip(
-        nmf.stability_bounds, optax.sgd(0.1)).init(
+        nmf.stability_bounds, inner=optax.sgd(0.1)).init(
             {"W": jnp.ones((4, 2)), "H": jnp.ones((2, 3))}),
      "exactly one field named 'learning_rate'"),
+    # One name, one meaning: a transform goes in inner=, a number in
+    # learning_rate=, and exactly one of them.
+    (lambda: optax_greedy.stability_clip(
+        nmf.stability_bounds, optax_greedy.greedy_lr(1.0)),
+     "pass a rate-setting transform as inner="),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds, inner=1.0),
+     "for a number or a schedule pass learning_rate="),
+    (lambda: optax_greedy.stability_clip(nmf.stability_bounds),
+     "exactly one of learning_rate="),
+    (lambda: optax_greedy.stability_clip(
+        nmf.stability_bounds, 1.0, inner=optax_greedy.greedy_lr(1.0)),
+     "exactly one of learning_rate="),
     (lambda: optax_greedy.stability_clip(
         lambda p: {"X": 1.0, "Y": 2.0}, 1.0).init(
             {"W": jnp.ones(2), "H": jnp.ones(2)}), "prefix"),

@@ -24,8 +24,8 @@ and inspect one:
 Nothing here is imported by ``import optax_greedy``.
 """
 
-from optax_greedy._learned import policy_features
-from optax_greedy._policy import KNOWN_FEATURES
+from optax_greedy._features import KNOWN_FEATURES
+from optax_greedy._features import policy_features
 from optax_greedy._policy import MIN_FRACTION
 from optax_greedy._policy import POLICY_VERSION
 from optax_greedy._policy import Policy

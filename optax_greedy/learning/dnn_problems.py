@@ -592,7 +592,8 @@ def learned_optimizer(policy):
   return lambda problem: optax.chain(
       direction(problem.adam),
       optax_greedy.learned_schedule(policy, problem.peak,
-                                    budget=problem.budget))
+                                    total_steps=problem.budget,
+                                    ramp_fraction=0.0, decay_fraction=0.0))
 
 
 def _applied_rate(state):

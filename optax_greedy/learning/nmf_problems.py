@@ -159,7 +159,8 @@ def run_episode(policy_params, problem: NMFProblem, key, *, max_steps=200,
   order = jax.random.permutation(key_steps, n)
   tx = optax.chain(
       optax_greedy.learned_schedule(policy_params, nmf_bound,
-                                budget=problem.budget),
+                                total_steps=problem.budget,
+                                ramp_fraction=0.0, decay_fraction=0.0),
       optax.keep_params_nonnegative())
   state = tx.init(params)
 

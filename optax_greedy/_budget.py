@@ -1,0 +1,166 @@
+"""The step budget: a ramp up at the start, a decay to zero at the end.
+
+Every controller of this library takes ``total_steps``. Given a number, the
+rate it applies is its own rate times an *envelope* that rises over the
+first ``ramp_fraction`` of the budget and falls to zero over the last
+``decay_fraction``; the controller reacts (observes the loss, takes
+hypergradient steps) only in between, where the envelope is 1. A reactive
+controller cannot see the end of training coming, and the last part of
+training, where the rate goes to zero, decides the final loss (Hägele et
+al., "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
+Durations", NeurIPS 2024).
+"""
+
+import dataclasses
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+from optax_greedy import _checks
+
+#: The decay shapes: the envelope at progress ``p`` in [0, 1] of the decay.
+DECAY_SHAPES = {
+    "linear": lambda p: 1.0 - p,
+    "1-sqrt": lambda p: 1.0 - jnp.sqrt(p),
+    "cosine": lambda p: 0.5 * (1.0 + jnp.cos(jnp.pi * p)),
+}
+RAMP_FRACTION = 0.05
+DECAY_FRACTION = 0.2
+DECAY_SHAPE = "linear"
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """A validated step budget: the envelope's phases, in updates.
+
+  Attributes:
+    total_steps: the number of updates of the run (float32 scalar).
+    ramp_steps: updates of the ramp, at the start (float32, whole).
+    decay_steps: updates of the decay, at the end (float32, whole).
+    decay_shape: a key of :data:`DECAY_SHAPES`.
+  """
+
+  total_steps: jax.Array
+  ramp_steps: jax.Array
+  decay_steps: jax.Array
+  decay_shape: str
+
+  def scale(self, step: ArrayLike) -> jax.Array:
+    r"""The envelope at update ``step`` (0-based), a float32 in (0, 1].
+
+    With :math:`R` ramp and :math:`D` decay updates out of :math:`T`, and
+    :math:`t = \min(\texttt{step}, T - 1)` (updates past the budget keep the
+    last update's scale):
+
+    .. math::
+
+      e_t = \min\Big(1,\ \frac{t + 1}{R + 1}\Big)\cdot
+        s\Big(\max\Big(0,\ \frac{t - (T - D)}{D}\Big)\Big),
+
+    where :math:`s` is the decay shape (:math:`1 - p`, :math:`1 -
+    \sqrt{p}` or :math:`\frac{1}{2}(1 + \cos \pi p)`). The first update is
+    never zero and the last is :math:`s(1 - 1/D)`, above zero: no update
+    of the budget is wasted.
+    """
+    t = jnp.minimum(jnp.asarray(step, jnp.float32), self.total_steps - 1)
+    ramp = jnp.minimum(1.0, (t + 1.0) / (self.ramp_steps + 1.0))
+    start = self.total_steps - self.decay_steps
+    progress = jnp.clip((t - start) / jnp.maximum(self.decay_steps, 1.0),
+                        0.0, 1.0)
+    return ramp * DECAY_SHAPES[self.decay_shape](progress)
+
+  def reacting(self, step: ArrayLike) -> jax.Array:
+    """Whether the controller reacts at update ``step``: between the ramp
+    and the decay (a boolean scalar)."""
+    step = jnp.asarray(step, jnp.float32)
+    return (step >= self.ramp_steps) & (
+        step < self.total_steps - self.decay_steps)
+
+
+def budget(total_steps: Optional[ArrayLike],
+           ramp_fraction: ArrayLike = RAMP_FRACTION,
+           decay_fraction: ArrayLike = DECAY_FRACTION,
+           decay_shape: str = DECAY_SHAPE) -> Optional[Budget]:
+  """Checks the budget's arguments; ``None`` when ``total_steps`` is.
+
+  Concrete numbers are checked; traced ones (``optax.inject_hyperparams``,
+  ``jax.vmap``) pass unchecked, since the envelope is computed with
+  ``jax.numpy``.
+
+  Args:
+    total_steps: an integer >= 1, or ``None`` (no budget).
+    ramp_fraction: share of the budget spent ramping up, in [0, 1).
+    decay_fraction: share of the budget spent decaying to zero, in [0, 1],
+      with ``ramp_fraction + decay_fraction <= 1``.
+    decay_shape: ``"linear"``, ``"1-sqrt"`` or ``"cosine"``.
+
+  Returns:
+    A :class:`Budget`, or ``None``.
+  """
+  if total_steps is None:
+    return None
+  _checks.check_integer("total_steps", total_steps, 1)
+  for name, value in (("ramp_fraction", ramp_fraction),
+                      ("decay_fraction", decay_fraction)):
+    _checks.check_number(name, value)
+  _checks.check_range("ramp_fraction", ramp_fraction, 0, 1, high_open=True)
+  _checks.check_range("decay_fraction", decay_fraction, 0, 1)
+  if (_checks.is_concrete(ramp_fraction) and _checks.is_concrete(
+      decay_fraction) and ramp_fraction + decay_fraction > 1):
+    raise ValueError(
+        "ramp_fraction + decay_fraction must be <= 1, got"
+        f" ramp_fraction={ramp_fraction!r},"
+        f" decay_fraction={decay_fraction!r}.")
+  _checks.check_choice("decay_shape", decay_shape, tuple(DECAY_SHAPES))
+  total = jnp.asarray(total_steps, jnp.float32)
+  return Budget(total_steps=total,
+                ramp_steps=jnp.round(ramp_fraction * total),
+                decay_steps=jnp.round(decay_fraction * total),
+                decay_shape=decay_shape)
+
+
+def budget_schedule(
+    learning_rate: ArrayLike,
+    total_steps: int,
+    *,
+    ramp_fraction: ArrayLike = RAMP_FRACTION,
+    decay_fraction: ArrayLike = DECAY_FRACTION,
+    decay_shape: str = DECAY_SHAPE,
+) -> optax.Schedule:
+  r"""The envelope of the step budget times a constant rate, as a schedule.
+
+  ``learning_rate`` times :meth:`Budget.scale`: a ramp over the first
+  ``ramp_fraction`` of ``total_steps``, constant, then a decay to zero over
+  the last ``decay_fraction``. This is the envelope that every controller
+  of this library multiplies its own rate by when given ``total_steps``;
+  as a schedule of its own it is the warmup-stable-decay schedule (Hägele
+  et al., NeurIPS 2024, who found a short decay, in particular ``1-sqrt``,
+  as good as a cosine over the whole run).
+
+  Args:
+    learning_rate: the constant rate, > 0.
+    total_steps: the run's number of updates, >= 1.
+    ramp_fraction: share of the budget spent ramping up, in [0, 1).
+      Default 0.05.
+    decay_fraction: share of the budget spent decaying to zero, in [0, 1].
+      Default 0.2.
+    decay_shape: ``"linear"`` (default), ``"1-sqrt"`` or ``"cosine"``.
+
+  Returns:
+    An optax schedule ``count -> rate`` (float32).
+
+  Example:
+    >>> import optax, optax_greedy
+    >>> tx = optax.adam(optax_greedy.budget_schedule(1e-3, total_steps=1000))
+
+  References:
+    Hägele et al., `Scaling Laws and Compute-Optimal Training Beyond Fixed
+    Training Durations <https://arxiv.org/abs/2405.18392>`_, NeurIPS 2024.
+  """
+  _checks.check_number("learning_rate", learning_rate)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+  envelope = budget(total_steps, ramp_fraction, decay_fraction, decay_shape)
+  return lambda count: learning_rate * envelope.scale(count)
