@@ -18,7 +18,15 @@ this script does when run directly):
 On a TPU pod or several GPU hosts, start the same script on every host with
 ``--distributed`` (``jax.distributed.initialize()`` then finds the other
 hosts) and a ``--mesh`` matching the global device count; each host feeds its
-own slice of every batch (``jax.make_array_from_process_local_data``).
+own slice of every batch (``jax.make_array_from_process_local_data``). Where
+no cluster is detected (processes started by hand), name it: with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` set, two processes on
+one machine are
+
+    python examples/sharded_training.py --distributed --mesh 4x2
+        --coordinator localhost:12345 --num-processes 2 --process-id 0  # and 1
+
+(``tests/test_multihost.py`` runs exactly that).
 """
 
 import argparse

@@ -72,8 +72,8 @@ def start(coordinator, num_processes, process_id):
 def local_batch(mesh, step):
   """This process's rows of step ``step``'s batch (NumPy)."""
   x, y = _registry.batch(step)
-  indices = NamedSharding(mesh, P("data", None)).addressable_devices_indices_map(
-      x.shape).values()
+  sharding = NamedSharding(mesh, P("data", None))
+  indices = sharding.addressable_devices_indices_map(x.shape).values()
   spans = [index[0].indices(len(x))[:2] for index in indices]
   begin, end = min(s for s, _ in spans), max(e for _, e in spans)
   return x[begin:end], y[begin:end]
