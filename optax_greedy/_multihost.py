@@ -45,9 +45,10 @@ def checked_value(value: Any, *, mesh: Optional[Any] = None) -> jax.Array:
 
   Cost: two all-reduces of ``value``'s size (a minimum and a maximum over
   every mesh axis) inside the step, and checkify's error output, which the
-  host reads when it calls ``err.throw()``. Without ``checkify`` a jitted
-  step that calls it fails to trace, so the check cannot stay in a
-  production step by accident. On one device it returns ``value`` as is.
+  host reads when it calls ``err.throw()``. On more than one device, a
+  jitted step that calls it without ``checkify`` fails to trace, so the
+  check cannot stay in a production step by accident. On one device it
+  returns ``value`` as is.
 
   Args:
     value: the loss (or any replicated floating-point array).
