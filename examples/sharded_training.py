@@ -18,7 +18,15 @@ this script does when run directly):
 On a TPU pod or several GPU hosts, start the same script on every host with
 ``--distributed`` (``jax.distributed.initialize()`` then finds the other
 hosts) and a ``--mesh`` matching the global device count; each host feeds its
-own slice of every batch (``jax.make_array_from_process_local_data``).
+own slice of every batch (``jax.make_array_from_process_local_data``). Where
+no cluster is detected (processes started by hand), name it: with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4`` set, two processes on
+one machine are
+
+    python examples/sharded_training.py --distributed --mesh 4x2
+        --coordinator localhost:12345 --num-processes 2 --process-id 0  # and 1
+
+(``tests/test_multihost.py`` runs exactly that).
 """
 
 import argparse
@@ -110,12 +118,15 @@ def train(name, tx, mesh, data, args):
   (x_train, y_train), (x_test, y_test) = data
   rng = np.random.default_rng(args.seed)
   per_host = args.batch_size // jax.process_count()
+  mine = slice(jax.process_index() * per_host,
+               (jax.process_index() + 1) * per_host)
   with jax.set_mesh(mesh):
     model = MLP(args.width, rngs=nnx.Rngs(args.seed))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     losses, rates = [], []
     for step in range(args.steps):
-      rows = rng.integers(0, len(x_train), per_host)
+      # Every host draws the global batch and feeds its own slice of it.
+      rows = rng.integers(0, len(x_train), args.batch_size)[mine]
       loss, rate = train_step(model, optimizer,
                               *global_batch(mesh, x_train[rows],
                                             y_train[rows]))
@@ -152,13 +163,22 @@ def main(argv=None):
                       help="mesh axis types (explicit is jax.make_mesh's)")
   parser.add_argument("--distributed", action="store_true",
                       help="call jax.distributed.initialize() (multi-host)")
+  parser.add_argument("--coordinator", default=None,
+                      help="with --distributed: HOST:PORT of process 0, where"
+                      " the cluster is not detected (e.g. processes started"
+                      " by hand)")
+  parser.add_argument("--num-processes", type=int, default=None,
+                      help="with --coordinator: how many processes")
+  parser.add_argument("--process-id", type=int, default=None,
+                      help="with --coordinator: this process's index")
   parser.add_argument("--log-every", type=int, default=50,
                       help="print the loss and rate every this many steps")
   parser.add_argument("--seed", type=int, default=0,
                       help="seed of the model and the minibatches")
   args = parser.parse_args(argv)
   if args.distributed:
-    jax.distributed.initialize()
+    jax.distributed.initialize(args.coordinator, args.num_processes,
+                               args.process_id)
   mesh = make_mesh(args.mesh, args.axes)
   print(f"{jax.device_count()} devices, {jax.process_count()} process(es),"
         f" mesh {dict(mesh.shape)}")

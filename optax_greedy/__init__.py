@@ -2,6 +2,7 @@
 
 from optax_greedy import nmf
 from optax_greedy._budget import budget_schedule
+from optax_greedy._checkpoint import abstract_opt_state
 from optax_greedy._checkpoint import check_state_compatible
 from optax_greedy._checkpoint import restore_opt_state
 from optax_greedy._greedy_lr import GreedyLRState
@@ -16,6 +17,7 @@ from optax_greedy._hypergradient import hd_sgd
 from optax_greedy._hypergradient import hypergradient
 from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
+from optax_greedy._multihost import checked_value
 from optax_greedy._policy import load_policy
 from optax_greedy._rate import get_learning_rate
 from optax_greedy._stability import ScheduledRateState

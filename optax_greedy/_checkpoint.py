@@ -5,13 +5,15 @@ has ``window_size`` entries, a hypergradient rate is a scalar, a tree of
 scalars or a tree shaped like the params depending on ``granularity``. Orbax
 refuses most mismatches with messages that do not say which field is wrong,
 and casts a different dtype silently. These helpers compare first and name the
-field.
+field; :func:`abstract_opt_state` gives the target that restores a state onto
+other devices than it was saved from.
 """
 
 from typing import Any
 
 import jax
 import numpy as np
+import optax
 
 _SHOWN = 10
 
@@ -117,6 +119,77 @@ def _on_current_mesh(abstract_state):
         sharding=jax.sharding.NamedSharding(mesh, sharding.spec))
 
   return jax.tree.map(concrete, abstract_state)
+
+
+def _replicated(sharding):
+  """A sharding that replicates over ``sharding``'s devices."""
+  if isinstance(sharding, jax.sharding.NamedSharding):
+    return jax.sharding.NamedSharding(sharding.mesh,
+                                      jax.sharding.PartitionSpec())
+  if sharding.is_fully_replicated:
+    return sharding
+  raise ValueError(
+      f"params must be sharded with NamedSharding or replicated, got"
+      f" {sharding}.")
+
+
+def abstract_opt_state(tx: Any, params: Any) -> Any:
+  """The layout of ``tx.init(params)``, shardings included, without arrays.
+
+  What :func:`restore_opt_state` needs to restore a state onto other devices
+  than it was saved from (another mesh shape, fewer hosts, one device): the
+  shape and dtype of every leaf, and its sharding on ``params``' devices.
+  Every leaf that holds one entry per parameter entry (Adam's moments, a
+  hypergradient's direction and per-parameter rate) gets its parameter's
+  sharding; every other leaf (counters, GreedyLR's rate and window, global,
+  per-tensor and per-group rates) is replicated over the devices of the
+  first parameter. That is the layout ``tx.init`` gives sharded params and
+  a jitted step keeps. The leaves that follow a parameter are found with
+  :func:`optax.tree.map_params`.
+
+  Args:
+    tx: the optimizer, built as it was when the state was saved.
+    params: the params on the new devices, as arrays or as
+      ``jax.ShapeDtypeStruct`` with ``sharding=`` set (e.g. the target given
+      to Orbax to restore them).
+
+  Returns:
+    ``jax.eval_shape(tx.init, params)`` with ``sharding=`` set on every
+    leaf.
+
+  Raises:
+    ValueError: if a leaf of ``params`` has no sharding, or a sharding that
+      is neither a ``NamedSharding`` nor replicated.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax_greedy
+    >>> params = {"w": jnp.ones((4, 2))}
+    >>> abstract = optax_greedy.abstract_opt_state(
+    ...     optax_greedy.greedy_adam(0.1), params)
+    >>> sorted({type(leaf.sharding).__name__
+    ...         for leaf in jax.tree.leaves(abstract)})
+    ['SingleDeviceSharding']
+  """
+  shardings = [getattr(leaf, "sharding", None)
+               for leaf in jax.tree.leaves(params)]
+  if not shardings or any(s is None for s in shardings):
+    raise ValueError(
+        "params must be arrays or jax.ShapeDtypeStruct with sharding= set on"
+        " every leaf (the params on the devices to restore onto).")
+  replicated = _replicated(shardings[0])
+  state = jax.eval_shape(tx.init, params)
+
+  def with_sharding(leaf, sharding):
+    return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+  def follow(leaf, param):
+    # A tree of one scalar per tensor mirrors the params' structure only.
+    same = tuple(leaf.shape) == tuple(param.shape)
+    return with_sharding(leaf, param.sharding if same else replicated)
+
+  return optax.tree.map_params(
+      tx, follow, state, params,
+      transform_non_params=lambda leaf: with_sharding(leaf, replicated))
 
 
 def restore_opt_state(path: Any, abstract_state: Any, *,
