@@ -34,9 +34,11 @@ def _key(record):
 
 
 def _float(x):
-  """float32-exact text (9 significant digits); ``None`` if not finite."""
-  x = float(x)
-  return float(f"{x:.9g}") if math.isfinite(x) else None
+  """float32-exact text (9 significant digits); ``None`` if not finite (or
+  already ``None``: JSON's non-finite)."""
+  if x is None or not math.isfinite(float(x)):
+    return None
+  return float(f"{float(x):.9g}")
 
 
 def _counts(table):
@@ -131,8 +133,8 @@ def check(new, reference, rtol=1e-5, tables=True):
   return problems
 
 
-REFERENCE = os.path.join(os.path.dirname(__file__), "results",
-                         "quick_reference.json")
+REFERENCE = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                         "results", "quick_reference.json")
 
 
 def write(out_dir, path=REFERENCE):
