@@ -80,6 +80,11 @@ def markdown(summary):
                    [[task] + [_fmt(tables[k]["by_task"][task]
                                    ["equal_or_better"], ".0%") for k in hd]
                     for task in tables[hd[0]]["by_task"]]), ""]
+    same = _identical_rows(summary["runs"], "hd_global", "hd_per_tensor")
+    if same:
+      out += ["Global and per-tensor HD are the same algorithm where the "
+              "parameters are one array: their final losses are identical "
+              f"on {', '.join(same)}, so their rows coincide there.", ""]
   train = summary.get("train_win_tables") or {}
   if train:
     out += ["## Win/tie/loss against the fixed schedules (training loss)",
@@ -181,6 +186,18 @@ def markdown(summary):
         for k, v in meta["skipped"].items()] + [""]
   out += ["Figures: `lr_schedules.png`, `loss_histories.png`.", ""]
   return "\n".join(out)
+
+
+def _identical_rows(runs, first, second):
+  """The tasks on which rows ``first`` and ``second`` have the same final
+  losses in every run (same base, rate and seed)."""
+  finals = {}
+  for r in runs:
+    if r["row"] in (first, second):
+      finals.setdefault(r["task"], {}).setdefault(r["row"], {})[
+          (r["base"], r["lr_index"])] = r["final"]
+  return [task for task, rows in finals.items()
+          if len(rows) == 2 and rows[first] == rows[second]]
 
 
 def _pick(recs, task, row, base, li):
