@@ -195,6 +195,35 @@ def test_check_quick_reproduces_a_subset(tmp_path):
       f"{old['runs'][key]['final'][0]!r}"]
 
 
+# ----------------------------------------------------------- the verdict ---
+
+
+def test_verdict_is_paired():
+  """Seeds are paired: better on every seed wins even when the seeds differ
+  much among themselves; seeds that disagree tie; one seed: the 1% rule."""
+  from bench.core import verdict  # pylint: disable=import-outside-toplevel
+  assert verdict.compare([1.0, 5.0, 9.0], [1.1, 5.1, 9.1]) == ("win", None)
+  assert verdict.compare([1.0, 5.2, 9.0], [1.1, 5.1, 9.1]) == ("tie", "CI")
+  assert verdict.compare([1.0], [1.005]) == ("tie", "1%")
+  assert verdict.compare([1.0], [1.1]) == ("win", None)
+  inf = float("inf")
+  assert verdict.compare([inf, 1.0], [2.0, 2.0]) == ("loss", None)
+  assert verdict.compare([inf, 1.0], [float("nan"), 2.0]) == (
+      "tie", "both diverged")
+
+
+def test_paired_interval_is_the_exact_bootstrap():
+  """Up to 6 seeds the interval is the exact percentile interval of the
+  bootstrap distribution ([min, max] for 2 or 3 seeds); above, scipy's."""
+  from bench.core import verdict  # pylint: disable=import-outside-toplevel
+  assert verdict.paired_interval([0.1, -0.05, 0.2]) == pytest.approx(
+      (-0.05, 0.2))
+  low, high = verdict.paired_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+  assert 1.0 < low < 3.0 < high < 5.0
+  low, high = verdict.paired_interval(np.arange(8.0))
+  assert 0.0 < low < 3.5 < high < 7.0
+
+
 # -------------------------------------------------------------- the loop ---
 
 
@@ -329,13 +358,15 @@ def test_greedy_feeds_smoke(tmp_path):
 
 def test_hd_defaults_smoke(tmp_path):
   """The hypergradient study re-tallies saved final losses (``--reuse``):
-  the committed results give the committed choice."""
+  one beta of the sweep per granularity, a table of every row."""
+  from bench.studies import hd_defaults  # pylint: disable=import-outside-toplevel
   committed = ROOT / "bench" / "results" / "hd" / "hd_defaults.json"
   shutil.copy(committed, tmp_path / "hd_defaults.json")
   assert cli.main(["hd-defaults", "--out", str(tmp_path), "--reuse"]) == 0
   again = _json(tmp_path / "hd_defaults.json")
-  assert again["chosen"] == json.loads(committed.read_text())["chosen"]
-  assert (tmp_path / "hd_defaults.md").exists()
+  assert set(again["chosen"]) == set(hd_defaults.GRANULARITIES)
+  assert set(again["chosen"].values()) <= set(hd_defaults.BETAS)
+  assert "hd_paper_global" in (tmp_path / "hd_defaults.md").read_text()
 
 
 def test_nmf_smoke(tmp_path):

@@ -2,7 +2,7 @@
 
 A refactor of the benchmark must not move its numbers by accident. The
 reference (``bench/results/quick_reference.json``) holds, from one run of
-``python -m bench --quick``:
+``python -m bench quick``:
 
 * ``runs``: every grid run's final losses, per seed -- held-out (``final``)
   and training (``train_final``) -- keyed ``task|row|base|lr_index``
