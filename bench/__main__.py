@@ -15,12 +15,13 @@ PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
                 "full": TASKS, "tiny": ("quadratic",)}
 WORKLOADS = ("cnn", "lm")
 LM_SIZES = ("cpu", "gpu")
+LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
 BASES = ("sgd", "momentum", "adam")
 
 # Command -> one line for --help, with the wall time on 2 idle CPU cores.
 COMMANDS = {
-    "quick": "the grid (5 tasks: no charlm; 2 seeds), the cost section and the NMF "
-             "study in one report (~2 min)",
+    "quick": "the grid (5 tasks: no charlm; 2 seeds), the cost section "
+             "and the NMF study in one report (~2 min)",
     "full": "the whole grid (6 tasks, 3 seeds, ablations), cost, vmap "
             "savings, NMF and learned-NMF studies (~9 min)",
     "tiny": "the smoke configuration of the tests (~15 s)",
@@ -144,6 +145,10 @@ def _parser():
     p.add_argument("--steps", type=int, default=None,
                    help="replace every step budget (smoke runs"
                         + ("; a multiple of 20)" if name == "nmf" else ")"))
+  sub.choices["learned-nmf"].add_argument(
+      "--problems", nargs="+", choices=LEARNED_NMF_PROBLEMS,
+      default=list(LEARNED_NMF_PROBLEMS), metavar="SET",
+      help="held-out problem sets, of: " + ", ".join(LEARNED_NMF_PROBLEMS))
 
   p = add("dnn-policy")
   p.add_argument("--out", default="bench/results/dnn_policy",
@@ -152,6 +157,9 @@ def _parser():
   p.add_argument("--policy", default="dnn", help="policy name or .npz path")
   p.add_argument("--families", nargs="+", metavar="FAMILY",
                  help="run only these families (default: every one)")
+  p.add_argument("--directions", nargs="+", choices=("adam", "momentum"),
+                 default=["adam", "momentum"], metavar="BASE",
+                 help="base directions (adam, momentum)")
   p.add_argument("--no-in-distribution", action="store_true",
                  help="skip the training families")
   p.add_argument("--report-only", action="store_true",
@@ -236,7 +244,8 @@ def _nmf(args):
 def _learned_nmf(args):
   from bench.studies import learned_nmf
   seeds = None if args.seeds is None else range(args.seeds)
-  result = learned_nmf.run(args.quick, args.out, seeds, args.steps)
+  result = learned_nmf.run(args.quick, args.out, seeds, args.steps,
+                           args.problems)
   print(learned_nmf.markdown(result))
   print(f"total {result['seconds']:.0f}s")
   return 0
@@ -245,7 +254,7 @@ def _learned_nmf(args):
 def _dnn_policy(args):
   from bench.studies import dnn_policy
   dnn_policy.study(args.out, seeds=args.seeds, policy=args.policy,
-                   families=args.families,
+                   families=args.families, directions=args.directions,
                    in_distribution=not args.no_in_distribution,
                    report_only=args.report_only)
   return 0

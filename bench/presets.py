@@ -7,6 +7,7 @@ processes with a time limit, so that a failure, an abort or a hang there is
 reported in the summary instead of stopping the run.
 """
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -67,15 +68,19 @@ CACHE = "grid_cache.pkl"
 
 
 def _nmf_study(quick, out_dir, seeds):
+  """The NMF study on the preset's seeds; writes nmf.json and nmf.md."""
   nmf.run(quick, out_dir, seeds=seeds)
 
 
 def _learned_study(quick, out_dir, seeds):
-  del seeds  # its own: 3 (quick) or 5
+  """The learned-NMF study on its own seeds (3 quick, 5 full); writes
+  learned.json and learned.md."""
+  del seeds
   learned_nmf.run(quick, out_dir)
 
 
-# Study name -> (function, the files it writes: KEY.json and KEY.md).
+# The studies a preset can run: key -> function(quick, out_dir, seeds),
+# which writes KEY.json and KEY.md into out_dir.
 STUDIES = {"nmf": _nmf_study, "learned": _learned_study}
 
 
@@ -149,8 +154,8 @@ def main(preset_name, out_dir, progress=True, only=None, reuse=False,
   preset = PRESETS[preset_name]
   config = preset["grid"]
   if only:
-    config = G.GridConfig(**{**config.__dict__, "steps": {
-        k: v for k, v in config.steps.items() if k in only}})
+    config = dataclasses.replace(config, steps={
+        k: v for k, v in config.steps.items() if k in only})
   os.makedirs(out_dir, exist_ok=True)
   entries = config.entries()
   start = time.perf_counter()
@@ -215,5 +220,5 @@ def _config_json(config, preset):
   """The preset's settings as JSON data (the report reads ``steps``,
   ``n_evals``, ``seeds``, ``n_lrs`` and ``bases``)."""
   out = {k: v for k, v in preset.items() if k != "grid"}
-  out.update(config.__dict__)
+  out.update(dataclasses.asdict(config))
   return O.clean(out)

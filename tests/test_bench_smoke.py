@@ -3,6 +3,7 @@ a tiny configuration and writes well-formed results (structure and
 ranges, not the numbers; the quick preset's numbers are checked by
 ``python -m bench check-quick``)."""
 
+import dataclasses
 import json
 import math
 import pathlib
@@ -11,8 +12,10 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
+pytest.importorskip("flax")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
@@ -21,13 +24,19 @@ pytest.importorskip("tqdm")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # pylint: disable=wrong-import-position
+import flax.linen as nn
 from bench import __main__ as cli
 from bench import presets
+from bench.core import data
 from bench.core import loop as L
 from bench.core import registry as R
+from bench.core import verdict
 from bench.grid import reference
 from bench.grid import run as G
 from bench.grid import tasks as T
+from bench.studies import cost
+from bench.studies import hd_defaults
+from bench.studies import learned_nmf
 from bench.studies import workloads
 # pylint: enable=wrong-import-position
 
@@ -87,6 +96,7 @@ def test_cli_names_match_the_modules():
   assert cli.TASKS == tuple(T.FACTORIES)
   assert cli.WORKLOADS == tuple(workloads.WORKLOADS)
   assert cli.LM_SIZES == tuple(workloads.LM_SIZES)
+  assert cli.LEARNED_NMF_PROBLEMS == tuple(learned_nmf.PROBLEMS)
   assert cli.BASES == R.BASES
   for name, tasks in cli.PRESET_TASKS.items():
     assert tasks == tuple(presets.PRESETS[name]["grid"].steps)
@@ -178,9 +188,9 @@ def test_check_quick_reproduces_a_subset(tmp_path):
   """The quick preset's rosenbrock runs of GreedyLR and the fixed schedules
   reproduce the recorded reference (``check-quick`` on a subset)."""
   quick = presets.PRESETS["quick"]["grid"]
-  config = G.GridConfig(**{**quick.__dict__,
-                           "steps": {"rosenbrock": quick.steps["rosenbrock"]},
-                           "controllers": ("greedy", "fixed")})
+  config = dataclasses.replace(
+      quick, steps={"rosenbrock": quick.steps["rosenbrock"]},
+      controllers=("greedy", "fixed"))
   records, _, skipped = G.run_grid(config, progress=False)
   assert not skipped
   new = reference.record(records, {t: {} for t in reference.TABLES}, None)
@@ -201,7 +211,6 @@ def test_check_quick_reproduces_a_subset(tmp_path):
 def test_verdict_is_paired():
   """Seeds are paired: better on every seed wins even when the seeds differ
   much among themselves; seeds that disagree tie; one seed: the 1% rule."""
-  from bench.core import verdict  # pylint: disable=import-outside-toplevel
   assert verdict.compare([1.0, 5.0, 9.0], [1.1, 5.1, 9.1]) == ("win", None)
   assert verdict.compare([1.0, 5.2, 9.0], [1.1, 5.1, 9.1]) == ("tie", "CI")
   assert verdict.compare([1.0], [1.005]) == ("tie", "1%")
@@ -215,7 +224,6 @@ def test_verdict_is_paired():
 def test_paired_interval_is_the_exact_bootstrap():
   """Up to 6 seeds the interval is the exact percentile interval of the
   bootstrap distribution ([min, max] for 2 or 3 seeds); above, scipy's."""
-  from bench.core import verdict  # pylint: disable=import-outside-toplevel
   assert verdict.paired_interval([0.1, -0.05, 0.2]) == pytest.approx(
       (-0.05, 0.2))
   low, high = verdict.paired_interval([1.0, 2.0, 3.0, 4.0, 5.0])
@@ -264,12 +272,13 @@ def test_val_feed_observes_each_evaluation_once():
 
 
 def test_workloads_smoke(tmp_path):
-  """The realistic tier at a few steps: one row besides the cosine grid;
-  the summary gets a well-formed "workloads" section; ``--reuse`` keeps the
-  finished runs and runs only the missing row."""
+  """The realistic tier at a few steps: one row besides the cosine grid,
+  two seeds; the summary gets a well-formed "workloads" section;
+  ``--reuse`` keeps the finished runs and runs only the missing row (here
+  with ``--vmap``)."""
   out = str(tmp_path)
   assert cli.main(["workloads", "--out", out, "--only", "cnn", "--rows",
-                   "greedy", "--seeds", "0", "--peaks", "1e-3",
+                   "greedy", "--seeds", "0", "1", "--peaks", "1e-3",
                    "--steps-scale", "0.004"]) == 0
   summary = _json(tmp_path / "summary.json")
   (entry,) = summary["workloads"]
@@ -278,19 +287,23 @@ def test_workloads_smoke(tmp_path):
   results = entry["results"]
   assert set(results) == {"cosine@0.001", "greedy"}
   base = results["cosine@0.001"]
+  assert base["seeds"] == [0, 1]
   assert base["negative_flip_rate_vs_tuned"] == 0.0
   assert base["steps_to_target"] == 4
   flip = results["greedy"]["negative_flip_rate_vs_tuned"]
   assert 0.0 <= flip <= 1.0
+  runs = _json(tmp_path / "workloads" / "workloads.json")["workloads"][0][
+      "runs"]["greedy"]
+  assert runs["0"]["curve"]["test_loss"] != runs["1"]["curve"]["test_loss"]
   assert (tmp_path / "workloads" / "workloads.md").exists()
 
   lines = []
-  workloads.run(out, names=("cnn",), seeds=(0,), peaks=(1e-3,),
+  workloads.run(out, names=("cnn",), seeds=(0, 1), peaks=(1e-3,),
                 scale=0.004, only=("greedy", "prodigy"), resume=True,
-                log=lines.append)
-  assert lines[0].startswith("[workloads] cnn: resuming with 2 finished")
+                vmap=True, log=lines.append)
+  assert lines[0].startswith("[workloads] cnn: resuming with 4 finished")
   assert [line.split(":")[0] for line in lines[1:]] == [
-      "[workloads] cnn prodigy seed 0"]
+      "[workloads] cnn prodigy seed 0", "[workloads] cnn prodigy seed 1"]
   (entry,) = _json(tmp_path / "summary.json")["workloads"]
   assert set(entry["results"]) == {"cosine@0.001", "greedy", "prodigy"}
   assert entry["results"]["greedy"] == results["greedy"]
@@ -298,9 +311,6 @@ def test_workloads_smoke(tmp_path):
 
 def _linear_workload(steps=8):
   """A linear classifier on 200 digits: a workload that compiles fast."""
-  import flax.linen as nn  # pylint: disable=import-outside-toplevel
-  import optax  # pylint: disable=import-outside-toplevel
-  from bench.core import data  # pylint: disable=import-outside-toplevel
   train, valid, test = data.digits_images((200, 50, 50))
   module = nn.Dense(10)
 
@@ -359,7 +369,6 @@ def test_greedy_feeds_smoke(tmp_path):
 def test_hd_defaults_smoke(tmp_path):
   """The hypergradient study re-tallies saved final losses (``--reuse``):
   one beta of the sweep per granularity, a table of every row."""
-  from bench.studies import hd_defaults  # pylint: disable=import-outside-toplevel
   committed = ROOT / "bench" / "results" / "hd" / "hd_defaults.json"
   shutil.copy(committed, tmp_path / "hd_defaults.json")
   assert cli.main(["hd-defaults", "--out", str(tmp_path), "--reuse"]) == 0
@@ -378,18 +387,18 @@ def test_nmf_smoke(tmp_path):
 
 def test_learned_nmf_smoke(tmp_path):
   assert cli.main(["learned-nmf", "--quick", "--seeds", "1", "--steps", "6",
-                   "--out", str(tmp_path)]) == 0
+                   "--problems", "cancer", "--out", str(tmp_path)]) == 0
   result = _json(tmp_path / "learned.json")
   assert set(result["problems"]) and result["transfer"]["rows"]
 
 
 def test_dnn_policy_smoke(tmp_path):
   assert cli.main(["dnn-policy", "--seeds", "1", "--families",
-                   "mlp_breast_cancer", "--no-in-distribution", "--out",
-                   str(tmp_path)]) == 0
+                   "mlp_breast_cancer", "--directions", "adam",
+                   "--no-in-distribution", "--out", str(tmp_path)]) == 0
   report = _json(tmp_path / "dnn_policy.json")
   counts = report["summary"]["held_out"]["mlp_breast_cancer"]
-  assert sum(counts["val_vs_cosine"]) == 4  # 2 directions x 2 peaks
+  assert sum(counts["val_vs_cosine"]) == 2  # 2 peaks, 1 seed
 
 
 def test_cost_smoke(tmp_path):
@@ -402,8 +411,6 @@ def test_cost_smoke(tmp_path):
 def test_kernel_profile_smoke():
   """The cost study's kernel profile: per-kernel times of a tiny train step,
   their sum first, every time positive."""
-  import optax  # pylint: disable=import-outside-toplevel
-  from bench.studies import cost  # pylint: disable=import-outside-toplevel
   profile = cost.kernel_profile([("adam", optax.adam(1e-3), "none")],
                                 width=8, batch=4, inner=2, calls=1, top=3)
   (total, *kernels), = profile.values()
@@ -415,8 +422,6 @@ def test_kernel_profile_smoke():
 def test_cost_compiler_options_reach_xla():
   """``--fast-math``'s compiler options are handed to XLA: a valid one
   compiles and times the step, an unknown one is refused by XLA."""
-  import optax  # pylint: disable=import-outside-toplevel
-  from bench.studies import cost  # pylint: disable=import-outside-toplevel
   rows = [("adam", optax.adam(1e-3), "none")]
   seconds, _, _ = cost.train_step(rows, 8, 4, 2, 1,
                                   {"xla_cpu_enable_fast_math": True})

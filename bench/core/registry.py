@@ -23,8 +23,19 @@ ablations such as ``greedy[patience=5]`` (one default changed).
 ``"none"``.
 
 Adding a controller is adding one entry to :func:`controllers`: it then
-appears in every table and study its ``scope`` names. ``tests/_registry.py``
-(the library's contract) is separate: it lists transforms, not rows.
+appears in every table and study its ``scope`` names. A warmup-cosine at
+the run's rate as a row of its own, for example::
+
+    def _warmup_cosine_build(base, rate, steps, context):
+      del context
+      return optax.chain(direction(base), optax.scale_by_learning_rate(
+          optax.warmup_cosine_decay_schedule(
+              0.0, rate, warmup_steps(steps), steps)))
+
+    Controller("warmup_cosine_at_rate", "baseline", _warmup_cosine_build)
+
+``tests/_registry.py`` (the library's contract) is separate: it lists
+transforms, not rows.
 """
 
 import dataclasses
@@ -244,7 +255,7 @@ def _greedy_clipped_build(base, rate, steps, context):
 # -------------------------------------------------- hypergradient descent ---
 
 
-def hd_transform(base, rate, granularity, rule, beta):
+def _hd_transform(base, rate, granularity, rule, beta):
   """Hypergradient descent on ``base``'s direction: ``hd_sgd`` /
   ``hd_adam`` (which recompute the previous direction from the momentum or
   Adam state instead of storing it); ``beta=None``: the library's
@@ -261,7 +272,7 @@ def _hd_build(granularity):
   its default ``hypergrad_lr``."""
   def build(base, rate, steps, context, beta=None):
     del steps, context
-    return hd_transform(base, rate, granularity, "multiplicative", beta)
+    return _hd_transform(base, rate, granularity, "multiplicative", beta)
   return build
 
 
@@ -269,7 +280,7 @@ def _hd_paper_build(granularity):
   """The paper's additive rule with its ``beta`` (:data:`HD_BETA`)."""
   def build(base, rate, steps, context):
     del steps, context
-    return hd_transform(base, rate, granularity, "additive", HD_BETA[base])
+    return _hd_transform(base, rate, granularity, "additive", HD_BETA[base])
   return build
 
 

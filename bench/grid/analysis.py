@@ -26,7 +26,7 @@ def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
   for o, row in enumerate(options):
     for v, variant in enumerate(task.variants):
       for li, lr in enumerate(lrs):
-        evals = V.finite_or_inf(prog.eval_loss[o, v, li])            # [seed, n+1]
+        evals = V.finite_or_inf(prog.eval_loss[o, v, li])  # [seed, n+1]
         train = np.asarray(prog.train_loss[o, v, li])        # [seed, steps]
         out.append({
             "task": task.variant_name(variant), "family": task.name,
@@ -84,7 +84,8 @@ def _best(recs):
   best = {}
   for r in recs:
     key = (r["task"], r["row"], r["base"])
-    if key not in best or V.stats(r["final"])[0] < V.stats(best[key]["final"])[0]:
+    if key not in best or (V.stats(r["final"])[0]
+                           < V.stats(best[key]["final"])[0]):
       best[key] = r
   return best
 

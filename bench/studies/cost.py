@@ -409,7 +409,8 @@ def _markdown(result, meta):
 
 def _profile_markdown(profile, meta):
   lines = ["# Where the train step's time goes, per compiled kernel\n",
-           f"Microseconds per step of the 64-{meta['width']}-{meta['width']}-10 "
+           f"Microseconds per step of the 64-{meta['width']}-"
+           f"{meta['width']}-10 "
            "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
            f"calls of {meta['inner']} steps; {meta['date']}, load average "
            f"{meta['load_average']}. Kernel names are the HLO instructions of "

@@ -78,13 +78,13 @@ def optimizer(row, base, policy):
                                     **options)
 
 
-def problems_of(family, seeds):
+def problems_of(family, seeds, directions=tuple(PEAKS)):
   """The grid of problems: direction x peak x seed, stacked."""
   config = dnn_problems.EnvConfig(max_steps=BUDGET, min_budget=BUDGET,
                                   max_batch=BATCH)
   grid = []
-  for direction, peaks in PEAKS.items():
-    for peak in peaks:
+  for direction in directions:
+    for peak in PEAKS[direction]:
       for seed in range(seeds):
         grid.append((direction, peak, seed))
   keys = jnp.stack([jax.random.key_data(jax.random.fold_in(
@@ -100,10 +100,10 @@ def problems_of(family, seeds):
   return grid, problems, keys
 
 
-def run_family(family, policy, seeds):
+def run_family(family, policy, seeds, directions=tuple(PEAKS)):
   """All methods on all problems of one family: ``{method: arrays}`` in
   the order of the grid (one compiled program per direction)."""
-  grid, problems, keys = problems_of(family, seeds)
+  grid, problems, keys = problems_of(family, seeds, directions)
 
   def run(base, problems, keys):
     out = {}
@@ -115,7 +115,7 @@ def run_family(family, policy, seeds):
     return out
 
   parts = []
-  for base in PEAKS:  # the grid is direction-major
+  for base in directions:  # the grid is direction-major
     idx = np.asarray([i for i, (d, _, _) in enumerate(grid) if d == base])
     parts.append(jax.jit(run, static_argnums=0)(
         base, jax.tree.map(lambda x, i=idx: x[i], problems), keys[idx]))
@@ -132,11 +132,14 @@ def _wtl(learned, other):
 
 
 def _steps_to(train_curves, target):
-  """First checkpoint step where the training loss <= target (else +10)."""
+  """Per problem, the first checkpoint step at which the training loss is
+  at or below ``target`` (:func:`bench.core.verdict.steps_to_target`);
+  ``BUDGET + BUDGET // CHECKPOINTS`` where never."""
   every = BUDGET // CHECKPOINTS
-  reached = train_curves <= target[:, None] * (1 + 1e-6)
-  first = np.where(reached.any(1), reached.argmax(1), CHECKPOINTS)
-  return (first + 1) * every
+  steps = (np.arange(CHECKPOINTS) + 1) * every
+  first = [V.steps_to_target(c, steps, t) for c, t in zip(train_curves,
+                                                         target)]
+  return np.asarray([BUDGET + every if f is None else f for f in first])
 
 
 def summarise(grid, out):
@@ -283,7 +286,7 @@ def _figure(path, examples):
 
 
 def study(out_dir, seeds=5, policy="dnn", families=None,
-          in_distribution=True, report_only=False):
+          directions=tuple(PEAKS), in_distribution=True, report_only=False):
   """Runs the study; writes ``dnn_policy.json``, ``.md`` and ``.png``.
 
   Args:
@@ -291,6 +294,7 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
     seeds: seeds per (direction, peak) cell.
     policy: the policy's name or ``.npz`` path.
     families: names of the families to run (``None``: every one).
+    directions: the base directions (keys of :data:`PEAKS`).
     in_distribution: also run fresh problems of the training families.
     report_only: rewrite the ``.md`` from the ``.json`` in ``out_dir``.
 
@@ -316,7 +320,7 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
       if families is not None and family.name not in families:
         continue
       t0 = time.perf_counter()
-      grid, runs = run_family(family, loaded, seeds)
+      grid, runs = run_family(family, loaded, seeds, tuple(directions))
       records, counts = summarise(grid, runs)
       results[group][family.name] = records
       summaries[group][family.name] = counts
@@ -324,9 +328,9 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
             f" {counts}", flush=True)
       if group == "held_out":
         i = next(k for k, (d, p, s) in enumerate(grid)
-                 if d == "adam" and p == PEAKS["adam"][1] and s == 0)
-        examples.append((f"{family.name}, Adam, peak {grid[i][1]:g}",
-                         grid[i][1], runs, i))
+                 if p == PEAKS[d][-1] and s == 0)
+        examples.append((f"{family.name}, {grid[i][0]}, peak "
+                         f"{grid[i][1]:g}", grid[i][1], runs, i))
   report = {"summary": summaries, "problems": results,
             "seconds": time.perf_counter() - start, "seeds": seeds,
             "budget": BUDGET, "tie": V.RULE, "policy": policy,

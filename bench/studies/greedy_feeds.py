@@ -3,11 +3,11 @@
 Issue 11, section 3: which value should GreedyLR observe on small-data
 networks -- the per-step training loss (``value=loss`` every step, smoothed)
 or the validation loss once per evaluation (unsmoothed) -- and with which
-patience, factor and bounds, so that it is equal-or-better than the fixed schedules on **held-out** loss while staying
-so on training loss.
+patience, factor and bounds, so that it is equal-or-better than the fixed
+schedules on **held-out** loss while staying so on training loss.
 
-Setup. The digits tasks of :mod:`bench.grid.tasks` (``logreg``, ``mlp``, ``cnn``)
-with their step budgets of the ``full`` preset. Their training split is cut
+Setup. The digits tasks of :mod:`bench.grid.tasks` (``logreg``, ``mlp``,
+``cnn``) with their step budgets of the ``full`` preset. Their training split is cut
 once more: the last 20% becomes a *validation* split that only the
 validation feed reads; every row (fixed schedules too) trains on the
 remaining 80%, and every comparison uses the task's own held-out split,
@@ -268,7 +268,8 @@ def markdown(summary):
       "held-out split, which no row sees during training; **train** is the "
       "final loss on the training split. Equal-or-better = (wins + ties) / "
       "comparisons against the five fixed schedules (constant, cosine, "
-      f"linear, step, warmup-cosine), seed means; {V.RULE}. Two views: *per initial rate* (same rate for both, "
+      f"linear, step, warmup-cosine), seed means; {V.RULE}. Two views: "
+      "*per initial rate* (same rate for both, "
       "each of the task's three rates) and *best-of-grid* (each at its own "
       "best initial rate by held-out loss).",
       "",

@@ -4,7 +4,8 @@ Every method sets the rate of projected minibatch SGD on
 :func:`optax_greedy.nmf.loss` with the same budget, the same initial factors
 and the same minibatch stream per seed. ``B(params)`` is
 ``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
-scale of the learned policy's action, see ``optax_greedy.learning.nmf_problems``):
+scale of the learned policy's action, see
+``optax_greedy.learning.nmf_problems``):
 
 * ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
   (:func:`optax_greedy.load_policy`), ``f_t * B``;
@@ -69,7 +70,8 @@ _LEARNED = ("learned", "learned, clipped")
 
 def _fixed_fractions(steps):
   """Fractions of the bound per step for the fixed schedules ``[4, T]``
-  (the benchmark's builder, :func:`bench.core.registry.schedule_multipliers`)."""
+  (the benchmark's builder,
+  :func:`bench.core.registry.schedule_multipliers`)."""
   unit = R.schedule_multipliers(steps, ("constant", "step", "cosine"))
   return jnp.asarray(np.stack([unit["constant"], 0.5 * unit["constant"],
                                unit["step"], unit["cosine"]]))
@@ -140,20 +142,27 @@ def _fit(V, rank, batch, steps, tx, key, batches):
   return errors, fractions
 
 
-def _problems(quick, steps=None):
-  """Held-out problems: name -> (V [P, m, n], rank, batch, steps);
-  ``steps`` replaces every budget."""
+# Key -> the name of each held-out problem set in the report.
+PROBLEMS = {"digits": "digits 64x1797 r16",
+            "cancer": "breast cancer 30x569 r5",
+            "synthetic": "synthetic (larger)"}
+
+
+def _problems(quick, steps=None, sets=tuple(PROBLEMS)):
+  """Held-out problem ``sets``: name -> (V [P, m, n], rank, batch,
+  steps); ``steps`` replaces every budget."""
   count = 8 if quick else 24
   keys = jax.random.split(jax.random.key(20_231_123), count)
   synth = jax.vmap(functools.partial(
       nmf_problems.sample_problem, rows=64, cols=128, max_rank=10))(keys)
   cancer = jnp.asarray(D.sklearn_table("breast_cancer")[0].T, jnp.float32)
-  return {
-      "digits 64x1797 r16": (nmf.digits_matrix().T[None], 16, 256,
-                             steps or (200 if quick else 400)),
-      "breast cancer 30x569 r5": (cancer[None], 5, 64, steps or 200),
-      "synthetic (larger)": (synth.V, 8, 16, steps or 200),
+  every = {
+      "digits": (nmf.digits_matrix().T[None], 16, 256,
+                 steps or (200 if quick else 400)),
+      "cancer": (cancer[None], 5, 64, steps or 200),
+      "synthetic": (synth.V, 8, 16, steps or 200),
   }
+  return {PROBLEMS[k]: every[k] for k in sets}
 
 
 def _run_problem(V, rank, batch, steps, seeds, policy):
@@ -212,15 +221,18 @@ def _per_run_verdicts(mine, theirs):
   return [outcomes.count(o) for o in verdict.OUTCOMES]
 
 
-def _summary(errors, steps):
+def _summary(errors):
+  """Per method: final errors, divergences, steps to a target 10% above
+  the best final error of the run, and ``learned``'s verdicts."""
   finals = {k: np.where(np.isfinite(v[:, -1]), v[:, -1], np.inf)
             for k, v in errors.items()}
   best = np.min(np.stack(list(finals.values())), axis=0)
   target = 1.1 * best
   rows = {}
   for name, err in errors.items():
-    reached = np.isfinite(err) & (err <= target[:, None])
-    first = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, -1)
+    first = np.asarray([
+        verdict.steps_to_target(e, np.arange(1, e.size + 1), t) or -1
+        for e, t in zip(err, target)])
     ok = finals[name] < 1
     rows[name] = {
         "final_error_mean": float(np.mean(finals[name][ok])) if ok.any()
@@ -329,7 +341,8 @@ def _plot(path, curves):
   plt.close(fig)
 
 
-def run(quick: bool = True, out_dir=None, seeds=None, steps=None) -> dict:
+def run(quick: bool = True, out_dir=None, seeds=None, steps=None,
+        sets=tuple(PROBLEMS)) -> dict:
   """Runs the comparison and the transfer experiment.
 
   Args:
@@ -340,6 +353,7 @@ def run(quick: bool = True, out_dir=None, seeds=None, steps=None) -> dict:
       ``learned.png`` (created); ``None`` writes nothing.
     seeds: the seeds (default ``range(3)``, or ``range(5)`` when not quick).
     steps: replaces every step budget (a smoke test).
+    sets: which held-out problem sets (keys of :data:`PROBLEMS`).
 
   Returns:
     ``{"config", "problems": {name: {method: row}}, "transfer", "seconds"}``
@@ -352,12 +366,13 @@ def run(quick: bool = True, out_dir=None, seeds=None, steps=None) -> dict:
   seeds = tuple(range(3 if quick else 5)) if seeds is None else tuple(seeds)
   policy = optax_greedy.load_policy("nmf")
   problems, curves = {}, {}
-  for name, (V, rank, batch, steps) in _problems(quick, steps).items():
+  for name, (V, rank, batch, steps) in _problems(quick, steps,
+                                                 tuple(sets)).items():
     errors, fractions, seconds = _run_problem(V, rank, batch, steps, seeds,
                                               policy)
     problems[name] = {"rank": rank, "batch": batch, "steps": steps,
                       "matrices": int(V.shape[0]),
-                      "rows": _summary(errors, steps),
+                      "rows": _summary(errors),
                       "seconds": seconds}
     curves[name] = (errors, fractions)
   result = {

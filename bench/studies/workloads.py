@@ -654,56 +654,64 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
 
 
 def _run_workload(w, entry, grid, candidates, seeds, vmap, save, log):
-  """The cosine grid, then every row at the tuned peak; seed-major when
-  run by run (so that a stopped run has whole tables for its first seeds),
-  row by row when vmapped."""
-  def record(row, results, seconds):
-    for seed, r in zip(seeds, results):
-      entry["runs"].setdefault(row.label, {})[str(seed)] = r
-      log(f"[workloads] {w.name} {row.label} seed {seed}: test loss "
+  """The cosine grid, then every row at the tuned peak. Run by run, seed
+  by seed (so that a stopped run has whole tables for its first seeds);
+  vmapped, the whole cosine grid (peaks x seeds) as one program, then each
+  row's seeds as one."""
+  compiled = {}
+
+  def do(runs):
+    """Runs ``[(row, rate, seed)]`` of one entry and options: one by one,
+    or as one vmapped program; records them and writes the results."""
+    runs = [(row, rate, seed) for row, rate, seed in runs
+            if str(seed) not in entry["runs"].get(row.label, {})
+            and row.label not in entry["errors"]]
+    if not runs:
+      return
+    row = runs[0][0]
+    try:
+      t0 = time.perf_counter()
+      if vmap:
+        results = train_vmapped(w, row, [r for _, r, _ in runs],
+                                [s for _, _, s in runs])
+      else:
+        # Rows of one entry (the cosine peaks) share a program: the rate
+        # is traced.
+        if row.ctrl.name not in compiled:
+          compiled[row.ctrl.name] = programs(w, row)
+        results = [train(w, compiled[row.ctrl.name], rate, seed)
+                   for _, rate, seed in runs]
+    except Exception as e:  # pylint: disable=broad-except
+      for label in dict.fromkeys(r.label for r, _, _ in runs):
+        entry["errors"][label] = f"{type(e).__name__}: {e!s:.300}"
+        log(f"[workloads] {w.name} {label} failed: {entry['errors'][label]}")
+      save()
+      return
+    seconds = time.perf_counter() - t0
+    for (run_row, _, seed), r in zip(runs, results):
+      entry["runs"].setdefault(run_row.label, {})[str(seed)] = r
+      log(f"[workloads] {w.name} {run_row.label} seed {seed}: test loss "
           f"{r['curve']['test_loss'][-1]:.4f}, "
           f"{1e3 * r['seconds_per_step']:.1f} ms/step, {seconds:.0f} s")
     entry["results"] = analyse(entry)
     save()
 
-  compiled = {}
-
-  def do(row, rate, todo):
-    todo = [s for s in todo if str(s) not in entry["runs"].get(row.label,
-                                                               {})]
-    if not todo or row.label in entry["errors"]:
-      return
-    try:
-      t0 = time.perf_counter()
-      if vmap:
-        results = train_vmapped(w, row, [rate] * len(todo), todo)
-      else:
-        if row.label not in compiled:
-          compiled[row.label] = programs(w, row)
-        results = [train(w, compiled[row.label], rate, todo[0])]
-      record(row, results, time.perf_counter() - t0)
-    except Exception as e:  # pylint: disable=broad-except
-      entry["errors"][row.label] = f"{type(e).__name__}: {e!s:.300}"
-      save()
-      log(f"[workloads] {w.name} {row.label} failed: "
-          f"{entry['errors'][row.label]}")
-
   def tuned():
     entry["results"] = analyse(entry)
     return entry.get("tuned_peak") or grid[len(grid) // 2]
 
+  cosine = {peak: cosine_row(peak, w.steps) for peak in grid}
   if vmap:
-    for peak in grid:
-      do(cosine_row(peak, w.steps), peak, list(seeds))
+    do([(cosine[p], p, s) for p in grid for s in seeds])
     peak = tuned()
     for row in candidates:
-      do(row, peak, list(seeds))
+      do([(row, peak, s) for s in seeds])
   else:
     for seed in seeds:
-      for peak in grid:
-        do(cosine_row(peak, w.steps), peak, [seed])
+      for p in grid:
+        do([(cosine[p], p, seed)])
       peak = tuned()
       for row in candidates:
-        do(row, peak, [seed])
+        do([(row, peak, seed)])
   entry["results"] = analyse(entry)
   save()

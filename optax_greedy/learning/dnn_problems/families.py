@@ -316,7 +316,8 @@ def training_families():
 
 
 def held_out_families():
-  """Families never seen in training (for the benchmark's ``python -m bench dnn-policy``)."""
+  """Families never seen in training (for the benchmark's
+  ``python -m bench dnn-policy``)."""
   return (sequence_family("char_mlp", attention=False),
           sequence_family("attention", attention=True),
           mlp_family("mlp_breast_cancer", sources=("breast_cancer",),
