@@ -1,58 +1,178 @@
-"""``python -m bench [--quick | --tiny | --workloads] --out DIR``: runs the
-benchmark suite (or its realistic tier)."""
+"""``python -m bench <command>``: the benchmark's one entry point.
+
+Arguments are checked before anything heavy is imported, so a bad one is
+refused at once with the valid choices.
+"""
 
 import argparse
 import sys
 
-from bench import tasks as T
+# The grid's tasks and the workloads, by name (checked against the modules
+# by the smoke tests).
+TASKS = ("logreg", "mlp", "cnn", "charlm", "quadratic", "rosenbrock")
+# The tasks of each preset (the grid's ``GridConfig.steps``).
+PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
+                "full": TASKS, "tiny": ("quadratic",)}
+WORKLOADS = ("cnn", "lm")
+LM_SIZES = ("cpu", "gpu")
+LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
+BASES = ("sgd", "momentum", "adam")
+
+# Command -> one line for --help, with the wall time on 2 idle CPU cores.
+COMMANDS = {
+    "quick": "the grid (5 tasks: no charlm; 2 seeds), the cost section "
+             "and the NMF study in one report (~2 min)",
+    "full": "the whole grid (6 tasks, 3 seeds, ablations), cost, vmap "
+            "savings, NMF and learned-NMF studies (~9 min)",
+    "tiny": "the smoke configuration of the tests (~15 s)",
+    "check-quick": "compare a quick run's numbers with the recorded "
+                   "reference (seconds)",
+    "workloads": "every controller on a 1M-parameter byte-level LM and a "
+                 "CNN against a tuned warmup-cosine (~35 min; --size gpu "
+                 "for an accelerator)",
+    "cost": "step time, compile time, state bytes and params traffic of "
+            "the hypergradient variants against Adam (~5 min)",
+    "hd-defaults": "choose hypergradient descent's default beta on some "
+                   "tasks, report it on others (~13 min)",
+    "greedy-feeds": "GreedyLR fed the training loss vs the validation loss, "
+                    "against the fixed schedules (~10 min)",
+    "nmf": "learning-rate schedules for stochastic NMF of the digits "
+           "(~15 s with --quick, ~1 min without)",
+    "learned-nmf": "the learned NMF schedule on held-out NMF problems and "
+                   "an MLP (~3 min with --quick)",
+    "dnn-policy": "the learned deep-network schedule on networks it never "
+                  "trained on (~7 min)",
+}
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m bench",
-                                   description=__doc__)
-  group = parser.add_mutually_exclusive_group()
-  group.add_argument("--quick", action="store_true",
-                     help="small budgets, 2 seeds (about 3 minutes on 2 "
-                          "idle cores)")
-  group.add_argument("--tiny", action="store_true",
-                     help="smoke configuration used by the tests (seconds)")
-  group.add_argument("--workloads", action="store_true",
-                     help="the realistic tier: a 1M-parameter byte-level "
-                          "transformer LM (2,000 steps) and a CNN (1,000 "
-                          "steps), every controller against a tuned "
-                          "warmup-cosine (about 35 minutes on 2 idle "
-                          "cores); results written after every run")
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--only", nargs="+", default=None, metavar="TASK",
-                      help="run only these tasks; one of: "
-                           + ", ".join(T.FACTORIES) + " (with --workloads: "
-                           "cnn, lm)")
-  parser.add_argument("--no-progress", action="store_true",
-                      help="no progress bar")
-  parser.add_argument("--reuse", action="store_true",
-                      help="reuse OUT/grid_cache.pkl (and the cost and "
-                           "external sections of OUT/summary.json if "
-                           "present); with --workloads: keep the runs "
-                           "OUT/workloads already holds for the same "
-                           "configuration and run only the missing ones")
-  args = parser.parse_args(argv)
-  valid = ("cnn", "lm") if args.workloads else tuple(T.FACTORIES)
-  unknown = [t for t in args.only or () if t not in valid]
-  if unknown:
-    parser.error(f"unknown task(s) for --only: {', '.join(unknown)}; "
-                 f"valid: {', '.join(valid)}")
-  # Imported after the arguments are checked: bad input fails at once.
-  from bench import suite  # pylint: disable=import-outside-toplevel
-  if args.workloads:
-    from bench import workloads  # pylint: disable=import-outside-toplevel
-    workloads.run(args.out, names=tuple(args.only or ("cnn", "lm")),
-                  machine=suite.machine(), resume=args.reuse)
-    print(f"wrote {args.out}/workloads and the 'workloads' section of "
-          f"{args.out}/summary.json")
-    return 0
-  preset = "quick" if args.quick else "tiny" if args.tiny else "full"
-  summary = suite.main(preset, args.out, progress=not args.no_progress,
-                       only=args.only, reuse=args.reuse)
+def _parser():
+  parser = argparse.ArgumentParser(
+      prog="python -m bench",
+      description="The benchmark of optax_greedy, one command per study "
+                  "(wall times on 2 idle CPU cores); bench/README.md "
+                  "explains each.")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                              required=True)
+  add = lambda name: sub.add_parser(name, help=COMMANDS[name],
+                                    description=COMMANDS[name])
+
+  for name in ("quick", "full", "tiny"):
+    p = add(name)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--only", nargs="+", choices=PRESET_TASKS[name],
+                   metavar="TASK", help="run only these tasks, of: "
+                   + ", ".join(PRESET_TASKS[name]))
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar")
+    p.add_argument("--reuse", action="store_true",
+                   help="rebuild the report from OUT/grid_cache.pkl and the "
+                        "cost and study sections of OUT/summary.json")
+
+  p = add("check-quick")
+  p.add_argument("out", help="the folder of a `quick` run")
+  p.add_argument("--rtol", type=float, default=1e-5,
+                 help="relative tolerance on final losses (default 1e-5)")
+  p.add_argument("--record", action="store_true",
+                 help="record this run as the new reference instead")
+
+  p = add("workloads")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--only", nargs="+", choices=WORKLOADS, metavar="WORKLOAD",
+                 help="run only these workloads, of: " + ", ".join(WORKLOADS))
+  p.add_argument("--rows", nargs="+", metavar="ROW",
+                 help="run only these rows besides the cosine grid")
+  p.add_argument("--size", choices=LM_SIZES, default="cpu",
+                 help="the LM's size: cpu (1M parameters) or gpu (4.9M)")
+  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+  p.add_argument("--peaks", type=float, nargs="+", metavar="PEAK",
+                 help="the cosine grid (default: each workload's own)")
+  p.add_argument("--steps-scale", type=float, default=1.0,
+                 help="multiplies every step budget (smoke runs)")
+  p.add_argument("--vmap", action="store_true",
+                 help="run every (peak, seed) of a row as one vmapped "
+                      "program")
+  p.add_argument("--reuse", action="store_true",
+                 help="keep the runs OUT/workloads holds for the same "
+                      "configuration and run only the missing ones")
+
+  p = add("cost")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--rounds", type=int, default=15,
+                 help="interleaved timing rounds")
+  p.add_argument("--params", type=int, default=8_000_000,
+                 help="parameters of the bare update")
+  p.add_argument("--width", type=int, default=512,
+                 help="hidden width of the train-step MLP")
+  p.add_argument("--inner", type=int, default=20,
+                 help="train steps per timed call")
+  p.add_argument("--profile", action="store_true",
+                 help="also write kernel_profile.md (time per compiled "
+                      "kernel of the train step)")
+  p.add_argument("--fast-math", action="store_true",
+                 help="compile every program with XLA's CPU fast math and "
+                      "write the *_fast_math files")
+
+  p = add("hd-defaults")
+  p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--only", nargs="+", choices=TASKS, metavar="TASK",
+                 help="run only these tasks, of: " + ", ".join(TASKS))
+  p.add_argument("--reuse", action="store_true",
+                 help="re-tally the final losses of OUT/hd_defaults.json")
+
+  p = add("greedy-feeds")
+  p.add_argument("--out", default="bench/results/greedy_feeds",
+                 help="output folder")
+  p.add_argument("--select", nargs="+", default=["logreg"],
+                 choices=("logreg", "mlp", "cnn"), metavar="TASK",
+                 help="tasks the recipe is chosen on (logreg, mlp, cnn)")
+  p.add_argument("--report", nargs="+", default=["mlp", "cnn"],
+                 choices=("logreg", "mlp", "cnn"), metavar="TASK",
+                 help="held-out tasks it is reported on (logreg, mlp, cnn)")
+  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  p.add_argument("--bases", nargs="+", default=list(BASES), choices=BASES,
+                 metavar="BASE", help="base optimizers (sgd, momentum, adam)")
+  p.add_argument("--steps-scale", type=float, default=1.0,
+                 help="multiplies every task's step budget")
+
+  for name, default in (("nmf", "nmf_bench"), ("learned-nmf",
+                                                "learned_bench")):
+    p = add(name)
+    p.add_argument("--out", default=default, help="output folder")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer steps, seeds and problems")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds (default 3 quick, 5 full)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="replace every step budget (smoke runs"
+                        + ("; a multiple of 20)" if name == "nmf" else ")"))
+  sub.choices["learned-nmf"].add_argument(
+      "--problems", nargs="+", choices=LEARNED_NMF_PROBLEMS,
+      default=list(LEARNED_NMF_PROBLEMS), metavar="SET",
+      help="held-out problem sets, of: " + ", ".join(LEARNED_NMF_PROBLEMS))
+
+  p = add("dnn-policy")
+  p.add_argument("--out", default="bench/results/dnn_policy",
+                 help="output folder")
+  p.add_argument("--seeds", type=int, default=5, help="seeds per cell")
+  p.add_argument("--policy", default="dnn", help="policy name or .npz path")
+  p.add_argument("--families", nargs="+", metavar="FAMILY",
+                 help="run only these families (default: every one)")
+  p.add_argument("--directions", nargs="+", choices=("adam", "momentum"),
+                 default=["adam", "momentum"], metavar="BASE",
+                 help="base directions (adam, momentum)")
+  p.add_argument("--no-in-distribution", action="store_true",
+                 help="skip the training families")
+  p.add_argument("--report-only", action="store_true",
+                 help="rewrite the .md from the .json in --out")
+  return parser
+
+
+# pylint: disable=import-outside-toplevel
+def _preset(args):
+  from bench import presets
+  summary = presets.main(args.command, args.out,
+                         progress=not args.no_progress, only=args.only,
+                         reuse=args.reuse)
   rate = summary["win_rate_vs_fixed_schedules"]
   train = (summary.get("train_win_tables") or {}).get("greedy", {})
   print(f"Headline (held-out loss): GreedyLR with its defaults is equal or "
@@ -61,6 +181,98 @@ def main(argv=None):
         f"{train.get('equal_or_better', float('nan')):.1%}); wrote "
         f"{args.out}/summary.md")
   return 0
+
+
+def _check_quick(args):
+  from bench.grid import reference
+  if args.record:
+    reference.write(args.out)
+    print(f"recorded {args.out} as {reference.REFERENCE}")
+    return 0
+  problems = reference.check_run(args.out, rtol=args.rtol)
+  for line in problems[:50]:
+    print(line)
+  if problems:
+    print(f"{len(problems)} differences from {reference.REFERENCE}")
+    return 1
+  print(f"{args.out} reproduces {reference.REFERENCE} (final losses within "
+        f"{args.rtol:g} relative, tables equal)")
+  return 0
+
+
+def _workloads(args):
+  from bench.studies import workloads
+  workloads.run(args.out, names=tuple(args.only or WORKLOADS),
+                seeds=tuple(args.seeds), peaks=args.peaks,
+                scale=args.steps_scale, only=args.rows, size=args.size,
+                vmap=args.vmap, resume=args.reuse)
+  print(f"wrote {args.out}/workloads and the 'workloads' section of "
+        f"{args.out}/summary.json")
+  return 0
+
+
+def _cost(args):
+  from bench.studies import cost
+  cost.study(args.out, rounds=args.rounds, n_params=args.params,
+             width=args.width, inner=args.inner, profile=args.profile,
+             fast_math=args.fast_math)
+  return 0
+
+
+def _hd_defaults(args):
+  from bench.studies import hd_defaults
+  hd_defaults.study(args.out, only=args.only, reuse=args.reuse)
+  return 0
+
+
+def _greedy_feeds(args, argv):
+  from bench.studies import greedy_feeds
+  greedy_feeds.study(args.out, select=args.select, report=args.report,
+                     seeds=args.seeds, bases=args.bases,
+                     steps_scale=args.steps_scale,
+                     command="python -m bench " + " ".join(argv))
+  return 0
+
+
+def _nmf(args):
+  from bench.studies import nmf
+  seeds = None if args.seeds is None else range(args.seeds)
+  print(nmf.markdown(nmf.run(args.quick, args.out, seeds, args.steps)))
+  return 0
+
+
+def _learned_nmf(args):
+  from bench.studies import learned_nmf
+  seeds = None if args.seeds is None else range(args.seeds)
+  result = learned_nmf.run(args.quick, args.out, seeds, args.steps,
+                           args.problems)
+  print(learned_nmf.markdown(result))
+  print(f"total {result['seconds']:.0f}s")
+  return 0
+
+
+def _dnn_policy(args):
+  from bench.studies import dnn_policy
+  dnn_policy.study(args.out, seeds=args.seeds, policy=args.policy,
+                   families=args.families, directions=args.directions,
+                   in_distribution=not args.no_in_distribution,
+                   report_only=args.report_only)
+  return 0
+# pylint: enable=import-outside-toplevel
+
+
+def main(argv=None):
+  """Parses ``argv`` (``sys.argv[1:]`` if None) and runs the command."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = _parser().parse_args(argv)
+  if args.command in ("quick", "full", "tiny"):
+    return _preset(args)
+  if args.command == "greedy-feeds":
+    return _greedy_feeds(args, argv)
+  return {"check-quick": _check_quick, "workloads": _workloads,
+          "cost": _cost, "hd-defaults": _hd_defaults, "nmf": _nmf,
+          "learned-nmf": _learned_nmf, "dnn-policy": _dnn_policy}[
+              args.command](args)
 
 
 if __name__ == "__main__":

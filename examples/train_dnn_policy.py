@@ -15,7 +15,7 @@ writes ``out/dnn_policy.npz`` (and a checkpoint every 10 updates, with the
 history in ``out/dnn_policy_history.json``). The default output never
 overwrites the shipped policy: to ship a new one, copy the file over
 ``optax_greedy/policies/dnn_policy.npz``, then run the tests and
-``python -m bench.dnn_policy_task``. ``--iterations 2 --problems 1
+``python -m bench dnn-policy``. ``--iterations 2 --problems 1
 --max-steps 40`` is a smoke test.
 """
 

@@ -13,7 +13,7 @@ whose initial weights were drawn differently);
 ``--iterations 3`` is a smoke test. The default output never overwrites the
 shipped policy: to ship a new one, copy the file over
 ``optax_greedy/policies/nmf_policy.npz`` and rerun the tests and
-``python -m bench.learned_task``.
+``python -m bench learned-nmf``.
 """
 
 import argparse

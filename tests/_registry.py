@@ -50,7 +50,7 @@ def _capped(rate):
 
 
 def policy_names():
-  """The policies shipped with the package."""
+  """The policies shipped with the package (``nmf`` and ``dnn``)."""
   shipped = importlib.resources.files("optax_greedy") / "policies"
   return [name for name in ("nmf", "dnn")
           if any(f.name.startswith(name) for f in shipped.iterdir())]

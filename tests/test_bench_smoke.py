@@ -1,20 +1,44 @@
-"""Smoke test of the benchmark suite: the tiny preset writes a well-formed
-summary (structure and ranges, not the numbers)."""
+"""Smoke tests of the benchmark: every ``python -m bench <command>`` runs in
+a tiny configuration and writes well-formed results (structure and
+ranges, not the numbers; the quick preset's numbers are checked by
+``python -m bench check-quick``)."""
 
+import dataclasses
 import json
 import math
 import pathlib
+import shutil
 import sys
 
+import jax
+import numpy as np
+import optax
 import pytest
 
+pytest.importorskip("flax")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 pytest.importorskip("tqdm")
 
 # bench/ lives next to the package, not inside it: import it from the root.
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from bench import suite  # pylint: disable=wrong-import-position
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# pylint: disable=wrong-import-position
+import flax.linen as nn
+from bench import __main__ as cli
+from bench import presets
+from bench.core import data
+from bench.core import loop as L
+from bench.core import registry as R
+from bench.core import verdict
+from bench.grid import reference
+from bench.grid import run as G
+from bench.grid import tasks as T
+from bench.studies import cost
+from bench.studies import hd_defaults
+from bench.studies import learned_nmf
+from bench.studies import workloads
+# pylint: enable=wrong-import-position
 
 OUTCOMES = {"win", "tie", "loss"}
 
@@ -23,17 +47,62 @@ def _reject_constant(name):
   raise ValueError(f"summary.json contains {name}, which is not JSON")
 
 
+def _json(path):
+  return json.loads(path.read_text(encoding="utf-8"),
+                    parse_constant=_reject_constant)
+
+
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("bench")
-  suite.main("tiny", str(out), progress=False)
+  assert cli.main(["tiny", "--out", str(out), "--no-progress"]) == 0
   return out
 
 
 @pytest.fixture(scope="module")
 def summary(out_dir):
-  text = (out_dir / "summary.json").read_text(encoding="utf-8")
-  return json.loads(text, parse_constant=_reject_constant)
+  return _json(out_dir / "summary.json")
+
+
+# ------------------------------------------------------- the entry point ---
+
+
+def test_cli_lists_every_command(capsys):
+  with pytest.raises(SystemExit) as info:
+    cli.main(["--help"])
+  assert info.value.code == 0
+  out = capsys.readouterr().out
+  for name in cli.COMMANDS:
+    assert name in out
+  assert "min" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["quick", "--only", "charlm", "--out", "x"], ["charlm", "rosenbrock"]),
+    (["frob"], ["frob", "workloads", "dnn-policy"]),
+    (["workloads", "--out", "x", "--size", "tpu"], ["tpu", "gpu"]),
+    (["greedy-feeds", "--bases", "lion"], ["lion", "momentum"]),
+])
+def test_bad_arguments_are_refused_at_once(capsys, argv, words):
+  with pytest.raises(SystemExit) as info:
+    cli.main(argv)
+  assert info.value.code == 2
+  err = capsys.readouterr().err
+  for word in words:
+    assert word in err
+
+
+def test_cli_names_match_the_modules():
+  assert cli.TASKS == tuple(T.FACTORIES)
+  assert cli.WORKLOADS == tuple(workloads.WORKLOADS)
+  assert cli.LM_SIZES == tuple(workloads.LM_SIZES)
+  assert cli.LEARNED_NMF_PROBLEMS == tuple(learned_nmf.PROBLEMS)
+  assert cli.BASES == R.BASES
+  for name, tasks in cli.PRESET_TASKS.items():
+    assert tasks == tuple(presets.PRESETS[name]["grid"].steps)
+
+
+# ---------------------------------------------------------- the presets ---
 
 
 def test_headline_is_a_fraction(summary):
@@ -49,8 +118,7 @@ def test_headline_is_a_fraction(summary):
 def test_comparison_rows_are_well_formed(summary):
   rows = summary["comparisons"]
   assert rows
-  fixed = {"constant", "cosine", "linear", "step", "warmup_cosine"}
-  assert {r["schedule"] for r in rows} == fixed
+  assert {r["schedule"] for r in rows} == set(R.FIXED_SCHEDULES)
   for r in rows:
     assert r["outcome"] in OUTCOMES
     assert (r["tie_rule"] is None) == (r["outcome"] != "tie")
@@ -87,15 +155,6 @@ def test_markdown_and_figures_written(out_dir):
     assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_unknown_task_is_refused_at_once(capsys):
-  from bench import __main__ as cli  # pylint: disable=import-outside-toplevel
-  with pytest.raises(SystemExit) as info:
-    cli.main(["--only", "foo", "--out", "unused"])
-  assert info.value.code == 2
-  err = capsys.readouterr().err
-  assert "foo" in err and "logreg" in err and "rosenbrock" in err
-
-
 def test_held_out_and_training_tables(summary):
   assert "held-out" in summary["loss_compared"]["win_tables"]
   train = summary["train_win_tables"]["greedy"]
@@ -103,58 +162,255 @@ def test_held_out_and_training_tables(summary):
   assert isinstance(summary["negative_flips"], list)
 
 
+def test_reuse_rebuilds_the_report(out_dir, tmp_path):
+  """``--reuse`` rebuilds the report from the grid cache, nothing run."""
+  for name in (presets.CACHE, "summary.json"):
+    shutil.copy(out_dir / name, tmp_path / name)
+  assert cli.main(["tiny", "--out", str(tmp_path), "--reuse"]) == 0
+  again = _json(tmp_path / "summary.json")
+  assert again["win_tables"] == _json(out_dir / "summary.json")["win_tables"]
+
+
+def test_quick_and_full_presets_are_well_formed():
+  """Every program of the quick and full presets can be listed: each
+  controller runs somewhere, the ablations only where asked."""
+  for name in ("quick", "full"):
+    config = presets.PRESETS[name]["grid"]
+    todo = G.programs(config)
+    ran = {ctrl.name for _, ctrl, _, _ in todo}
+    assert ran == {c.name for c in R.in_scope(R.GRID)}
+    ablated = {task for task, ctrl, _, labelled in todo
+               if labelled and ctrl.plain}
+    assert ablated == set(config.ablations)
+
+
+def test_check_quick_reproduces_a_subset(tmp_path):
+  """The quick preset's rosenbrock runs of GreedyLR and the fixed schedules
+  reproduce the recorded reference (``check-quick`` on a subset)."""
+  quick = presets.PRESETS["quick"]["grid"]
+  config = dataclasses.replace(
+      quick, steps={"rosenbrock": quick.steps["rosenbrock"]},
+      controllers=("greedy", "fixed"))
+  records, _, skipped = G.run_grid(config, progress=False)
+  assert not skipped
+  new = reference.record(records, {t: {} for t in reference.TABLES}, None)
+  old = json.loads(pathlib.Path(reference.REFERENCE).read_text())
+  assert len(new["runs"]) == 3 * 3 * 6
+  assert reference.check(new, old, tables=False) == []
+  # A moved number is reported.
+  key = sorted(new["runs"])[0]
+  new["runs"][key]["final"][0] *= 1 + 1e-4
+  assert reference.check(new, old, tables=False) == [
+      f"{key} final: {new['runs'][key]['final'][0]!r} vs reference "
+      f"{old['runs'][key]['final'][0]!r}"]
+
+
+# ----------------------------------------------------------- the verdict ---
+
+
+def test_verdict_is_paired():
+  """Seeds are paired: better on every seed wins even when the seeds differ
+  much among themselves; seeds that disagree tie; one seed: the 1% rule."""
+  assert verdict.compare([1.0, 5.0, 9.0], [1.1, 5.1, 9.1]) == ("win", None)
+  assert verdict.compare([1.0, 5.2, 9.0], [1.1, 5.1, 9.1]) == ("tie", "CI")
+  assert verdict.compare([1.0], [1.005]) == ("tie", "1%")
+  assert verdict.compare([1.0], [1.1]) == ("win", None)
+  inf = float("inf")
+  assert verdict.compare([inf, 1.0], [2.0, 2.0]) == ("loss", None)
+  assert verdict.compare([inf, 1.0], [float("nan"), 2.0]) == (
+      "tie", "both diverged")
+
+
+def test_paired_interval_is_the_exact_bootstrap():
+  """Up to 6 seeds the interval is the exact percentile interval of the
+  bootstrap distribution ([min, max] for 2 or 3 seeds); above, scipy's."""
+  assert verdict.paired_interval([0.1, -0.05, 0.2]) == pytest.approx(
+      (-0.05, 0.2))
+  low, high = verdict.paired_interval([1.0, 2.0, 3.0, 4.0, 5.0])
+  assert 1.0 < low < 3.0 < high < 5.0
+  low, high = verdict.paired_interval(np.arange(8.0))
+  assert 0.0 < low < 3.5 < high < 7.0
+
+
+# -------------------------------------------------------------- the loop ---
+
+
+def test_loop_vmaps_over_rate_and_seed():
+  """One program runs every (rate, seed) pair; each run equals the same
+  run alone."""
+  task = T.quadratic(20)
+  ctrl = R.get("greedy")
+  context = R.Context(steps_per_eval=5)
+
+  def run(rate, params, stream):
+    tx = ctrl.build("sgd", rate, 20, context)
+    problem = L.Problem(
+        lambda p, d, s: task.train_loss(p, d, s, 0.1),
+        lambda p, d: (task.eval_loss(p, d, 0.1), ()))
+    return L.loop(problem, tx, ctrl.feed, 5).run({}, params, stream).evals
+
+  rates = np.asarray([0.1, 0.3, 0.1, 0.3], np.float32)
+  seeds = [0, 0, 1, 1]
+  params = np.stack([task.init(jax.random.PRNGKey(s)) for s in seeds])
+  streams = np.stack([task.stream(np.random.default_rng(s), 20)
+                      for s in seeds])
+  together = jax.jit(jax.vmap(run))(rates, params, streams)
+  assert together.shape == (4, 5)
+  alone = jax.jit(run)(rates[3], params[3], streams[3])
+  np.testing.assert_allclose(together[3], alone, rtol=1e-6)
+
+
+def test_val_feed_observes_each_evaluation_once():
+  kwargs = [L.feed_args("val", i, 5, 1.0, None, 2.0, None)["observe"]
+            for i in range(12)]
+  assert [bool(x) for x in kwargs] == [i in (5, 10) for i in range(12)]
+  with pytest.raises(ValueError, match="feed"):
+    L.feed_args("sometimes", 0, 5, 1.0, None, 2.0, None)
+
+
+# ------------------------------------------------------------ the studies ---
+
+
 def test_workloads_smoke(tmp_path):
-  """The realistic tier at a few steps: one row besides the cosine grid;
-  the summary gets a well-formed "workloads" section."""
-  from bench import workloads  # pylint: disable=import-outside-toplevel
-  workloads.run(str(tmp_path), names=("cnn",), seeds=(0,), peaks=(1e-3,),
-                scale=0.004, only=("greedy",), log=lambda *_: None)
-  summary = json.loads((tmp_path / "summary.json").read_text())
+  """The realistic tier at a few steps: one row besides the cosine grid,
+  two seeds; the summary gets a well-formed "workloads" section;
+  ``--reuse`` keeps the finished runs and runs only the missing row (here
+  with ``--vmap``)."""
+  out = str(tmp_path)
+  assert cli.main(["workloads", "--out", out, "--only", "cnn", "--rows",
+                   "greedy", "--seeds", "0", "1", "--peaks", "1e-3",
+                   "--steps-scale", "0.004"]) == 0
+  summary = _json(tmp_path / "summary.json")
   (entry,) = summary["workloads"]
   assert entry["name"] == "cnn" and entry["steps"] == 4
   assert entry["n_params"] > 100_000
   results = entry["results"]
   assert set(results) == {"cosine@0.001", "greedy"}
   base = results["cosine@0.001"]
+  assert base["seeds"] == [0, 1]
   assert base["negative_flip_rate_vs_tuned"] == 0.0
   assert base["steps_to_target"] == 4
   flip = results["greedy"]["negative_flip_rate_vs_tuned"]
   assert 0.0 <= flip <= 1.0
+  runs = _json(tmp_path / "workloads" / "workloads.json")["workloads"][0][
+      "runs"]["greedy"]
+  assert runs["0"]["curve"]["test_loss"] != runs["1"]["curve"]["test_loss"]
   assert (tmp_path / "workloads" / "workloads.md").exists()
 
-  # Resuming keeps the finished runs (not re-run: the log says so) and
-  # runs only the missing row.
   lines = []
-  workloads.run(str(tmp_path), names=("cnn",), seeds=(0,), peaks=(1e-3,),
+  workloads.run(out, names=("cnn",), seeds=(0, 1), peaks=(1e-3,),
                 scale=0.004, only=("greedy", "prodigy"), resume=True,
-                log=lines.append)
-  assert lines[0].startswith("[workloads] cnn: resuming with 2 finished")
+                vmap=True, log=lines.append)
+  assert lines[0].startswith("[workloads] cnn: resuming with 4 finished")
   assert [line.split(":")[0] for line in lines[1:]] == [
-      "[workloads] cnn prodigy seed 0"]
-  resumed = json.loads((tmp_path / "summary.json").read_text())
-  (entry,) = resumed["workloads"]
+      "[workloads] cnn prodigy seed 0", "[workloads] cnn prodigy seed 1"]
+  (entry,) = _json(tmp_path / "summary.json")["workloads"]
   assert set(entry["results"]) == {"cosine@0.001", "greedy", "prodigy"}
   assert entry["results"]["greedy"] == results["greedy"]
+
+
+def _linear_workload(steps=8):
+  """A linear classifier on 200 digits: a workload that compiles fast."""
+  train, valid, test = data.digits_images((200, 50, 50))
+  module = nn.Dense(10)
+
+  def loss(params, inputs, targets):
+    logits = module.apply(params, inputs.reshape(len(inputs), -1))
+    correct = jax.numpy.argmax(logits, -1) == targets
+    return optax.losses.softmax_cross_entropy_with_integer_labels(
+        logits, targets).mean(), correct
+
+  return workloads.Workload(
+      "linear", lambda key: module.init(key, np.zeros((1, 64), np.float32)),
+      loss, lambda split, idx: (split[0][idx], split[1][idx]), train, valid,
+      test, lambda rng, n: rng.integers(0, 200, (n, 16), dtype=np.int32),
+      steps, eval_every=4)
+
+
+def test_workloads_vmapped_runs_match_one_by_one():
+  """``vmap=True`` runs the seeds of a row as one program, with the same
+  losses as run by run."""
+  w = _linear_workload()
+  row = workloads.rows(("greedy_val",))[0]
+  jitted = workloads.programs(w, row)
+  alone = [workloads.train(w, jitted, 0.1, s) for s in (0, 1)]
+  together = workloads.train_vmapped(w, row, [0.1, 0.1], [0, 1])
+  for a, b in zip(alone, together):
+    for key in ("val_loss", "test_loss", "train_loss"):
+      np.testing.assert_allclose(a["curve"][key], b["curve"][key],
+                                 rtol=1e-5)
+    np.testing.assert_array_equal(a["correct"], b["correct"])
+
+
+def test_workloads_lm_sizes():
+  """The LM's cpu size is the committed 1.07M-parameter model, its gpu size
+  about 4.9M parameters (shapes only, nothing trained)."""
+  sizes = {}
+  for size in cli.LM_SIZES:
+    w = workloads.make("lm", size)
+    sizes[size] = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
+        w.init, jax.random.PRNGKey(0))))
+  assert sizes["cpu"] == 1_065_600
+  assert 4.5e6 < sizes["gpu"] < 5.3e6
 
 
 def test_greedy_feeds_smoke(tmp_path):
   """The feeds study at a few steps: both feeds' tables are written, on
   held-out and training loss."""
-  from bench import greedy_feeds  # pylint: disable=import-outside-toplevel
-  greedy_feeds.main(["--select", "logreg", "--report", "logreg", "--bases",
-                     "sgd", "--steps-scale", "0.05", "--seeds", "0",
-                     "--out", str(tmp_path)])
-  summary = json.loads((tmp_path / "greedy_feeds.json").read_text())
+  assert cli.main(["greedy-feeds", "--select", "logreg", "--report",
+                   "logreg", "--bases", "sgd", "--steps-scale", "0.05",
+                   "--seeds", "0", "--out", str(tmp_path)]) == 0
+  summary = _json(tmp_path / "greedy_feeds.json")
   text = (tmp_path / "greedy_feeds.md").read_text()
   assert "held-out" in text.lower() and "training" in text.lower()
   assert summary["runs"], "no run recorded"
 
 
+def test_hd_defaults_smoke(tmp_path):
+  """The hypergradient study re-tallies saved final losses (``--reuse``):
+  one beta of the sweep per granularity, a table of every row."""
+  committed = ROOT / "bench" / "results" / "hd" / "hd_defaults.json"
+  shutil.copy(committed, tmp_path / "hd_defaults.json")
+  assert cli.main(["hd-defaults", "--out", str(tmp_path), "--reuse"]) == 0
+  again = _json(tmp_path / "hd_defaults.json")
+  assert set(again["chosen"]) == set(hd_defaults.GRANULARITIES)
+  assert set(again["chosen"].values()) <= set(hd_defaults.BETAS)
+  assert "hd_paper_global" in (tmp_path / "hd_defaults.md").read_text()
+
+
+def test_nmf_smoke(tmp_path):
+  assert cli.main(["nmf", "--quick", "--seeds", "1", "--steps", "40",
+                   "--out", str(tmp_path)]) == 0
+  result = _json(tmp_path / "nmf.json")
+  assert "greedy_lr" in result["rows"] and result["config"]["steps"] == 40
+
+
+def test_learned_nmf_smoke(tmp_path):
+  assert cli.main(["learned-nmf", "--quick", "--seeds", "1", "--steps", "6",
+                   "--problems", "cancer", "--out", str(tmp_path)]) == 0
+  result = _json(tmp_path / "learned.json")
+  assert set(result["problems"]) and result["transfer"]["rows"]
+
+
+def test_dnn_policy_smoke(tmp_path):
+  assert cli.main(["dnn-policy", "--seeds", "1", "--families",
+                   "mlp_breast_cancer", "--directions", "adam",
+                   "--no-in-distribution", "--out", str(tmp_path)]) == 0
+  report = _json(tmp_path / "dnn_policy.json")
+  counts = report["summary"]["held_out"]["mlp_breast_cancer"]
+  assert sum(counts["val_vs_cosine"]) == 2  # 2 peaks, 1 seed
+
+
+def test_cost_smoke(tmp_path):
+  assert cli.main(["cost", "--out", str(tmp_path), "--rounds", "1",
+                   "--params", "2000", "--width", "8", "--inner", "2"]) == 0
+  result = _json(tmp_path / "cost.json")
+  assert result["bare_update"]["ratio"]["adam"] == 1.0
+
+
 def test_kernel_profile_smoke():
   """The cost study's kernel profile: per-kernel times of a tiny train step,
   their sum first, every time positive."""
-  import optax  # pylint: disable=import-outside-toplevel
-  from bench import cost  # pylint: disable=import-outside-toplevel
   profile = cost.kernel_profile([("adam", optax.adam(1e-3), "none")],
                                 width=8, batch=4, inner=2, calls=1, top=3)
   (total, *kernels), = profile.values()
@@ -166,8 +422,6 @@ def test_kernel_profile_smoke():
 def test_cost_compiler_options_reach_xla():
   """``--fast-math``'s compiler options are handed to XLA: a valid one
   compiles and times the step, an unknown one is refused by XLA."""
-  import optax  # pylint: disable=import-outside-toplevel
-  from bench import cost  # pylint: disable=import-outside-toplevel
   rows = [("adam", optax.adam(1e-3), "none")]
   seconds, _, _ = cost.train_step(rows, 8, 4, 2, 1,
                                   {"xla_cpu_enable_fast_math": True})

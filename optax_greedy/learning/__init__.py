@@ -18,8 +18,12 @@ and inspect one:
   the rate as a fraction of NMF's stability bound (the ``"nmf"`` policy).
 * :mod:`optax_greedy.learning.dnn_problems`: small deep-network training
   problems with the rate as a fraction of a peak rate, rewarded against
-  cosine annealing (the ``"dnn"`` policy). Its data sets need
-  scikit-learn (``pip install optax_greedy[examples]``).
+  cosine annealing (the ``"dnn"`` policy), split into its problem types,
+  data, families, episodes and trainer. Its data sets need scikit-learn
+  (``pip install optax_greedy[examples]``).
+* :mod:`optax_greedy.learning.stdlib_text`: the one loader of text that
+  ships with Python (the standard library's source and docstrings), for the
+  environments and the benchmark.
 
 Nothing here is imported by ``import optax_greedy``.
 """
@@ -36,3 +40,4 @@ from optax_greedy._policy import save_policy
 from optax_greedy.learning import dnn_problems
 from optax_greedy.learning import es
 from optax_greedy.learning import nmf_problems
+from optax_greedy.learning import stdlib_text

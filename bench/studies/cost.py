@@ -7,19 +7,26 @@ Timings interleave the controllers round-robin (each round times every
 controller once) and keep the median, so load from other processes on a
 shared machine hits all of them alike.
 
-``python -m bench.cost --out DIR`` runs the cost section alone (Adam, the
-hypergradient variants and the fixed schedule) and writes ``cost.json`` and
-``cost.md``; with ``--fast-math`` every program (Adam's too) is compiled with
-XLA's CPU fast math, which lets LLVM reassociate (and so vectorise) float
-reductions, into ``cost_fast_math.json`` and ``cost_fast_math.md``.
+``python -m bench cost --out DIR`` runs the cost section alone (Adam and
+the hypergradient variants) and writes ``cost.json`` and ``cost.md``; with
+``--fast-math`` every program (Adam's too) is compiled with XLA's CPU fast
+math, which lets LLVM reassociate (and so vectorise) float reductions, into
+``cost_fast_math.json`` and ``cost_fast_math.md``.
+
+The timings keep their own harness rather than the benchmark's training loop
+(:mod:`bench.core.loop`): they time one compiled update, or a fixed number of
+training steps per call, on inputs built once, not a run with evaluations.
 """
 
-import argparse
+import collections
+import glob
+import gzip
 import itertools
 import json
 import os
 import re
 import statistics
+import tempfile
 import time
 
 import flax.linen as nn
@@ -29,27 +36,29 @@ import numpy as np
 import optax
 
 import optax_greedy
-from bench import controllers as C
-from bench import runner
-from bench import tasks as T
-
-
-def _adam_reference():
-  return C.Controller("adam", "reference",
-                      lambda b, lr, p, c: optax.adam(lr))
+from bench.core import data as D
+from bench.core import output as O
+from bench.core import registry as R
+from bench.grid import programs as P
+from bench.grid import tasks as T
 
 
 def cost_rows(controllers, steps):
-  """``(name, transform, feed)`` for adam and every available controller,
-  all on the Adam base at rate 1e-3 (fixed: cosine)."""
-  payload = jnp.asarray(C.schedule_multipliers(steps)["cosine"])
-  ctx = {"steps": steps, "steps_per_eval": max(steps // 10, 1)}
+  """``(name, transform, feed)`` for adam and every given entry, all on the
+  Adam base at rate 1e-3 (the fixed schedules: cosine)."""
+  context = R.Context(steps_per_eval=max(steps // 10, 1))
   rows = [("adam", optax.adam(1e-3), "none")]
   for ctrl in controllers:
     if "adam" not in ctrl.bases and not ctrl.lr_free:
       continue
-    name = "fixed_cosine" if ctrl.options else ctrl.name
-    rows.append((name, ctrl.build("adam", 1e-3, payload, ctx), ctrl.feed))
+    if ctrl.plain:
+      rows.append((ctrl.name, ctrl.build("adam", 1e-3, steps, context),
+                   ctrl.feed))
+    else:
+      options = jax.tree.map(jnp.asarray, ctrl.variants(steps)["cosine"])
+      rows.append((f"{ctrl.name}_cosine",
+                   ctrl.build("adam", 1e-3, steps, context, **options),
+                   ctrl.feed))
   return rows
 
 
@@ -223,7 +232,7 @@ def _train_programs(rows, width, batch, inner, compiler_options=None):
   """Compiled ``inner`` MLP train steps per row (forward, backward, update
   under ``lax.scan``): ``({name: fn}, {name: compile seconds}, n_params)``;
   ``compiler_options`` are XLA's (``jax.stages.Lowered.compile``)."""
-  data = jax.tree.map(jnp.asarray, T.logreg(1).data)
+  data = jax.tree.map(jnp.asarray, D.digits_standardised())
   stream = np.random.default_rng(0).integers(
       0, data["y_train"].shape[0], (inner, batch), dtype=np.int32)
   module = _WideMLP(width)
@@ -268,10 +277,6 @@ def kernel_profile(rows, width, batch, inner, calls, top,
   """Microseconds per train step spent in each compiled kernel (XLA CPU
   thunks, from a ``jax.profiler`` trace): ``{name: [(kernel, us), ...]}``,
   the sum over all kernels, then the ``top`` costliest, per row."""
-  import collections  # pylint: disable=import-outside-toplevel
-  import glob  # pylint: disable=import-outside-toplevel
-  import gzip  # pylint: disable=import-outside-toplevel
-  import tempfile  # pylint: disable=import-outside-toplevel
   fns, _, _ = _train_programs(rows, width, batch, inner, compiler_options)
   out = {}
   for name, fn in fns.items():
@@ -299,19 +304,24 @@ def kernel_profile(rows, width, batch, inner, calls, top,
   return out
 
 
-def overhead(controllers, preset):
-  """The ``overhead`` section of the summary: seconds, bytes and ratios."""
-  keep = preset.get("cost_controllers")
-  rows = cost_rows([c for c in controllers if (keep is None or c.name in keep)
-                    and not c.needs_bound], preset["steps_cost"])
-  if keep is None:
-    rows += hd_cost_rows()
-  bare_s, state_bytes, n_bare, passes = bare_update(
-      rows, preset["cost_params"], preset["cost_rounds"])
-  step_s, compile_s, n_mlp = train_step(
-      rows, preset["cost_width"], 128, preset["cost_inner"],
-      preset["cost_rounds"])
+def overhead(controllers, steps, n_params, rounds, width, inner,
+             hd_variants=True):
+  """The ``overhead`` section of the summary: seconds, bytes and ratios.
 
+  Args:
+    controllers: the registry entries to cost (those that need a stability
+      bound are left out).
+    steps: the step budget their schedules are built for.
+    n_params: parameters of the bare update.
+    rounds: interleaved timing rounds.
+    width, inner: the train-step MLP's hidden width and steps per call.
+    hd_variants: add the hypergradient variants (:func:`hd_cost_rows`).
+  """
+  rows = cost_rows([c for c in controllers if not c.needs_bound], steps)
+  if hd_variants:
+    rows += hd_cost_rows()
+  bare_s, state_bytes, n_bare, passes = bare_update(rows, n_params, rounds)
+  step_s, compile_s, n_mlp = train_step(rows, width, 128, inner, rounds)
   return {
       "reference": "optax.adam(1e-3), same process, interleaved timings",
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
@@ -324,8 +334,8 @@ def overhead(controllers, preset):
   }
 
 
-def vmap_savings(controllers, preset, seeds):
-  """One config (MLP, GreedyLR, Adam): one vmapped program against a
+def vmap_savings(ctrl, steps, n_lrs, n_evals, seeds):
+  """One config (MLP, ``ctrl``, Adam): one vmapped program against a
   Python loop over (rate, seed), compile included in both (the initial
   parameters and streams are drawn once, outside the timings).
 
@@ -334,38 +344,33 @@ def vmap_savings(controllers, preset, seeds):
   a fresh ``jax.jit`` per run with rate and seed as Python constants, as a
   script that loops over configurations does.
   """
-  ctrl = next(c for c in controllers if c.name == "greedy")
-  steps = preset["steps_vmap"]
   task = T.mlp(steps)
-  lrs = task.lrs("adam", preset["n_lrs"])
-  n_evals = preset["n_evals"]
-  inputs = runner.prepare(task, seeds, steps)  # shared, not timed
+  lrs = task.lrs("adam", n_lrs)
+  inputs = P.prepare(task, seeds, steps)  # shared, not timed
   params0, stream = inputs
   start = time.perf_counter()
-  prog = runner.run_program(task, ctrl, "adam", lrs, inputs, steps, n_evals,
-                            [None])
+  prog = P.run_program(task, ctrl, "adam", lrs, inputs, steps, n_evals)
   vmapped = time.perf_counter() - start
 
-  run = runner.single_run(task, ctrl, "adam", steps, n_evals)
-  dummy = np.zeros((1,), np.float32)
+  run = P.single_run(task, ctrl, "adam", steps, n_evals)
   start = time.perf_counter()
   jitted = jax.jit(run)
   for lr in lrs:
     for i in range(len(seeds)):
       params = jax.tree.map(lambda x, i=i: x[i], params0)
       jax.block_until_ready(jitted(task.data, np.float32(lr), params,
-                                   stream[i], np.float32(0), dummy))
+                                   stream[i], np.float32(0), {}))
   loop_one = time.perf_counter() - start
 
   start = time.perf_counter()
   for lr in lrs:
     for i in range(len(seeds)):
       params = jax.tree.map(lambda x, i=i: x[i], params0)
-      fn = jax.jit(lambda d, p, s, lr=lr: run(d, lr, p, s, 0.0, dummy))
+      fn = jax.jit(lambda d, p, s, lr=lr: run(d, lr, p, s, 0.0, {}))
       jax.block_until_ready(fn(task.data, params, stream[i]))
   loop_re = time.perf_counter() - start
   n = len(lrs) * len(seeds)
-  return {"config": f"mlp, greedy, adam, {len(lrs)} rates x "
+  return {"config": f"mlp, {ctrl.name}, adam, {len(lrs)} rates x "
                     f"{len(seeds)} seeds = {n} runs of {steps} steps",
           "vmapped_s": vmapped, "vmapped_compile_s": prog.compile_s,
           "vmapped_run_s": prog.run_s, "loop_one_compile_s": loop_one,
@@ -402,11 +407,12 @@ def _markdown(result, meta):
   return "\n".join(lines) + "\n"
 
 
-def _profile_markdown(profile, args, meta):
+def _profile_markdown(profile, meta):
   lines = ["# Where the train step's time goes, per compiled kernel\n",
-           f"Microseconds per step of the 64-{args.width}-{args.width}-10 "
+           f"Microseconds per step of the 64-{meta['width']}-"
+           f"{meta['width']}-10 "
            "MLP train step (batch 128), from a `jax.profiler` trace of 10 "
-           f"calls of {args.inner} steps; {meta['date']}, load average "
+           f"calls of {meta['inner']} steps; {meta['date']}, load average "
            f"{meta['load_average']}. Kernel names are the HLO instructions of "
            "`jax.jit(...).lower(...).compile().as_text()`: `dot` and "
            "`ynn_fusion` (XLA's YNNPACK kernels) are the forward/backward "
@@ -430,40 +436,34 @@ def _write_and_print(path, text):
   print(text)
 
 
-def main():
-  parser = argparse.ArgumentParser(
-      description="The cost section alone: Adam, the fixed schedule and the"
-      " hypergradient variants.")
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--rounds", type=int, default=15,
-                      help="interleaved timing rounds (default 15)")
-  parser.add_argument("--params", type=int, default=8_000_000,
-                      help="parameters of the bare update (default 8M)")
-  parser.add_argument("--width", type=int, default=512,
-                      help="hidden width of the train-step MLP (default 512)")
-  parser.add_argument("--inner", type=int, default=20,
-                      help="train steps per timed call (default 20)")
-  parser.add_argument("--profile", action="store_true",
-                      help="also write kernel_profile.md: the train step's "
-                           "time per compiled kernel, from a jax.profiler "
-                           "trace, for adam and each hypergradient variant")
-  parser.add_argument("--fast-math", action="store_true",
-                      help="compile every program with XLA's CPU fast math"
-                           " (xla_cpu_enable_fast_math) and write the"
-                           " *_fast_math files")
-  args = parser.parse_args()
-  options = ({"xla_cpu_enable_fast_math": True} if args.fast_math
-             else None)
-  suffix = "_fast_math" if args.fast_math else ""
-  load_average = round(os.getloadavg()[0], 2)
-  # A second, identical Adam row measures the timing noise.
+def study(out_dir, rounds=15, n_params=8_000_000, width=512, inner=20,
+          profile=False, fast_math=False):
+  """The cost section alone (``python -m bench cost``): Adam, a second Adam
+  row (the timing noise) and the hypergradient variants; writes
+  ``cost.json`` and ``cost.md`` (``*_fast_math`` with ``fast_math``) and,
+  with ``profile``, ``kernel_profile.md``.
+
+  Args:
+    out_dir: output folder (created).
+    rounds: interleaved timing rounds.
+    n_params: parameters of the bare update.
+    width: hidden width of the train-step MLP.
+    inner: train steps per timed call.
+    profile: also profile the train step per compiled kernel.
+    fast_math: compile every program with XLA's CPU fast math.
+
+  Returns:
+    The result written to ``cost.json``.
+  """
+  options = {"xla_cpu_enable_fast_math": True} if fast_math else None
+  suffix = "_fast_math" if fast_math else ""
+  meta = {**O.machine(), "rounds": rounds, "width": width, "inner": inner,
+          "compiler_options": options}
   rows = [("adam", optax.adam(1e-3), "none"),
           ("adam (again)", optax.adam(1e-3), "none")] + hd_cost_rows()
-  bare_s, state_bytes, n_bare, passes = bare_update(rows, args.params,
-                                                    args.rounds, options)
-  step_s, _, n_mlp = train_step(rows, args.width, 128, args.inner,
-                                args.rounds, options)
-
+  bare_s, state_bytes, n_bare, passes = bare_update(rows, n_params, rounds,
+                                                    options)
+  step_s, _, n_mlp = train_step(rows, width, 128, inner, rounds, options)
   result = {
       "bare_update": {"n_params": n_bare, "seconds": bare_s,
                       "ratio": _ratios(bare_s), "params_traffic": passes},
@@ -471,26 +471,15 @@ def main():
                      "ratio": _ratios(step_s)},
       "state_bytes": {"bytes": state_bytes, "ratio": _ratios(state_bytes)},
   }
-  import platform  # pylint: disable=g-import-not-at-top
-  meta = {"cpu": platform.processor() or platform.machine(),
-          "load_average": load_average,
-          "cores": os.cpu_count(), "rounds": args.rounds,
-          "width": args.width, "jax": jax.__version__,
-          "compiler_options": options,
-          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, f"cost{suffix}.json"), "w",
-            encoding="utf-8") as f:
-    json.dump({"meta": meta, **result}, f, indent=1)
-  _write_and_print(os.path.join(args.out, f"cost{suffix}.md"),
+  os.makedirs(out_dir, exist_ok=True)
+  O.write_json(os.path.join(out_dir, f"cost{suffix}.json"),
+               {"meta": meta, **result}, indent=1)
+  _write_and_print(os.path.join(out_dir, f"cost{suffix}.md"),
                    _markdown(result, meta))
-  if args.profile:
-    profile = kernel_profile([r for r in rows if r[0] != "adam (again)"],
-                             args.width, 128, args.inner, calls=10, top=12,
+  if profile:
+    kernels = kernel_profile([r for r in rows if r[0] != "adam (again)"],
+                             width, 128, inner, calls=10, top=12,
                              compiler_options=options)
-    _write_and_print(os.path.join(args.out, f"kernel_profile{suffix}.md"),
-                     _profile_markdown(profile, args, meta))
-
-
-if __name__ == "__main__":
-  main()
+    _write_and_print(os.path.join(out_dir, f"kernel_profile{suffix}.md"),
+                     _profile_markdown(kernels, meta))
+  return result

@@ -1,7 +1,7 @@
-"""Chooses hypergradient descent's default ``hypergrad_lr`` on some tasks of
-the benchmark and reports it on the others.
+"""Study: chooses hypergradient descent's default ``hypergrad_lr`` on some
+tasks of the grid and reports it on the others.
 
-``python -m bench.hd_defaults --out bench/results/hd`` runs, with the quick
+``python -m bench hd-defaults --out bench/results/hd`` runs, with the quick
 preset's step budgets, 2 seeds and 3 initial rates per (task, base):
 
 * the fixed schedules (the comparison),
@@ -19,17 +19,19 @@ the held-out one); the held-out tasks only report it. Outputs:
 ``--reuse`` rebuilds them from the final losses in ``hd_defaults.json``.
 """
 
-import argparse
 import json
 import os
 import time
 
 import numpy as np
 
-from bench import analysis
-from bench import controllers as C
-from bench import runner
-from bench import tasks as T
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict as V
+from bench.grid import analysis
+from bench.grid import programs as P
+from bench.grid import run as G
+from bench.grid import tasks as T
 
 SELECT = ("logreg", "mlp", "quadratic")
 HELD_OUT = ("rosenbrock", "cnn", "charlm")
@@ -47,39 +49,40 @@ def _row(granularity, beta):
   return f"hd_mult[{granularity},beta={beta:g}]"
 
 
-def _programs():
-  fixed = next(c for c in C.all_controllers() if c.name == "fixed")
-  paper = [C.hd_paper(g) for g in GRANULARITIES]
-  candidates = [C.hd_multiplicative(g, tuple(_row(g, b) for b in BETAS))
-                for g in GRANULARITIES]
-  return [fixed] + paper + candidates
+def _programs(steps):
+  """``(entry, variants)`` pairs: the fixed schedules, the paper's rule per
+  granularity, and the multiplicative rule per granularity with every beta
+  of :data:`BETAS` as one program's variants."""
+  fixed = R.get("fixed")
+  out = [(fixed, fixed.variants(steps))]
+  out += [(R.get(f"hd_paper_{g}"), None) for g in GRANULARITIES]
+  out += [(R.get(f"hd_{g}"), {_row(g, b): {"beta": np.float32(b)}
+                              for b in BETAS}) for g in GRANULARITIES]
+  return out
 
 
-def run(out_dir, tasks=SELECT + HELD_OUT):
-  """Runs every program; returns the records (``analysis.records``)."""
+def run(tasks=SELECT + HELD_OUT):
+  """Runs every program; returns the records (``analysis.records``) and
+  the seconds per program."""
   records, timings = [], []
   for name in tasks:
     steps = STEPS[name]
     task = T.FACTORIES[name](steps)
-    inputs = runner.prepare(task, SEEDS, steps)
-    options = {**C.schedule_multipliers(steps),
-               **{_row(g, b): np.asarray([b], np.float32)
-                  for g in GRANULARITIES for b in BETAS}}
-    for ctrl in _programs():
-      for base in (("adam",) if name in ADAM_ONLY else C.BASES):
+    inputs = P.prepare(task, SEEDS, steps)
+    for ctrl, variants in _programs(steps):
+      for base in (("adam",) if name in ADAM_ONLY else R.BASES):
         lrs = task.lrs(base, N_LRS)
-        payloads = [options[o] for o in ctrl.options] or [None]
         start = time.perf_counter()
-        prog = runner.run_program(
-            task, ctrl, base, lrs, inputs, steps, N_EVALS, payloads,
-            compiler_options=(None if name in ("cnn", "charlm") else
-                              {"xla_backend_optimization_level": 0}))
+        prog = P.run_program(
+            task, ctrl, base, lrs, inputs, steps, N_EVALS, variants,
+            compiler_options=(None if name in G.HEAVY_TASKS else
+                              G.FAST_COMPILE))
         timings.append((name, ctrl.name, base, time.perf_counter() - start))
         print(f"{name} {ctrl.name} {base}: {timings[-1][-1]:.1f} s",
               flush=True)
-        records.extend(analysis.records(
-            task, ctrl, base, lrs, ctrl.options or (ctrl.name,), prog, steps,
-            N_EVALS))
+        rows = (ctrl.name,) if variants is None else tuple(variants)
+        records.extend(analysis.records(task, ctrl, base, lrs, rows, prog,
+                                        steps, N_EVALS))
   return records, timings
 
 
@@ -110,9 +113,9 @@ def tallies(records):
               or not _noise_free(task)):
             continue
           paper = index[(task, f"hd_paper_{g}", base, li)]
-          outcomes.append(analysis.compare(rec["final"], paper["final"])[0])
+          outcomes.append(V.compare(rec["final"], paper["final"])[0])
         vs_paper[_row(g, b)] = {o: outcomes.count(o)
-                                for o in ("win", "tie", "loss")}
+                                for o in V.OUTCOMES}
     out[split] = {"vs_fixed": vs_fixed, "vs_paper_noise_free": vs_paper}
   return out
 
@@ -144,7 +147,7 @@ def overall(tally, chosen):
     good = sum(p["wins"] + p["ties"] for p in parts)
     paper = {o: sum(tally[s]["vs_paper_noise_free"][row][o]
                     for s in ("select", "held_out"))
-             for o in ("win", "tie", "loss")}
+             for o in V.OUTCOMES}
     out[row] = {"n": n, "equal_or_better": good / n,
                 "vs_paper_noise_free": paper}
   return out
@@ -155,7 +158,7 @@ def _markdown(tally, chosen, totals):
            f"Selection tasks: {', '.join(SELECT)}; held-out: "
            f"{', '.join(HELD_OUT)}. Final held-out (evaluation) loss, mean "
            f"over seeds {SEEDS}, {N_LRS} initial rates; equal-or-better "
-           "against the five fixed schedules (bench tie rule); "
+           f"against the five fixed schedules ({V.RULE}); "
            "against the paper's additive rule on the noise-free tasks "
            "(win/tie/loss).\n",
            "Rule (per granularity): the beta with the most equal-or-better"
@@ -189,41 +192,30 @@ def _markdown(tally, chosen, totals):
   return "\n".join(lines) + "\n"
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", required=True, help="output folder")
-  parser.add_argument("--only", nargs="*", help="run only these tasks")
-  parser.add_argument("--reuse", action="store_true",
-                      help="re-tally the final losses of OUT/hd_defaults.json")
-  args = parser.parse_args()
-  os.makedirs(args.out, exist_ok=True)
-  path = os.path.join(args.out, "hd_defaults.json")
-  if args.reuse:
+def study(out_dir, only=None, reuse=False):
+  """Runs the study (or, with ``reuse``, re-tallies the final losses in
+  ``out_dir/hd_defaults.json``); writes ``hd_defaults.json`` and
+  ``hd_defaults.md``; returns the chosen beta per granularity."""
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "hd_defaults.json")
+  if reuse:
     with open(path, encoding="utf-8") as f:
       old = json.load(f)
     records, timings = old["finals"], old["timings"]
-    for r in records:  # files written before lr_index was kept
-      if "lr_index" not in r:
-        lrs = sorted({x["lr"] for x in records
-                      if x["task"] == r["task"] and x["base"] == r["base"]})
-        r["lr_index"] = lrs.index(r["lr"])
   else:
-    records, timings = run(args.out, tuple(args.only or SELECT + HELD_OUT))
+    records, timings = run(tuple(only or SELECT + HELD_OUT))
   tally = tallies(records)
   chosen = choose(tally)
   totals = overall(tally, chosen)
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump({"tally": tally, "chosen": chosen, "overall": totals,
-               "timings": timings,
-               "finals": [{k: r[k] for k in ("task", "row", "base", "lr",
-                                              "lr_index", "final")}
-                          for r in records]}, f, indent=1)
+  O.write_json(path, {"tally": tally, "chosen": chosen, "overall": totals,
+                      "timings": timings,
+                      "finals": [{k: r[k] for k in ("task", "row", "base",
+                                                     "lr", "lr_index",
+                                                     "final")}
+                                 for r in records]}, indent=1)
   table = _markdown(tally, chosen, totals)
-  with open(os.path.join(args.out, "hd_defaults.md"), "w",
+  with open(os.path.join(out_dir, "hd_defaults.md"), "w",
             encoding="utf-8") as f:
     f.write(table)
   print(table)
-
-
-if __name__ == "__main__":
-  main()
+  return chosen

@@ -1,4 +1,4 @@
-"""Benchmark task: the learned deep-network schedule on held-out networks.
+"""Study: the learned deep-network schedule on held-out networks.
 
 ``load_policy("dnn")`` was trained (``examples/train_dnn_policy.py``) on
 MLPs and small CNNs over digits, iris, wine and teacher-student data. It is
@@ -13,29 +13,32 @@ Each problem runs with Adam (``optax.scale_by_adam``) and with SGD momentum
 0.9 (``optax.trace``), at two peak rates per direction (Adam 1e-3, 1e-2;
 momentum 1e-2, 1e-1), for ``--seeds`` seeds (rows used, label noise,
 initialisation and minibatches), batch 32 and a budget of 200 steps (longer
-than any training episode, 40-160). Methods, all on the same
-initialisation and minibatches:
+than any training episode, 40-160). Methods (:data:`ROWS`), all registry
+entries (:mod:`bench.core.registry`) on the same initialisation and
+minibatches, each run by the environment's own episode
+(:func:`optax_greedy.learning.dnn_problems.run_episode`, the loop the
+policy was trained in):
 
-* ``learned``: the direction, then ``learned_schedule(load_policy("dnn"),
-  peak, budget=200)``;
-* ``cosine``: cosine annealing from the peak to 0;
-* ``warmup_cosine``: linear warmup over 10% of the budget, then cosine;
-* ``greedy``: ``greedy_adam(peak)`` / ``greedy_sgd(peak, momentum=0.9)``
-  with their defaults.
+* ``learned``: the direction, then ``learned_schedule(policy, peak,
+  budget=200)``;
+* ``cosine``: the fixed cosine schedule from the peak to 0;
+* ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
+  budget);
+* ``greedy``: GreedyLR with its defaults on the direction.
 
 Reported (held-out loss first): win/tie/loss of ``learned`` against each
 method on the final validation (held-out) loss and on the final training
-loss (full training set), tie within 1%; the fraction of problems where
+loss (full training set), by the benchmark's verdict on one run each
+(:mod:`bench.core.verdict`: tie within 1%); the fraction of problems where
 ``learned`` is equal or better than both cosine and warmup-cosine; the
 median number of steps each method needs to reach cosine's final training
 loss (checked every 10 steps; runs that never reach it count as the
 budget + 10). The same table for fresh problems of the training families
 (``mlp``, ``cnn``) is shown separately, as in-distribution.
 
-    python -m bench.dnn_policy_task [--seeds 5] [--out bench/results/dnn_policy]
+    python -m bench dnn-policy [--seeds 5] [--out bench/results/dnn_policy]
 """
 
-import argparse
 import json
 import pathlib
 import time
@@ -43,70 +46,45 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import optax_greedy
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict as V
 from optax_greedy.learning import dnn_problems
 
-TIE = 0.01
 BUDGET = 200
 CHECKPOINTS = 20
 BATCH = 32
 PEAKS = {"adam": (1e-3, 1e-2), "momentum": (1e-2, 1e-1)}
-METHODS = ("learned", "cosine", "warmup_cosine", "greedy")
+# Row -> (registry entry, its variant or None).
+ROWS = {"learned": ("learned", None), "cosine": ("fixed", "cosine"),
+        "warmup_cosine": ("fixed", "warmup_cosine"),
+        "greedy": ("greedy", None)}
+METHODS = tuple(ROWS)
 BASELINES = METHODS[1:]
 
 
-def _select(adam, first, second):
-  """``first`` where ``adam`` (traced) else ``second``; both are run."""
-
-  def init_fn(params):
-    return first.init(params), second.init(params)
-
-  def update_fn(updates, state, params=None, **extra):
-    a, state_a = first.update(updates, state[0], params, **extra)
-    b, state_b = second.update(updates, state[1], params, **extra)
-    return optax.tree.where(adam, a, b), (state_a, state_b)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _warmup_cosine(problem):
-  warmup = jnp.maximum(problem.budget // 10, 1)
-
-  def rate(t):
-    up = problem.peak * t / warmup
-    progress = jnp.clip((t - warmup) / (problem.budget - warmup), 0.0, 1.0)
-    down = problem.peak * 0.5 * (1 + jnp.cos(jnp.pi * progress))
-    return -jnp.where(t < warmup, up, down)
-
-  return optax.chain(dnn_problems.direction(problem.adam),
-                     optax.scale_by_schedule(rate))
+def optimizer(row, base, policy):
+  """``problem -> transform``: the registry entry of ``row`` on ``base``'s
+  direction from the problem's peak rate (``policy`` for ``learned``)."""
+  name, variant = ROWS[row]
+  ctrl = R.get(name)
+  options = {} if variant is None else ctrl.variants(BUDGET)[variant]
+  if name == "learned":
+    options = {"policy": policy}
+  context = R.Context(steps_per_eval=BUDGET // CHECKPOINTS)
+  return lambda problem: ctrl.build(base, problem.peak, BUDGET, context,
+                                    **options)
 
 
-def _greedy(problem):
-  return _select(
-      problem.adam,
-      optax.with_extra_args_support(optax_greedy.greedy_adam(problem.peak)),
-      optax.with_extra_args_support(
-          optax_greedy.greedy_sgd(problem.peak, momentum=0.9)))
-
-
-def optimizers(policy):
-  """The compared methods, each ``problem -> optimizer``."""
-  return {"learned": dnn_problems.learned_optimizer(policy),
-          "cosine": dnn_problems.cosine_optimizer,
-          "warmup_cosine": _warmup_cosine,
-          "greedy": _greedy}
-
-
-def problems_of(family, seeds):
+def problems_of(family, seeds, directions=tuple(PEAKS)):
   """The grid of problems: direction x peak x seed, stacked."""
   config = dnn_problems.EnvConfig(max_steps=BUDGET, min_budget=BUDGET,
                                   max_batch=BATCH)
   grid = []
-  for direction, peaks in PEAKS.items():
-    for peak in peaks:
+  for direction in directions:
+    for peak in PEAKS[direction]:
       for seed in range(seeds):
         grid.append((direction, peak, seed))
   keys = jnp.stack([jax.random.key_data(jax.random.fold_in(
@@ -122,39 +100,46 @@ def problems_of(family, seeds):
   return grid, problems, keys
 
 
-def run_family(family, policy, seeds):
-  """All methods on all problems of one family: ``{method: arrays}``."""
-  grid, problems, keys = problems_of(family, seeds)
+def run_family(family, policy, seeds, directions=tuple(PEAKS)):
+  """All methods on all problems of one family: ``{method: arrays}`` in
+  the order of the grid (one compiled program per direction)."""
+  grid, problems, keys = problems_of(family, seeds, directions)
 
-  @jax.jit
-  def run(problems, keys):
+  def run(base, problems, keys):
     out = {}
-    for name, optimizer in optimizers(policy).items():
-      out[name] = jax.vmap(lambda p, k, o=optimizer: dnn_problems.run_episode(
+    for row in METHODS:
+      make = optimizer(row, base, policy)
+      out[row] = jax.vmap(lambda p, k, o=make: dnn_problems.run_episode(
           family, p, o, jax.random.wrap_key_data(k), max_steps=BUDGET,
           max_batch=BATCH, checkpoints=CHECKPOINTS))(problems, keys)
     return out
 
-  out = jax.tree.map(np.asarray, run(problems, keys))
+  parts = []
+  for base in directions:  # the grid is direction-major
+    idx = np.asarray([i for i, (d, _, _) in enumerate(grid) if d == base])
+    parts.append(jax.jit(run, static_argnums=0)(
+        base, jax.tree.map(lambda x, i=idx: x[i], problems), keys[idx]))
+  out = jax.tree.map(lambda *x: np.concatenate(x), *parts)
   return grid, out
 
 
 def _wtl(learned, other):
-  rel = (learned - other) / np.abs(other)
-  ok = np.isfinite(learned) & np.isfinite(other)
-  win = (rel < -TIE) | (np.isfinite(learned) & ~np.isfinite(other))
-  loss = (rel > TIE) | (~np.isfinite(learned) & np.isfinite(other))
-  tie = ~win & ~loss
-  del ok
-  return win, tie, loss
+  """Win, tie and loss masks of ``learned`` against ``other``, problem by
+  problem (the benchmark's verdict on one run each)."""
+  outcomes = np.asarray([V.compare([a], [b])[0]
+                         for a, b in zip(learned, other)])
+  return tuple(outcomes == o for o in V.OUTCOMES)
 
 
 def _steps_to(train_curves, target):
-  """First checkpoint step where the training loss <= target (else +10)."""
+  """Per problem, the first checkpoint step at which the training loss is
+  at or below ``target`` (:func:`bench.core.verdict.steps_to_target`);
+  ``BUDGET + BUDGET // CHECKPOINTS`` where never."""
   every = BUDGET // CHECKPOINTS
-  reached = train_curves <= target[:, None] * (1 + 1e-6)
-  first = np.where(reached.any(1), reached.argmax(1), CHECKPOINTS)
-  return (first + 1) * every
+  steps = (np.arange(CHECKPOINTS) + 1) * every
+  first = [V.steps_to_target(c, steps, t) for c, t in zip(train_curves,
+                                                         target)]
+  return np.asarray([BUDGET + every if f is None else f for f in first])
 
 
 def summarise(grid, out):
@@ -248,10 +233,10 @@ def write_report(out_dir, report):
   """Writes ``dnn_policy.md`` from the json's content."""
   summaries, results = report["summary"], report["problems"]
   lines = ["# Learned deep-network schedule on held-out networks", "",
-           f"`python -m bench.dnn_policy_task --seeds {report['seeds']}`"
-           f" ({report['seconds']:.0f} s on the shared 2-core CPU)."
-           f" Win/tie/loss of the learned schedule (tie: within"
-           f" {report['tie']:.0%}); held-out loss = the loss on validation"
+           f"`python -m bench dnn-policy --seeds {report['seeds']}`"
+           f" ({report['seconds']:.0f} s; {report['machine']})."
+           f" Win/tie/loss of the learned schedule, one run each"
+           f" ({report['tie']}); held-out loss = the loss on validation"
            " rows never trained on; training loss = on the full training"
            " rows.", ""]
   lines += _table("Held-out families (never seen in training)",
@@ -268,22 +253,18 @@ def write_report(out_dir, report):
 
 
 def _figure(path, examples):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = O.pyplot()
   fig, axes = plt.subplots(2, len(examples), figsize=(4.2 * len(examples), 7),
                            squeeze=False)
   steps = np.arange(BUDGET)
   checks = (np.arange(CHECKPOINTS) + 1) * (BUDGET // CHECKPOINTS)
+  unit = R.schedule_multipliers(BUDGET, ("cosine", "warmup_cosine"))
   for j, (title, peak, out, i) in enumerate(examples):
-    cosine = peak * 0.5 * (1 + np.cos(np.pi * steps / BUDGET))
-    w = BUDGET // 10
-    warm = np.where(steps < w, peak * steps / w, peak * 0.5 * (1 + np.cos(
-        np.pi * np.clip((steps - w) / (BUDGET - w), 0, 1))))
     ax = axes[0, j]
     ax.plot(steps, out["learned"]["rates"][i], label="learned", lw=2)
-    ax.plot(steps, cosine, label="cosine", ls="--")
-    ax.plot(steps, warm, label="warmup-cosine", ls=":")
+    ax.plot(steps, peak * unit["cosine"], label="cosine", ls="--")
+    ax.plot(steps, peak * unit["warmup_cosine"], label="warmup-cosine",
+            ls=":")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("step")
     ax.set_ylabel("learning rate")
@@ -304,59 +285,59 @@ def _figure(path, examples):
   plt.close(fig)
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(
-      description=__doc__.splitlines()[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--seeds", type=int, default=5, help="seeds per cell")
-  parser.add_argument("--policy", default="dnn",
-                      help="policy name or .npz path")
-  parser.add_argument("--out", default="bench/results/dnn_policy",
-                      help="output folder (json, md, png)")
-  parser.add_argument("--no-in-distribution", action="store_true",
-                      help="skip the training families")
-  parser.add_argument("--report-only", action="store_true",
-                      help="rewrite the .md from the .json in --out")
-  args = parser.parse_args(argv)
-  if args.report_only:
-    report = json.loads((pathlib.Path(args.out) / "dnn_policy.json").read_text())
-    report.setdefault("seeds", 5)
-    print("\n".join(write_report(args.out, report)))
+def study(out_dir, seeds=5, policy="dnn", families=None,
+          directions=tuple(PEAKS), in_distribution=True, report_only=False):
+  """Runs the study; writes ``dnn_policy.json``, ``.md`` and ``.png``.
+
+  Args:
+    out_dir: output folder (created).
+    seeds: seeds per (direction, peak) cell.
+    policy: the policy's name or ``.npz`` path.
+    families: names of the families to run (``None``: every one).
+    directions: the base directions (keys of :data:`PEAKS`).
+    in_distribution: also run fresh problems of the training families.
+    report_only: rewrite the ``.md`` from the ``.json`` in ``out_dir``.
+
+  Returns:
+    The per-family counts.
+  """
+  out = pathlib.Path(out_dir)
+  if report_only:
+    report = json.loads((out / "dnn_policy.json").read_text())
+    print("\n".join(write_report(out, report)))
     return report["summary"]
-  policy = optax_greedy.load_policy(args.policy)
-  out_dir = pathlib.Path(args.out)
-  out_dir.mkdir(parents=True, exist_ok=True)
+  loaded = optax_greedy.load_policy(policy)
+  out.mkdir(parents=True, exist_ok=True)
   start = time.perf_counter()
   results = {"held_out": {}, "in_distribution": {}}
   summaries = {"held_out": {}, "in_distribution": {}}
   examples = []
   groups = [("held_out", dnn_problems.held_out_families())]
-  if not args.no_in_distribution:
+  if in_distribution:
     groups.append(("in_distribution", dnn_problems.training_families()))
-  for group, families in groups:
-    for family in families:
+  for group, members in groups:
+    for family in members:
+      if families is not None and family.name not in families:
+        continue
       t0 = time.perf_counter()
-      grid, out = run_family(family, policy, args.seeds)
-      records, counts = summarise(grid, out)
+      grid, runs = run_family(family, loaded, seeds, tuple(directions))
+      records, counts = summarise(grid, runs)
       results[group][family.name] = records
       summaries[group][family.name] = counts
       print(f"{group}/{family.name}: {time.perf_counter() - t0:.0f}s"
             f" {counts}", flush=True)
       if group == "held_out":
         i = next(k for k, (d, p, s) in enumerate(grid)
-                 if d == "adam" and p == PEAKS["adam"][1] and s == 0)
-        examples.append((f"{family.name}, Adam, peak {grid[i][1]:g}",
-                         grid[i][1], out, i))
-  seconds = time.perf_counter() - start
-  report = {"summary": summaries, "problems": results, "seconds": seconds,
-            "seeds": args.seeds, "budget": BUDGET, "tie": TIE,
-            "policy": args.policy}
-  (out_dir / "dnn_policy.json").write_text(json.dumps(report, indent=1))
-  lines = write_report(out_dir, report)
-  _figure(out_dir / "dnn_policy.png", examples)
+                 if p == PEAKS[d][-1] and s == 0)
+        examples.append((f"{family.name}, {grid[i][0]}, peak "
+                         f"{grid[i][1]:g}", grid[i][1], runs, i))
+  report = {"summary": summaries, "problems": results,
+            "seconds": time.perf_counter() - start, "seeds": seeds,
+            "budget": BUDGET, "tie": V.RULE, "policy": policy,
+            "machine": O.machine_line()}
+  O.write_json(out / "dnn_policy.json", report, indent=1)
+  lines = write_report(out, report)
+  if examples:
+    _figure(out / "dnn_policy.png", examples)
   print("\n".join(lines))
   return summaries
-
-
-if __name__ == "__main__":
-  main()

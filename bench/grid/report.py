@@ -1,26 +1,12 @@
-"""summary.md, summary.json and the figures."""
+"""The grid's report: summary.md, summary.json and the figures."""
 
 import json
 import os
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
+import numpy as np
 
-from bench import controllers as C  # pylint: disable=wrong-import-position
-
-LABELS = {
-    "greedy": "GreedyLR (train loss, defaults)",
-    "greedy_val": "GreedyLR (validation loss per eval, " + ", ".join(
-        f"{k}={v}" for k, v in C.GREEDY_VAL.items()) + ")",
-    "greedy_clipped": "GreedyLR clipped to the stability bound",
-    "hd_global": "HD global", "hd_per_tensor": "HD per tensor",
-    "hd_per_parameter": "HD per parameter",
-    "reduce_on_plateau": "reduce_on_plateau", "backtracking":
-    "backtracking line search", "schedule_free": "schedule-free",
-    "mechanize": "mechanize", "prodigy": "prodigy", "dog": "DoG",
-}
+from bench.core import output as O
+from bench.core import registry as R
 
 
 def _fmt(x, spec=".3g"):
@@ -29,13 +15,6 @@ def _fmt(x, spec=".3g"):
   if isinstance(x, float) and not np.isfinite(x):
     return "inf"
   return format(x, spec)
-
-
-def _table(header, rows):
-  lines = ["| " + " | ".join(header) + " |",
-           "|" + "---|" * len(header)]
-  lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-  return "\n".join(lines)
 
 
 def _tally_cells(t):
@@ -73,9 +52,9 @@ def markdown(summary):
          "equal or better", "tie rules"]
   out += ["## Win/tie/loss against the fixed schedules (held-out loss)", "",
           "Each comparison: one (task, base optimizer, initial rate) and one "
-          "of " + ", ".join(C.FIXED_SCHEDULES) + ", same step budget, "
+          "of " + ", ".join(R.FIXED_SCHEDULES) + ", same step budget, "
           "final held-out loss averaged over seeds.", "",
-          _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+          O.table(hdr, [[R.label(k)] + _tally_cells(t)
                        for k, t in tables.items()]), ""]
   tuned = summary["tuned_win_tables"]
   out += ["## Best-of-grid against best-of-grid (held-out loss)", "",
@@ -83,31 +62,36 @@ def markdown(summary):
           "against each fixed schedule at its own best initial rate. This "
           "takes away the advantage of repairing a badly chosen initial "
           "rate, which the per-configuration table rewards.", "",
-          _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+          O.table(hdr, [[R.label(k)] + _tally_cells(t)
                        for k, t in tuned.items()]), ""]
   for chal in ("greedy", "greedy_val"):
     if chal not in tables:
       continue
     for key in ("task", "schedule", "base"):
-      out += [f"### {LABELS[chal]} by {key} (held-out loss)", "",
-              _table([key] + hdr[1:], [[v] + _tally_cells(t) for v, t in
+      out += [f"### {R.label(chal)} by {key} (held-out loss)", "",
+              O.table([key] + hdr[1:], [[v] + _tally_cells(t) for v, t in
                                        tables[chal][f"by_{key}"].items()]),
               ""]
   hd = [k for k in tables if k.startswith("hd_")]
   if hd:
     out += ["### Hypergradient descent by task (held-out loss, equal or "
             "better)", "",
-            _table(["task"] + [LABELS[k] for k in hd],
+            O.table(["task"] + [R.label(k) for k in hd],
                    [[task] + [_fmt(tables[k]["by_task"][task]
                                    ["equal_or_better"], ".0%") for k in hd]
                     for task in tables[hd[0]]["by_task"]]), ""]
+    same = _identical_rows(summary["runs"], "hd_global", "hd_per_tensor")
+    if same:
+      out += ["Global and per-tensor HD are the same algorithm where the "
+              "parameters are one array: their final losses are identical "
+              f"on {', '.join(same)}, so their rows coincide there.", ""]
   train = summary.get("train_win_tables") or {}
   if train:
     out += ["## Win/tie/loss against the fixed schedules (training loss)",
             "", "The same comparisons as the first held-out table, on the "
             "final training loss (mean minibatch loss of the last evaluation "
             "block, per seed).", "",
-            _table(hdr, [[LABELS.get(k, k)] + _tally_cells(t)
+            O.table(hdr, [[R.label(k)] + _tally_cells(t)
                          for k, t in train.items() if "[" not in k]), ""]
   flips = summary.get("negative_flips") or []
   if flips:
@@ -117,9 +101,9 @@ def markdown(summary):
             "every row at its own best rate. Negative flips: the share of "
             "held-out examples the baseline classifies correctly and the "
             "row's model does not (same seed, mean over seeds).", "",
-            _table(["task", "base", "row", "accuracy", "change vs cosine",
+            O.table(["task", "base", "row", "accuracy", "change vs cosine",
                     "negative flips"],
-                   [[f["task"], f["base"], LABELS.get(f["row"], f["row"]),
+                   [[f["task"], f["base"], R.label(f["row"]),
                      f"{f['accuracy']:.3f}", f"{f['accuracy_change']:+.3f}",
                      f"{f['negative_flip_rate']:.3f}"]
                     for f in flips if "[" not in f["row"]]), ""]
@@ -136,8 +120,8 @@ def markdown(summary):
           "initial rate reached the target / tasks, and the median, over the "
           "tasks reached, of the best rate's speedup (reference steps / "
           "steps; > 1 is faster than tuned Adam).", "",
-          _table(["row"] + bases,
-                 [[LABELS.get(k, k)] + [v.get(b, "-") for b in bases]
+          O.table(["row"] + bases,
+                 [[R.label(k)] + [v.get(b, "-") for b in bases]
                   for k, v in cells.items()]), ""]
   ov = summary.get("overhead")
   if ov:
@@ -149,7 +133,7 @@ def markdown(summary):
             "compile time of that train step; optimizer state bytes on the "
             f"{ov['bare_update']['n_params']:,} parameters. Medians of "
             "interleaved rounds.", "",
-            _table(["controller", "bare update", "train step", "compile",
+            O.table(["controller", "bare update", "train step", "compile",
                     "state bytes", "adam-relative state"],
                    [[n, _fmt(ov["bare_update"]["ratio"].get(n), ".2f") + "x",
                      _fmt(ov["train_step"]["ratio"].get(n), ".2f") + "x",
@@ -164,7 +148,7 @@ def markdown(summary):
   if vm:
     out += ["## What jax.vmap saves", "",
             f"{vm['config']}, compile included in every figure:", "",
-            _table(["how", "seconds", "vmap speedup"], [
+            O.table(["how", "seconds", "vmap speedup"], [
                 ["one vmapped program", f"{vm['vmapped_s']:.1f}", "1.00x"],
                 ["Python loop, one jit (rate and seed traced)",
                  f"{vm['loop_one_compile_s']:.1f}",
@@ -204,6 +188,18 @@ def markdown(summary):
   return "\n".join(out)
 
 
+def _identical_rows(runs, first, second):
+  """The tasks on which rows ``first`` and ``second`` have the same final
+  losses in every run (same base, rate and seed)."""
+  finals = {}
+  for r in runs:
+    if r["row"] in (first, second):
+      finals.setdefault(r["task"], {}).setdefault(r["row"], {})[
+          (r["base"], r["lr_index"])] = r["final"]
+  return [task for task, rows in finals.items()
+          if len(rows) == 2 and rows[first] == rows[second]]
+
+
 def _pick(recs, task, row, base, li):
   for r in recs:
     if (r["task"], r["row"], r["base"], r["lr_index"]) == (task, row, base,
@@ -238,6 +234,7 @@ def figure_schedules(recs, path):
                           ("rosenbrock/noise=10", "adam")])
   cols = min(3, len(panels))
   nrows = -(-len(panels) // cols)
+  plt = O.pyplot()
   fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows),
                            squeeze=False)
   styles = (("greedy", "GreedyLR", dict(color="C0", lw=2.2)),
@@ -276,6 +273,7 @@ def figure_losses(recs, path):
   underneath, the others differ in dash pattern and marker."""
   panels = _panels(recs, [("mlp", "sgd"), ("logreg", "sgd"),
                           ("mlp", "momentum")])[:2]
+  plt = O.pyplot()
   fig, axes = plt.subplots(2, len(panels), figsize=(5.5 * len(panels) + 1, 7),
                            squeeze=False, sharex="col")
   styles = (
@@ -326,23 +324,8 @@ def write(summary, recs, out_dir):
       old = json.load(f)
     if "workloads" in old:
       summary = {**summary, "workloads": old["workloads"]}
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(_clean(summary), f, separators=(",", ":"), allow_nan=False)
+  O.write_json(path, summary, digits=6)
   with open(os.path.join(out_dir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(markdown(summary))
   figure_schedules(recs, os.path.join(out_dir, "lr_schedules.png"))
   figure_losses(recs, os.path.join(out_dir, "loss_histories.png"))
-
-
-def _clean(x):
-  """Strict JSON: arrays to lists, floats to 6 significant digits,
-  non-finite floats (diverged) to null."""
-  if isinstance(x, dict):
-    return {str(k): _clean(v) for k, v in x.items()}
-  if isinstance(x, (list, tuple)):
-    return [_clean(v) for v in x]
-  if hasattr(x, "tolist"):
-    return _clean(x.tolist())
-  if isinstance(x, float):
-    return float(f"{x:.6g}") if np.isfinite(x) else None
-  return x

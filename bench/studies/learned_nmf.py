@@ -1,10 +1,11 @@
-"""Benchmark task: the learned NMF schedule against heuristic schedules.
+"""Study: the learned NMF schedule against heuristic schedules.
 
 Every method sets the rate of projected minibatch SGD on
 :func:`optax_greedy.nmf.loss` with the same budget, the same initial factors
 and the same minibatch stream per seed. ``B(params)`` is
 ``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
-scale of the learned policy's action, see ``optax_greedy.learning.nmf_problems``):
+scale of the learned policy's action, see
+``optax_greedy.learning.nmf_problems``):
 
 * ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
   (:func:`optax_greedy.load_policy`), ``f_t * B``;
@@ -34,12 +35,16 @@ SGD with momentum 0.9, batch 64) on the digits classification task with
 ``max_rate`` the peak rate of a cosine annealing baseline; test loss and
 accuracy over seeds against cosine annealing at the same peak.
 
-    python -m bench.learned_task --quick --out /tmp/learned_bench
+    python -m bench learned-nmf --quick --out /tmp/learned_bench
+
+Win/tie/loss per run is the benchmark's verdict (:mod:`bench.core.verdict`)
+on one run each. The fits keep their own loop rather than the benchmark's
+(:mod:`bench.core.loop`): they record the full relative error after every
+step and the rate applied to ``W`` as a fraction of the bound, read from
+the update itself.
 """
 
-import argparse
 import functools
-import json
 import pathlib
 import time
 
@@ -49,33 +54,31 @@ import numpy as np
 import optax
 
 import optax_greedy
-from bench import analysis
-from bench import controllers as C
-from bench import tasks as T
+from bench.core import data as D
+from bench.core import models as M
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict
 from optax_greedy.learning import nmf_problems
 from optax_greedy import nmf
 
 SAFETY = 0.9
-TIE = analysis.TIE_REL  # the benchmark's 1% rule, per run (no seed spread)
 _FIXED = ("constant at bound", "constant 0.5 bound", "step decay", "cosine")
 _GREEDY = ("greedy_lr", "greedy_lr clipped")
 _LEARNED = ("learned", "learned, clipped")
 
 
-def _bound(params):
-  return nmf.stability_bounds(params, joint=True)
-
-
 def _fixed_fractions(steps):
   """Fractions of the bound per step for the fixed schedules ``[4, T]``
-  (the benchmark's builder, :func:`bench.controllers.schedule_multipliers`)."""
-  unit = C.schedule_multipliers(steps, ("constant", "step", "cosine"))
+  (the benchmark's builder,
+  :func:`bench.core.registry.schedule_multipliers`)."""
+  unit = R.schedule_multipliers(steps, ("constant", "step", "cosine"))
   return jnp.asarray(np.stack([unit["constant"], 0.5 * unit["constant"],
                                unit["step"], unit["cosine"]]))
 
 
 def _fraction_of_bound(fractions):
-  """Scales updates by ``-fractions[t] * _bound(params_t)``."""
+  """Scales updates by ``-fractions[t] * B(params_t)``."""
   def init_fn(params):
     del params
     return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
@@ -85,7 +88,7 @@ def _fraction_of_bound(fractions):
     fraction = fractions[jnp.minimum(state.count, fractions.shape[0] - 1)]
     updates = jax.tree.map(
         lambda b, sub: jax.tree.map(lambda u: -fraction * b * u, sub),
-        _bound(params), updates)
+        nmf_problems.nmf_bound(params), updates)
     return updates, optax.ScaleByScheduleState(
         count=optax.safe_increment(state.count))
 
@@ -96,15 +99,16 @@ def _greedy_tx(initial, clipped):
   """greedy_lr from ``initial``; inside stability_clip (infinite bound when
   not ``clipped``, so both variants share one compiled program)."""
   max_rate = lambda p: jax.tree.map(
-      lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
+      lambda b: jnp.where(clipped, b, jnp.inf), nmf_problems.nmf_bound(p))
   return optax_greedy.stability_clip(
       max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY)
 
 
 def _learned_tx(policy, steps, clipped):
-  inner = optax_greedy.learned_schedule(policy, _bound, budget=steps)
+  inner = optax_greedy.learned_schedule(policy, nmf_problems.nmf_bound,
+                                        budget=steps)
   max_rate = lambda p: jax.tree.map(
-      lambda b: jnp.where(clipped, b, jnp.inf), _bound(p))
+      lambda b: jnp.where(clipped, b, jnp.inf), nmf_problems.nmf_bound(p))
   return optax_greedy.stability_clip(max_rate, inner, safety=SAFETY)
 
 
@@ -129,7 +133,7 @@ def _fit(V, rank, batch, steps, tx, key, batches):
     updates, state = tx.update(grads, state, params, value=value)
     g = grads["W"]
     rate = -jnp.vdot(updates["W"], g) / jnp.maximum(jnp.vdot(g, g), 1e-30)
-    fraction = rate / _bound(params)["W"]
+    fraction = rate / nmf_problems.nmf_bound(params)["W"]
     params = jax.tree.map(lambda p, u: jnp.maximum(p + u, 0), params,
                           updates)
     return (params, state), (nmf.relative_error(params, V), fraction)
@@ -138,20 +142,27 @@ def _fit(V, rank, batch, steps, tx, key, batches):
   return errors, fractions
 
 
-def _problems(quick):
-  """Held-out problems: name -> (V [P, m, n], rank, batch, steps)."""
-  from sklearn import datasets  # pylint: disable=import-outside-toplevel
+# Key -> the name of each held-out problem set in the report.
+PROBLEMS = {"digits": "digits 64x1797 r16",
+            "cancer": "breast cancer 30x569 r5",
+            "synthetic": "synthetic (larger)"}
+
+
+def _problems(quick, steps=None, sets=tuple(PROBLEMS)):
+  """Held-out problem ``sets``: name -> (V [P, m, n], rank, batch,
+  steps); ``steps`` replaces every budget."""
   count = 8 if quick else 24
   keys = jax.random.split(jax.random.key(20_231_123), count)
   synth = jax.vmap(functools.partial(
       nmf_problems.sample_problem, rows=64, cols=128, max_rank=10))(keys)
-  cancer = jnp.asarray(datasets.load_breast_cancer().data.T, jnp.float32)
-  return {
-      "digits 64x1797 r16": (nmf.digits_matrix().T[None], 16, 256,
-                             200 if quick else 400),
-      "breast cancer 30x569 r5": (cancer[None], 5, 64, 200),
-      "synthetic (larger)": (synth.V, 8, 16, 200),
+  cancer = jnp.asarray(D.sklearn_table("breast_cancer")[0].T, jnp.float32)
+  every = {
+      "digits": (nmf.digits_matrix().T[None], 16, 256,
+                 steps or (200 if quick else 400)),
+      "cancer": (cancer[None], 5, 64, steps or 200),
+      "synthetic": (synth.V, 8, 16, steps or 200),
   }
+  return {PROBLEMS[k]: every[k] for k in sets}
 
 
 def _run_problem(V, rank, batch, steps, seeds, policy):
@@ -181,7 +192,7 @@ def _run_problem(V, rank, batch, steps, seeds, policy):
   def initial_bound(v, k):
     params = nmf_problems.init_factors(
         k, nmf_problems.NMFProblem(v, jnp.ones([rank]), jnp.asarray(steps)))
-    return _bound(params)["W"]
+    return nmf_problems.nmf_bound(params)["W"]
 
   out, fractions, seconds = {}, {}, {}
   programs = (
@@ -203,15 +214,25 @@ def _run_problem(V, rank, batch, steps, seeds, policy):
   return out, fractions, seconds
 
 
-def _summary(errors, steps):
+def _per_run_verdicts(mine, theirs):
+  """``[wins, ties, losses]`` of ``mine`` against ``theirs``, run by run
+  (one seed each: the verdict's 1% rule)."""
+  outcomes = [verdict.compare([a], [b])[0] for a, b in zip(mine, theirs)]
+  return [outcomes.count(o) for o in verdict.OUTCOMES]
+
+
+def _summary(errors):
+  """Per method: final errors, divergences, steps to a target 10% above
+  the best final error of the run, and ``learned``'s verdicts."""
   finals = {k: np.where(np.isfinite(v[:, -1]), v[:, -1], np.inf)
             for k, v in errors.items()}
   best = np.min(np.stack(list(finals.values())), axis=0)
   target = 1.1 * best
   rows = {}
   for name, err in errors.items():
-    reached = np.isfinite(err) & (err <= target[:, None])
-    first = np.where(reached.any(axis=1), reached.argmax(axis=1) + 1, -1)
+    first = np.asarray([
+        verdict.steps_to_target(e, np.arange(1, e.size + 1), t) or -1
+        for e, t in zip(err, target)])
     ok = finals[name] < 1
     rows[name] = {
         "final_error_mean": float(np.mean(finals[name][ok])) if ok.any()
@@ -225,23 +246,19 @@ def _summary(errors, steps):
         "runs": int(first.size),
     }
     if name != "learned":
-      ratio = finals["learned"] / finals[name]
-      rows[name]["learned_win_tie_loss"] = [
-          int((ratio < 1 - TIE).sum()),
-          int((np.abs(ratio - 1) <= TIE).sum()),
-          int((ratio > 1 + TIE).sum())]
+      rows[name]["learned_win_tie_loss"] = _per_run_verdicts(
+          finals["learned"], finals[name])
   return rows
 
 
-def _transfer(policy, seeds, quick):
+def _transfer(policy, seeds, quick, steps=None):
   """NMF policy vs cosine on an MLP for sklearn digits (see module doc)."""
-  from sklearn import datasets  # pylint: disable=import-outside-toplevel
-  digits = datasets.load_digits()
-  x = jnp.asarray(digits.data / 16.0, jnp.float32)
-  y = jnp.asarray(digits.target)
+  x, y = D.sklearn_table("digits")
+  x = jnp.asarray(x / 16.0, jnp.float32)
+  y = jnp.asarray(y)
   x_train, y_train, x_test, y_test = x[:1200], y[:1200], x[1200:], y[1200:]
-  steps, batch = (300 if quick else 600), 64
-  model = T.MLP(widths=(64,))
+  steps, batch = steps or (300 if quick else 600), 64
+  model = M.MLP(widths=(64,))
 
   def loss_fn(params, xb, yb):
     logits = model.apply(params, xb)
@@ -290,19 +307,15 @@ def _transfer(policy, seeds, quick):
           "test_loss_mean": float(np.mean(losses[i, j])),
           "test_loss_sd": float(np.std(losses[i, j])),
           "test_accuracy_mean": float(np.mean(accs[i, j]))}
-    ratio = losses[i, 1] / losses[i, 0]
-    rows[f"learned (NMF policy), peak {peak:g}"]["win_tie_loss_vs_cosine"] = [
-        int((ratio < 1 - TIE).sum()), int((np.abs(ratio - 1) <= TIE).sum()),
-        int((ratio > 1 + TIE).sum())]
+    rows[f"learned (NMF policy), peak {peak:g}"]["win_tie_loss_vs_cosine"] = (
+        _per_run_verdicts(losses[i, 1], losses[i, 0]))
   return {"task": "MLP 64-64-10 on sklearn digits (1200 train / 597 test),"
                   f" SGD momentum 0.9, batch {batch}, {steps} steps",
           "seconds": seconds, "rows": rows}
 
 
 def _plot(path, curves):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = O.pyplot()
   shown = ("learned", "step decay", "greedy_lr", "greedy_lr clipped",
            "cosine")
   fig, axes = plt.subplots(2, len(curves), figsize=(5 * len(curves), 7),
@@ -328,7 +341,8 @@ def _plot(path, curves):
   plt.close(fig)
 
 
-def run(quick: bool = True, out_dir=None) -> dict:
+def run(quick: bool = True, out_dir=None, seeds=None, steps=None,
+        sets=tuple(PROBLEMS)) -> dict:
   """Runs the comparison and the transfer experiment.
 
   Args:
@@ -337,6 +351,9 @@ def run(quick: bool = True, out_dir=None) -> dict:
       problems, 400 steps and 600 MLP steps.
     out_dir: folder for ``learned.json``, ``learned.md`` and
       ``learned.png`` (created); ``None`` writes nothing.
+    seeds: the seeds (default ``range(3)``, or ``range(5)`` when not quick).
+    steps: replaces every step budget (a smoke test).
+    sets: which held-out problem sets (keys of :data:`PROBLEMS`).
 
   Returns:
     ``{"config", "problems": {name: {method: row}}, "transfer", "seconds"}``
@@ -346,29 +363,30 @@ def run(quick: bool = True, out_dir=None) -> dict:
     for ``learned``) ``learned_win_tie_loss``.
   """
   start = time.perf_counter()
-  seeds = tuple(range(3 if quick else 5))
+  seeds = tuple(range(3 if quick else 5)) if seeds is None else tuple(seeds)
   policy = optax_greedy.load_policy("nmf")
   problems, curves = {}, {}
-  for name, (V, rank, batch, steps) in _problems(quick).items():
+  for name, (V, rank, batch, steps) in _problems(quick, steps,
+                                                 tuple(sets)).items():
     errors, fractions, seconds = _run_problem(V, rank, batch, steps, seeds,
                                               policy)
     problems[name] = {"rank": rank, "batch": batch, "steps": steps,
                       "matrices": int(V.shape[0]),
-                      "rows": _summary(errors, steps),
+                      "rows": _summary(errors),
                       "seconds": seconds}
     curves[name] = (errors, fractions)
   result = {
-      "config": {"seeds": list(seeds), "safety": SAFETY, "tie": TIE,
+      "config": {"seeds": list(seeds), "safety": SAFETY, "tie": verdict.RULE,
                  "bound": "nmf.stability_bounds(params, joint=True)",
                  "backend": jax.default_backend()},
       "problems": problems,
-      "transfer": _transfer(policy, seeds, quick),
+      "transfer": _transfer(policy, seeds, quick, steps),
   }
   result["seconds"] = time.perf_counter() - start
   if out_dir is not None:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "learned.json").write_text(json.dumps(result, indent=1))
+    O.write_json(out / "learned.json", result, indent=1)
     (out / "learned.md").write_text(markdown(result))
     _plot(out / "learned.png", curves)
     result["figure"] = str(out / "learned.png")
@@ -409,17 +427,3 @@ def markdown(result) -> str:
         f" | {row['test_accuracy_mean']:.4f} | "
         f"{'/'.join(map(str, wtl)) if wtl else ''} |")
   return "\n".join(lines) + "\n"
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="learned_bench")
-  args = parser.parse_args()
-  result = run(args.quick, args.out)
-  print(markdown(result))
-  print(f"total {result['seconds']:.0f}s")
-
-
-if __name__ == "__main__":
-  main()

@@ -1,39 +1,22 @@
-"""From runs to verdicts: win/tie/loss tables and speed to target.
+"""From the grid's runs to its tables: win/tie/loss against the fixed
+schedules, best-of-grid, speed to target, negative flips.
 
 Every number here is computed from the runs; nothing is entered by hand.
 
 Two losses are compared: the **held-out** loss (the evaluation loss: the
 held-out split of the learned tasks, the noise-free function of the
 analytic ones), the headline, and the **training** loss (the mean minibatch
-loss of the last evaluation block, per seed).
-
-Win/tie/loss of a challenger against a fixed schedule, on one (task, base
-optimizer, initial rate) configuration, compares the mean over seeds of the
-final loss:
-
-* tie (rule ``"spread"``) if ``|mean_c - mean_s| <= max(std_c, std_s)``, the
-  larger of the two seed standard deviations;
-* else tie (rule ``"1%"``) if ``|mean_c - mean_s| <= 0.01 * |mean_s|``;
-* else win if ``mean_c < mean_s``, loss otherwise.
-
-A run whose final loss is not finite (diverged) counts as +inf: it loses to
-any finite run and ties (rule ``"both diverged"``) with another +inf.
+loss of the last evaluation block, per seed). Each comparison is one
+(task, base optimizer, initial rate) configuration and one fixed schedule,
+decided by the benchmark's one verdict (:mod:`bench.core.verdict`).
 """
 
 import numpy as np
 
-from bench import controllers as C
+from bench.core import registry as R
+from bench.core import verdict as V
 
-CHALLENGERS = ("greedy", "greedy_val", "greedy_clipped", "hd_global",
-               "hd_per_tensor", "hd_per_parameter", "reduce_on_plateau",
-               "backtracking", "schedule_free", "mechanize", "prodigy", "dog")
 HEADLINE = "greedy"
-TIE_REL = 0.01
-
-
-def _finite(x):
-  x = np.asarray(x, np.float64)
-  return np.where(np.isfinite(x), x, np.inf)
 
 
 def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
@@ -43,7 +26,7 @@ def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
   for o, row in enumerate(options):
     for v, variant in enumerate(task.variants):
       for li, lr in enumerate(lrs):
-        evals = _finite(prog.eval_loss[o, v, li])            # [seed, n+1]
+        evals = V.finite_or_inf(prog.eval_loss[o, v, li])  # [seed, n+1]
         train = np.asarray(prog.train_loss[o, v, li])        # [seed, steps]
         out.append({
             "task": task.variant_name(variant), "family": task.name,
@@ -52,7 +35,7 @@ def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
             "lr": None if ctrl.lr_free else float(lr),
             "final": [float(x) for x in evals[:, -1]],
             "train_final": [float(x) for x in
-                            _finite(train[:, -k:].mean(axis=1))],
+                            V.finite_or_inf(train[:, -k:].mean(axis=1))],
             "correct": np.asarray(prog.correct[o, v, li], bool),
             "curve": [float(x) for x in evals.mean(0)],
             "eval_steps": [int(i * k) for i in range(n_evals + 1)],
@@ -60,29 +43,6 @@ def records(task, ctrl, base, lrs, options, prog, steps, n_evals):
             "train": train.mean(0),
         })
   return out
-
-
-def _stats(final):
-  final = np.asarray(final)
-  if not np.all(np.isfinite(final)):
-    return np.inf, 0.0
-  return float(final.mean()), float(final.std())
-
-
-def compare(challenger, schedule):
-  """``(outcome, tie_rule)`` for two lists of per-seed final losses."""
-  mc, sc = _stats(challenger)
-  ms, ss = _stats(schedule)
-  if np.isinf(mc) and np.isinf(ms):
-    return "tie", "both diverged"
-  if np.isinf(mc) or np.isinf(ms):
-    return ("loss", None) if np.isinf(mc) else ("win", None)
-  diff = abs(mc - ms)
-  if diff <= max(sc, ss):
-    return "tie", "spread"
-  if diff <= TIE_REL * abs(ms):
-    return "tie", "1%"
-  return ("win", None) if mc < ms else ("loss", None)
 
 
 def _index(recs):
@@ -100,20 +60,20 @@ def comparisons(recs, key="final"):
   names = challengers(recs)
   rows = []
   for (task, row, base, li), sched in idx.items():
-    if row not in C.FIXED_SCHEDULES:
+    if row not in R.FIXED_SCHEDULES:
       continue
     for chal in names:
       rec = idx.get((task, chal, base, li)) or idx.get((task, chal, "-", None))
       if rec is None:
         continue
-      outcome, rule = compare(rec[key], sched[key])
+      outcome, rule = V.compare(rec[key], sched[key])
       rows.append({
           "challenger": chal, "task": task, "base": base, "lr": sched["lr"],
           "schedule": row, "outcome": outcome, "tie_rule": rule,
-          "challenger_mean": _stats(rec[key])[0],
-          "challenger_std": _stats(rec[key])[1],
-          "schedule_mean": _stats(sched[key])[0],
-          "schedule_std": _stats(sched[key])[1],
+          "challenger_mean": V.stats(rec[key])[0],
+          "challenger_std": V.stats(rec[key])[1],
+          "schedule_mean": V.stats(sched[key])[0],
+          "schedule_std": V.stats(sched[key])[1],
       })
   return rows
 
@@ -124,7 +84,8 @@ def _best(recs):
   best = {}
   for r in recs:
     key = (r["task"], r["row"], r["base"])
-    if key not in best or _stats(r["final"])[0] < _stats(best[key]["final"])[0]:
+    if key not in best or (V.stats(r["final"])[0]
+                           < V.stats(best[key]["final"])[0]):
       best[key] = r
   return best
 
@@ -175,40 +136,28 @@ def tuned_comparisons(recs):
   names = challengers(recs)
   rows = []
   for (task, row, base), sched in best.items():
-    if row not in C.FIXED_SCHEDULES:
+    if row not in R.FIXED_SCHEDULES:
       continue
     for chal in names:
       rec = best.get((task, chal, base)) or best.get((task, chal, "-"))
       if rec is None:
         continue
-      outcome, rule = compare(rec["final"], sched["final"])
+      outcome, rule = V.compare(rec["final"], sched["final"])
       rows.append({
           "challenger": chal, "task": task, "base": base, "lr": None,
           "challenger_lr": rec["lr"], "schedule_lr": sched["lr"],
           "schedule": row, "outcome": outcome, "tie_rule": rule,
-          "challenger_mean": _stats(rec["final"])[0],
-          "schedule_mean": _stats(sched["final"])[0]})
+          "challenger_mean": V.stats(rec["final"])[0],
+          "schedule_mean": V.stats(sched["final"])[0]})
   return rows
 
 
-def _tally(rows):
-  n = len(rows)
-  count = {o: sum(r["outcome"] == o for r in rows)
-           for o in ("win", "tie", "loss")}
-  rules = {}
-  for r in rows:
-    if r["tie_rule"]:
-      rules[r["tie_rule"]] = rules.get(r["tie_rule"], 0) + 1
-  return {"n": n, "wins": count["win"], "ties": count["tie"],
-          "losses": count["loss"], "tie_rules": rules,
-          "equal_or_better": (count["win"] + count["tie"]) / n if n else None}
-
-
 def challengers(recs):
-  """Every non-fixed row: :data:`CHALLENGERS` first, then tuned variants."""
-  rows = {r["row"] for r in recs} - set(C.FIXED_SCHEDULES)
-  return [c for c in CHALLENGERS if c in rows] + sorted(
-      rows - set(CHALLENGERS))
+  """Every non-fixed row: the registry's entries in its order, then the
+  labelled variants (sorted)."""
+  rows = {r["row"] for r in recs} - set(R.FIXED_SCHEDULES)
+  entries = [c.name for c in R.controllers()]
+  return [c for c in entries if c in rows] + sorted(rows - set(entries))
 
 
 def win_tables(rows):
@@ -218,10 +167,10 @@ def win_tables(rows):
     mine = [r for r in rows if r["challenger"] == chal]
     if not mine:
       continue
-    table = _tally(mine)
+    table = V.tally(mine)
     for key in ("task", "schedule", "base"):
       table[f"by_{key}"] = {
-          v: _tally([r for r in mine if r[key] == v])
+          v: V.tally([r for r in mine if r[key] == v])
           for v in sorted({r[key] for r in mine})}
     tables[chal] = table
   return tables
@@ -244,14 +193,13 @@ def speed_to_target(recs):
             and r["row"] in ("constant", "cosine")]
     if not refs:
       continue
-    ref = min(refs, key=lambda r: _stats(r["final"])[0])
-    target = _stats(ref["final"])[0]
+    ref = min(refs, key=lambda r: V.stats(r["final"])[0])
+    target = V.stats(ref["final"])[0]
     if not np.isfinite(target):
       continue
 
     def steps_to(r, target=target):
-      hit = [s for s, c in zip(r["eval_steps"], r["curve"]) if c <= target]
-      return hit[0] if hit else None
+      return V.steps_to_target(r["curve"], r["eval_steps"], target)
 
     ref_steps = steps_to(ref)
     for r in mine:
@@ -296,8 +244,7 @@ def summarize(recs, meta, extra):
   return {
       "meta": meta,
       "win_rate_vs_fixed_schedules": head.get("equal_or_better"),
-      "tie_rule": (f"tie if |mean difference| <= max seed std ('spread'), "
-                   f"else if <= {TIE_REL:.0%} of the schedule's mean ('1%')"),
+      "tie_rule": V.RULE,
       "win_tables": tables,
       # Rows of the labelled variants are summarised in the tables only.
       "comparisons": [r for r in rows if "[" not in r["challenger"]],

@@ -1,4 +1,4 @@
-"""Benchmark task: learning-rate schedules for stochastic NMF of the digits.
+"""Study: learning-rate schedules for stochastic NMF of the digits.
 
 Factors ``V`` = scikit-learn's digits as a ``64 x 1797`` matrix (one image
 per column, pixels in [0, 1]) into rank-16 non-negative ``W``, ``H`` by
@@ -33,12 +33,15 @@ over seeds, ``-`` if a seed never reaches it), and the wall-clock time, next
 to scikit-learn's ``NMF`` (coordinate descent, full batch) and
 ``MiniBatchNMF`` (same batch size) on the same matrix and rank.
 
-    python -m bench.nmf_task --quick --out /tmp/nmf_bench
+    python -m bench nmf --quick --out /tmp/nmf_bench
+
+The fits keep their own loop rather than the benchmark's
+(:mod:`bench.core.loop`): every step passes the minibatch's columns to the
+clipped controllers' bound (``bound_args``) and reads the rate from the
+state before and after the update.
 """
 
-import argparse
 import functools
-import json
 import pathlib
 import time
 
@@ -48,7 +51,9 @@ import numpy as np
 import optax
 
 import optax_greedy
-from bench import controllers as C
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict
 from optax_greedy import nmf
 
 RANK = 16
@@ -58,9 +63,9 @@ SAFETY = 0.9
 
 def _schedules(bound, steps):
   """The fixed schedules, name -> rate at each step (an array): the
-  benchmark's builder (:func:`bench.controllers.schedule_multipliers`)
+  benchmark's builder (:func:`bench.core.registry.schedule_multipliers`)
   times the bound."""
-  unit = C.schedule_multipliers(steps, ("constant", "step", "cosine"))
+  unit = R.schedule_multipliers(steps, ("constant", "step", "cosine"))
   return {
       "constant 3x bound": jnp.asarray(3 * bound * unit["constant"]),
       "constant at bound": jnp.asarray(bound * unit["constant"]),
@@ -216,17 +221,18 @@ def _sklearn(X, seeds, steps):
 
 
 def _steps_to(errors, target, eval_every):
-  """Median over seeds of the first evaluated step at or below ``target``."""
-  reached = np.isfinite(errors) & (errors <= target)
-  if not reached.any(axis=1).all():
+  """Median over seeds of the first evaluated step at or below ``target``
+  (:func:`bench.core.verdict.steps_to_target`); ``None`` unless every
+  seed reaches it."""
+  steps = np.arange(errors.shape[-1]) * eval_every
+  first = [verdict.steps_to_target(e, steps, target) for e in errors]
+  if None in first:
     return None
-  return int(np.median(reached.argmax(axis=1) * eval_every))
+  return int(np.median(first))
 
 
 def _plot(path, curves, eval_every, bound, title):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = O.pyplot()
   fig, (ax_err, ax_lr) = plt.subplots(1, 2, figsize=(14, 4.2))
   for name, (errors, rates) in curves.items():
     steps = np.arange(errors.shape[-1]) * eval_every
@@ -249,7 +255,7 @@ def _plot(path, curves, eval_every, bound, title):
   plt.close(fig)
 
 
-def run(quick: bool = True, out_dir=None, seeds=None) -> dict:
+def run(quick: bool = True, out_dir=None, seeds=None, steps=None) -> dict:
   """Runs the comparison; writes ``nmf.md``, ``nmf.json``, ``nmf.png``.
 
   Args:
@@ -257,12 +263,14 @@ def run(quick: bool = True, out_dir=None, seeds=None) -> dict:
       3000 steps and 5 seeds.
     out_dir: folder for the outputs (created); ``None`` writes nothing.
     seeds: the seeds (default ``range(3)``, or ``range(5)`` when not quick).
+    steps: the step budget, a multiple of 20 (default 600 quick, 3000
+      not; smaller for a smoke test).
 
   Returns:
     A dict with ``config``, ``bound``, ``target`` and ``rows``: one per
     method with ``final_error`` (per seed), ``steps_to_target``, ``seconds``.
   """
-  steps = 600 if quick else 3000
+  steps = steps or (600 if quick else 3000)
   eval_every = 20
   seeds = tuple(range(3 if quick else 5)) if seeds is None else tuple(seeds)
   V = nmf.digits_matrix().T
@@ -311,7 +319,7 @@ def run(quick: bool = True, out_dir=None, seeds=None) -> dict:
   if out_dir is not None:
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "nmf.json").write_text(json.dumps(result, indent=1))
+    O.write_json(out / "nmf.json", result, indent=1)
     (out / "nmf.md").write_text(markdown(result))
     _plot(out / "nmf.png", curves, eval_every, SAFETY * bound,
           f"stochastic NMF of digits, rank {RANK}, batch {BATCH}")
@@ -359,19 +367,3 @@ def markdown(result) -> str:
       f"{'one seed' if len(result['rows']['sklearn NMF (cd)']['final_error']) == 1 else 'each seed'}.",
   ]
   return "\n".join(lines) + "\n"
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true")
-  parser.add_argument("--out", default="nmf_bench")
-  parser.add_argument("--seeds", type=int, default=None,
-                      help="number of seeds (default 3 quick, 5 full)")
-  args = parser.parse_args()
-  seeds = None if args.seeds is None else range(args.seeds)
-  result = run(args.quick, args.out, seeds)
-  print(markdown(result))
-
-
-if __name__ == "__main__":
-  main()

@@ -1,4 +1,4 @@
-"""Benchmark tasks: data that ships with installed packages, no downloads.
+"""The grid's tasks: data that ships with installed packages, no downloads.
 
 A :class:`Task` is a few pure functions: ``train_loss(params, data, sample,
 variant)`` is the loss on one draw of the sampling stream (minibatch indices,
@@ -14,8 +14,6 @@ the comparisons paired (common random numbers).
 """
 
 import dataclasses
-import inspect
-import importlib
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -23,6 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from bench.core import data as D
+from bench.core import models as M
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,22 +82,9 @@ class Task:
 # ----------------------------------------------------------------- digits ---
 
 
-def _digits():
-  from sklearn import datasets  # pylint: disable=import-outside-toplevel
-  x, y = datasets.load_digits(return_X_y=True)
-  x = x.astype(np.float32)
-  perm = np.random.default_rng(0).permutation(len(x))
-  x, y = x[perm], y[perm].astype(np.int32)
-  n_train = int(0.8 * len(x))
-  mean, std = x[:n_train].mean(0), x[:n_train].std(0) + 1.0
-  x = (x - mean) / std
-  return {"x_train": x[:n_train], "y_train": y[:n_train],
-          "x_eval": x[n_train:], "y_eval": y[n_train:]}
-
-
 def _classifier_task(name, module, lr_low, steps, batch_size=64,
                      image=False):
-  data = _digits()
+  data = D.digits_standardised()
   if image:
     data = {k: (v.reshape(-1, 8, 8, 1) if k.startswith("x") else v)
             for k, v in data.items()}
@@ -129,42 +117,13 @@ def _classifier_task(name, module, lr_low, steps, batch_size=64,
               eval_correct=eval_correct)
 
 
-class MLP(nn.Module):
-  """The benchmark's one MLP: ReLU hidden layers of ``widths``, then
-  ``outputs`` logits."""
-  widths: tuple = (128, 128)
-  outputs: int = 10
-
-  @nn.compact
-  def __call__(self, x):
-    for width in self.widths:
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.outputs)(x)
-
-
-class Conv3x3(nn.Module):
-  """A 3x3 'SAME' convolution as a dense layer on the 9 shifted copies of
-  the input (im2col): the same function as ``nn.Conv(features, (3, 3))``,
-  but a plain matrix product, which ``jax.vmap`` over parameters turns into
-  a batched matmul instead of a grouped convolution (slow on CPU)."""
-  features: int
-
-  @nn.compact
-  def __call__(self, x):
-    h, w = x.shape[1:3]
-    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    patches = jnp.concatenate(
-        [xp[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1)
-    return nn.Dense(self.features)(patches)
-
-
 class _CNN(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.relu(Conv3x3(8)(x))
+    x = nn.relu(M.Conv3x3(8)(x))
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(Conv3x3(16)(x))
+    x = nn.relu(M.Conv3x3(16)(x))
     x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     return nn.Dense(10)(x.reshape(x.shape[0], -1))
 
@@ -177,7 +136,7 @@ def logreg(steps):
 
 def mlp(steps):
   return _classifier_task(
-      "mlp", MLP(), steps=steps,
+      "mlp", M.MLP(), steps=steps,
       lr_low={"sgd": 0.01, "momentum": 0.001, "adam": 1e-4})
 
 
@@ -197,58 +156,14 @@ TEXT_MODULES = ("textwrap", "string", "heapq", "bisect", "fnmatch",
 VOCAB = 128  # ASCII; other characters are mapped to "?".
 
 
-def stdlib_text(max_chars):
-  """The concatenated source of :data:`TEXT_MODULES`, ASCII, as int32 codes."""
-  chunks = []
-  for name in TEXT_MODULES:
-    path = inspect.getsourcefile(importlib.import_module(name))
-    with open(path, encoding="utf-8") as f:
-      chunks.append(f.read())
-  text = "\n".join(chunks)[:max_chars]
-  codes = np.frombuffer(text.encode("ascii", errors="replace"), np.uint8)
-  return codes.astype(np.int32)
-
-
-class _Block(nn.Module):
-  dim: int
-  heads: int
-
-  @nn.compact
-  def __call__(self, x):
-    mask = nn.make_causal_mask(jnp.ones(x.shape[:2]))
-    x = x + nn.MultiHeadDotProductAttention(self.heads)(
-        nn.LayerNorm()(x), mask=mask)
-    h = nn.gelu(nn.Dense(4 * self.dim)(nn.LayerNorm()(x)))
-    return x + nn.Dense(self.dim)(h)
-
-
-class CharTransformer(nn.Module):
-  """Causal transformer over ``vocab`` symbols (pre-LayerNorm blocks)."""
-  dim: int = 32
-  heads: int = 2
-  layers: int = 2
-  length: int = 32
-  vocab: int = VOCAB
-
-  @nn.compact
-  def __call__(self, tokens):
-    x = nn.Embed(self.vocab, self.dim)(tokens)
-    pos = self.param("pos", nn.initializers.normal(0.02),
-                     (self.length, self.dim))
-    x = x + pos[: tokens.shape[1]]
-    for _ in range(self.layers):
-      x = _Block(self.dim, self.heads)(x)
-    return nn.Dense(self.vocab)(nn.LayerNorm()(x))
-
-
 def charlm(steps, length=32, batch_size=8, eval_windows=32):
   """Next-character prediction on standard-library source."""
-  codes = stdlib_text(120_000)
+  codes = D.module_sources(TEXT_MODULES, 120_000)
   split = int(0.9 * len(codes))
   train, held = codes[:split], codes[split:]
   starts = np.linspace(0, len(held) - length - 2, eval_windows).astype(int)
   eval_seqs = np.stack([held[s:s + length + 1] for s in starts])
-  module = CharTransformer(length=length)
+  module = M.CharTransformer(length=length, vocab=VOCAB)
   data = {"train": train, "eval": eval_seqs}
 
   def xent(params, seqs):

@@ -1,28 +1,30 @@
-"""GreedyLR's two feeds against the fixed schedules, on held-out loss.
+"""Study: GreedyLR's two feeds against the fixed schedules, on held-out loss.
 
 Issue 11, section 3: which value should GreedyLR observe on small-data
 networks -- the per-step training loss (``value=loss`` every step, smoothed)
-or the validation loss once per evaluation (``optax_greedy.validation_feed``,
-unsmoothed) -- and with which patience, factor and bounds, so that it is
-equal-or-better than the fixed schedules on **held-out** loss while staying
-so on training loss.
+or the validation loss once per evaluation (unsmoothed) -- and with which
+patience, factor and bounds, so that it is equal-or-better than the fixed
+schedules on **held-out** loss while staying so on training loss.
 
-Setup. The digits tasks of :mod:`bench.tasks` (``logreg``, ``mlp``, ``cnn``)
-with their step budgets of the ``full`` preset. Their training split is cut
+Setup. The digits tasks of :mod:`bench.grid.tasks` (``logreg``, ``mlp``,
+``cnn``) with their step budgets of the ``full`` preset. Their training split is cut
 once more: the last 20% becomes a *validation* split that only the
 validation feed reads; every row (fixed schedules too) trains on the
 remaining 80%, and every comparison uses the task's own held-out split,
-which no row ever sees during training. The validation feed evaluates after
-every ``steps / n_evals`` updates.
+which no row ever sees during training. Every run is the benchmark's loop
+(:mod:`bench.core.loop`) with an evaluation on the validation split after
+every ``steps / n_evals`` updates; the validation feed observes each on the
+step after it (the loop's ``"val"`` feed).
 
 Each (task, base optimizer) runs three compiled programs: the five fixed
-schedules of :data:`bench.controllers.FIXED_SCHEDULES`, GreedyLR on the
-training feed and GreedyLR on the validation feed, each vmapped over its
+schedules of :data:`bench.core.registry.FIXED_SCHEDULES`, GreedyLR on the
+training feed (the registry's ``greedy``) and on the validation feed
+(``greedy_val``), each vmapped over its
 configurations (every GreedyLR setting below is a traced hyperparameter),
 the task's three initial rates and the seeds. A comparison is one
 (task, base, initial rate, fixed schedule) against one GreedyLR
-configuration at the same initial rate, seed means, with the benchmark's tie
-rule (:func:`bench.analysis.compare`); ``equal_or_better`` is
+configuration at the same initial rate, seed means, with the benchmark's
+verdict (:func:`bench.core.verdict.compare`); ``equal_or_better`` is
 (wins + ties) / comparisons, on the held-out loss and, separately, on the
 final training loss (the whole training split, deterministic).
 
@@ -31,40 +33,36 @@ The recipe is *chosen* on the selection tasks (``--select``, default
 ``cnn``): the chosen configuration is the one with the highest held-out rate
 among those whose training-loss rate is >= 90% on the selection tasks.
 
-    python -m bench.greedy_feeds                     # ~10 min on 2 cores
-    python -m bench.greedy_feeds --steps-scale 2 \
+    python -m bench greedy-feeds                     # ~10 min on 2 cores
+    python -m bench greedy-feeds --steps-scale 2 \
         --out bench/results/greedy_feeds/steps_x2
-    python -m bench.greedy_feeds --select logreg --report logreg \
+    python -m bench greedy-feeds --select logreg --report logreg \
         --bases sgd --steps-scale 0.05 --seeds 0 --out /tmp/gf   # smoke
 """
 
-import argparse
 import dataclasses
 import itertools
-import json
 import pathlib
-import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-import optax_greedy
-from bench import analysis
-from bench import controllers as C
-from bench import runner
-from bench import tasks as T
+from bench.core import loop as L
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict as V
+from bench.grid import programs as P
+from bench.grid import tasks as T
 
 STEPS = {"logreg": 400, "mlp": 300, "cnn": 160}
-BASES = {"logreg": C.BASES, "mlp": C.BASES, "cnn": ("adam",)}
+BASES = {"logreg": R.BASES, "mlp": R.BASES, "cnn": ("adam",)}
 N_EVALS = 20
 VALIDATION_FRACTION = 0.2
 TARGET = 0.9
 
 # GreedyLR configurations, all traced: (patience, factor, max_lr / lr); the
-# lower bound is the default learning_rate / 100 throughout.
+# lower bound is learning_rate / 100 throughout.
 TRAIN_CONFIGS = [(p, 0.95, m) for p in (20, 10, 5) for m in (10.0, 1.0)]
 VAL_CONFIGS = [(p, f, m) for p in (0, 1, 2) for f in (0.9, 0.7, 0.5)
                for m in (10.0, 1.0)]
@@ -112,39 +110,33 @@ def split_task(task):
   return SplitTask(task, data, n - n_val, batch_shape)
 
 
-def build(feed, base, lr, config, steps):
+ENTRIES = {"fixed": "fixed", "train": "greedy", "val": "greedy_val"}
+
+
+def options(feed, configs):
+  """The registry options of ``configs``: fixed-schedule multipliers, or
+  GreedyLR's (patience, factor, max_lr / lr) with ``min_lr = lr / 100``."""
   if feed == "fixed":
-    return optax.chain(C.direction(base), optax.scale_by_learning_rate(
-        lambda count: lr * config[jnp.minimum(count, steps - 1)]))
-  patience, factor, ratio = config[0], config[1], config[2]
-  return optax.chain(C.direction(base), optax_greedy.greedy_lr(
-      lr, patience=patience.astype(jnp.int32), factor=factor,
-      max_lr=ratio * lr, smooth=feed == "train"))
+    return [{"multiplier": m} for m in configs]
+  return [{"patience": np.float32(p), "factor": np.float32(f),
+           "min_lr": np.float32(0.01), "max_lr": np.float32(m)}
+          for p, f, m in configs]
 
 
 def single_run(split, base, feed, steps, every):
+  """``run(data, rate, params, stream, options) -> (held-out, train)``
+  final losses of one run of the registry entry for ``feed``."""
   task = split.task
+  ctrl = R.get(ENTRIES[feed])
+  context = R.Context(steps_per_eval=every)
+  problem = L.Problem(
+      train_loss=lambda p, d, s: task.train_loss(p, d, s, 0.0),
+      evaluate=lambda p, d: (split.loss_on(p, d, "val"), ()))
 
-  def run(data, lr, params, stream, config):
-    tx = build(feed, base, lr, config, steps)
-
-    def step(carry, xs):
-      t, sample = xs
-      params, state = carry
-      loss, grads = jax.value_and_grad(task.train_loss)(
-          params, data, sample, 0.0)
-      if feed == "train":
-        feed_args = {"value": loss}
-      elif feed == "val":
-        feed_args = optax_greedy.validation_feed(
-            t, every, lambda: split.loss_on(params, data, "val"))
-      else:
-        feed_args = {}
-      updates, state = tx.update(grads, state, params, **feed_args)
-      return (optax.apply_updates(params, updates), state), None
-
-    (params, _), _ = jax.lax.scan(
-        step, (params, tx.init(params)), (jnp.arange(steps), stream))
+  def run(data, rate, params, stream, opts):
+    tx = ctrl.build(base, rate, steps, context, **opts)
+    out = L.loop(problem, tx, ctrl.feed, every).run(data, params, stream)
+    params = out.carry.params
     return (split.loss_on(params, data, "eval"),
             split.loss_on(params, data, "train"))
 
@@ -153,20 +145,21 @@ def single_run(split, base, feed, steps, every):
 
 def run_program(split, base, feed, configs, lrs, seeds, steps):
   """Final (held-out, training) losses shaped [config, lr, seed]."""
-  params0, _ = runner.prepare(split.task, seeds, steps)
+  params0, _ = P.prepare(split.task, seeds, steps)
   stream = np.stack([split.stream(np.random.default_rng(s), steps)
                      for s in seeds])
   grid = list(itertools.product(range(len(configs)), range(len(lrs)),
                                 range(len(seeds))))
   c, l, s = (np.asarray(x) for x in zip(*grid))
-  configs = np.asarray(configs, np.float32)
+  opts = options(feed, configs)
+  stacked = {k: np.stack([o[k] for o in opts])[c] for k in opts[0]}
   fn = jax.jit(jax.vmap(
       single_run(split, base, feed, steps, steps // N_EVALS),
       in_axes=(None, 0, 0, 0, 0)))
   start = time.perf_counter()
   held_out, train = jax.block_until_ready(fn(
       split.data, np.asarray(lrs, np.float32)[l],
-      jax.tree.map(lambda x: x[s], params0), stream[s], configs[c]))
+      jax.tree.map(lambda x: x[s], params0), stream[s], stacked))
   shape = (len(configs), len(lrs), len(seeds))
   return (np.asarray(held_out).reshape(shape),
           np.asarray(train).reshape(shape), time.perf_counter() - start)
@@ -177,7 +170,7 @@ def _row(name, feed, task, base, lr, schedule, mine, theirs):
   row = {"config": name, "feed": feed, "task": task, "base": base,
          "lr": lr, "schedule": schedule}
   for k, kind in enumerate(("held_out", "train")):
-    row[kind] = analysis.compare(list(mine[k]), list(theirs[k]))[0]
+    row[kind] = V.compare(list(mine[k]), list(theirs[k]))[0]
     row[f"{kind}_greedy"] = float(np.mean(mine[k]))
     row[f"{kind}_schedule"] = float(np.mean(theirs[k]))
   return row
@@ -192,7 +185,7 @@ def comparisons(results, task, base, lrs, names):
     mine_held, mine_train = results[(task, base, feed)]
     for ci, name in enumerate(names[feed]):
       for li, lr in enumerate(lrs):
-        for si, schedule in enumerate(C.FIXED_SCHEDULES):
+        for si, schedule in enumerate(R.FIXED_SCHEDULES):
           rows.append(_row(
               name, feed, task, base, lr, schedule,
               (mine_held[ci, li], mine_train[ci, li]),
@@ -202,7 +195,7 @@ def comparisons(results, task, base, lrs, names):
 
 def tuned_comparisons(results, task, base, names):
   """Best-of-grid: each configuration and each schedule at its own best
-  initial rate (lowest mean held-out loss), as bench/analysis.py's tuned
+  initial rate (lowest mean held-out loss), as the grid's tuned
   view: no credit for repairing a badly chosen initial rate."""
   def best(held, train, i):
     li = int(np.argmin(held[i].mean(-1)))
@@ -213,20 +206,17 @@ def tuned_comparisons(results, task, base, names):
   for feed in FEEDS:
     mine = results[(task, base, feed)]
     for ci, name in enumerate(names[feed]):
-      for si, schedule in enumerate(C.FIXED_SCHEDULES):
+      for si, schedule in enumerate(R.FIXED_SCHEDULES):
         rows.append(_row(name, feed, task, base, None, schedule,
                          best(*mine, ci), best(*fixed, si)))
   return rows
 
 
 def tally(rows):
-  out = {"n": len(rows)}
-  for kind in ("held_out", "train"):
-    counts = {o: sum(r[kind] == o for r in rows)
-              for o in ("win", "tie", "loss")}
-    out[kind] = {**counts, "equal_or_better": (
-        (counts["win"] + counts["tie"]) / len(rows) if rows else None)}
-  return out
+  """:func:`bench.core.verdict.tally` of ``rows`` on held-out and on
+  training loss."""
+  return {"n": len(rows), "held_out": V.tally(rows, key="held_out"),
+          "train": V.tally(rows, key="train")}
 
 
 def choose(views, tasks):
@@ -258,9 +248,9 @@ def _table(lines, tables, chosen):
       h, tr = t["held_out"], t["train"]
       mark = " **(chosen)**" if name == chosen else ""
       lines.append(
-          f"| `{name}`{mark} | {label} | {t['n']} | {h['win']}/{h['tie']}/"
-          f"{h['loss']} | {h['equal_or_better']:.0%} | {tr['win']}/"
-          f"{tr['tie']}/{tr['loss']} | {tr['equal_or_better']:.0%} |")
+          f"| `{name}`{mark} | {label} | {t['n']} | {h['wins']}/{h['ties']}/"
+          f"{h['losses']} | {h['equal_or_better']:.0%} | {tr['wins']}/"
+          f"{tr['ties']}/{tr['losses']} | {tr['equal_or_better']:.0%} |")
   lines.append("")
 
 
@@ -278,8 +268,8 @@ def markdown(summary):
       "held-out split, which no row sees during training; **train** is the "
       "final loss on the training split. Equal-or-better = (wins + ties) / "
       "comparisons against the five fixed schedules (constant, cosine, "
-      "linear, step, warmup-cosine), seed means, tie rule of "
-      "bench/analysis.py. Two views: *per initial rate* (same rate for both, "
+      f"linear, step, warmup-cosine), seed means; {V.RULE}. Two views: "
+      "*per initial rate* (same rate for both, "
       "each of the task's three rates) and *best-of-grid* (each at its own "
       "best initial rate by held-out loss).",
       "",
@@ -315,24 +305,23 @@ def markdown(summary):
   return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(
-      description=__doc__.split("\n\n", maxsplit=1)[0],
-      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  parser.add_argument("--select", nargs="+", default=["logreg"],
-                      help="tasks the recipe is chosen on")
-  parser.add_argument("--report", nargs="+", default=["mlp", "cnn"],
-                      help="held-out tasks the recipe is reported on")
-  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                      help="seeds (initialisation and minibatches)")
-  parser.add_argument("--bases", nargs="+", default=list(C.BASES),
-                      help="base optimizers (cnn runs on adam only)")
-  parser.add_argument("--steps-scale", type=float, default=1.0,
-                      help="multiplies every task's step budget (smoke runs)")
-  parser.add_argument("--out", default="bench/results/greedy_feeds",
-                      help="folder for greedy_feeds.json and .md")
-  argv = sys.argv[1:] if argv is None else argv
-  args = parser.parse_args(argv)
+def study(out_dir, select=("logreg",), report=("mlp", "cnn"),
+          seeds=(0, 1, 2), bases=R.BASES, steps_scale=1.0, command=""):
+  """Runs the study; writes ``greedy_feeds.json`` and ``greedy_feeds.md``.
+
+  Args:
+    out_dir: output folder (created).
+    select: tasks the recipe is chosen on.
+    report: held-out tasks the recipe is reported on.
+    seeds: seeds (initialisation and minibatches).
+    bases: base optimizers (cnn runs on adam only).
+    steps_scale: multiplies every task's step budget (smoke runs).
+    command: the command line, for the report.
+
+  Returns:
+    The summary written to ``greedy_feeds.json``.
+  """
+  select, report, seeds = list(select), list(report), list(seeds)
 
   start = time.perf_counter()
   names = {feed: [config_name(feed, c) for c in configs]
@@ -340,21 +329,21 @@ def main(argv=None):
   results, steps_used = {}, {}
   views = {"per_rate": [], "tuned": []}
   runs = []
-  for task_name in dict.fromkeys(args.select + args.report):
-    steps = max(N_EVALS, int(STEPS[task_name] * args.steps_scale))
+  for task_name in dict.fromkeys(select + report):
+    steps = max(N_EVALS, int(STEPS[task_name] * steps_scale))
     steps -= steps % N_EVALS
     steps_used[task_name] = steps
     task = T.FACTORIES[task_name](steps)
     split = split_task(task)
-    payloads = C.schedule_multipliers(steps)
-    fixed = [payloads[name] for name in C.FIXED_SCHEDULES]
-    for base in [b for b in BASES[task_name] if b in args.bases]:
+    payloads = R.schedule_multipliers(steps)
+    fixed = [payloads[name] for name in R.FIXED_SCHEDULES]
+    for base in [b for b in BASES[task_name] if b in bases]:
       lrs = task.lrs(base, 3)
       for feed, configs in (("fixed", fixed), *FEEDS.items()):
         held, train, seconds = run_program(split, base, feed, configs, lrs,
-                                           args.seeds, steps)
+                                           seeds, steps)
         results[(task_name, base, feed)] = (held, train)
-        labels = C.FIXED_SCHEDULES if feed == "fixed" else names[feed]
+        labels = R.FIXED_SCHEDULES if feed == "fixed" else names[feed]
         runs += [{"task": task_name, "base": base, "config": label,
                   "lr": lr, "held_out": held[ci, li].tolist(),
                   "train": train[ci, li].tolist()}
@@ -365,18 +354,18 @@ def main(argv=None):
       views["per_rate"] += comparisons(results, task_name, base, lrs, names)
       views["tuned"] += tuned_comparisons(results, task_name, base, names)
 
-  chosen = choose(views, args.select)
+  chosen = choose(views, select)
   tables = {}
-  for key, tasks in (("select_tables", args.select),
-                     ("report_tables", args.report)):
+  for key, tasks in (("select_tables", select),
+                     ("report_tables", report)):
     tables[key] = {view: {name: tally([r for r in rows if r["config"] == name
                                        and r["task"] in tasks])
                           for name in names["train"] + names["val"]}
                    for view, rows in views.items()}
   breakdown = []
   for name in dict.fromkeys([chosen, DEFAULTS["train"]]):
-    for task_name in args.report:
-      for base in [b for b in BASES[task_name] if b in args.bases]:
+    for task_name in report:
+      for base in [b for b in BASES[task_name] if b in bases]:
         row = {"config": name, "task": task_name, "base": base}
         for view, rows in views.items():
           t = tally([r for r in rows if r["config"] == name
@@ -385,25 +374,21 @@ def main(argv=None):
                        "train": t["train"]["equal_or_better"]}
         breakdown.append(row)
   summary = {
-      "command": " ".join(["python -m bench.greedy_feeds", *argv]),
-      "machine": f"{jax.default_backend()}, {jax.device_count()} device(s)",
-      "seeds": args.seeds, "steps": steps_used, "n_evals": N_EVALS,
-      "select": args.select, "report": args.report, "chosen": chosen,
+      "command": command or "python -m bench greedy-feeds",
+      "machine": O.machine_line(),
+      "seeds": seeds, "steps": steps_used, "n_evals": N_EVALS,
+      "select": select, "report": report, "chosen": chosen,
       **tables, "report_breakdown": breakdown,
       "chosen_losses": {view: [r for r in rows if r["config"] == chosen
-                               and r["task"] in args.report
+                               and r["task"] in report
                                and r["held_out"] == "loss"]
                         for view, rows in views.items()},
       "seconds": time.perf_counter() - start,
       "runs": runs,
   }
-  out = pathlib.Path(args.out)
+  out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  (out / "greedy_feeds.json").write_text(json.dumps(summary))
+  O.write_json(out / "greedy_feeds.json", summary)
   (out / "greedy_feeds.md").write_text(markdown(summary))
   print(markdown(summary))
   return summary
-
-
-if __name__ == "__main__":
-  main()

@@ -1,0 +1,717 @@
+"""Study: the realistic tier, every controller on two workloads that train
+for thousands of steps, against a tuned warmup-cosine Adam.
+
+``python -m bench workloads --out DIR`` trains
+
+* ``lm``: a byte-level causal transformer language model on the source of
+  the Python standard library (the top-level ``*.py`` files of the running
+  Python, sorted by name; every tenth file is held out and split into
+  validation and test windows). Two sizes (:data:`LM_SIZES`, ``--size``):
+  ``cpu`` (about 1.06M parameters: width 128, 5 layers, 4 heads, context
+  64, 8 windows a step, 64 evaluation windows) and ``gpu`` (about 4.9M:
+  width 256, 6 layers, 8 heads, context 128, 32 windows a step, 256
+  evaluation windows); 2,000 steps;
+* ``cnn``: a convolutional network (conv 32, conv 64, pool, conv 128, pool,
+  dense 256, about 0.23M parameters) for 1,000 steps of 64 images on
+  scikit-learn's digits (1,797 8x8 images; 1,197 train, 300 validation,
+  300 test, a fixed permutation).
+
+Every run of a workload sees the same initial parameters and minibatch
+stream for a given seed (paired comparisons), and is the benchmark's loop
+(:mod:`bench.core.loop`). Rows (:func:`rows`), all on the Adam direction:
+
+* ``cosine@peak``: the registry's ``fixed`` entry with the
+  ``warmup_cosine`` schedule (warmup 5% of the steps) for each peak of the
+  grid (:attr:`Workload.peaks`); the baseline is the peak with the lowest
+  final *validation* loss on the first seed (tuned, best of grid); every
+  other row starts from that same peak rate;
+* every registry entry whose scope includes the workloads
+  (:data:`bench.core.registry.WORKLOADS`), with the settings it has in
+  every table: ``greedy`` (training loss every step), ``greedy_val`` (the
+  validation loss once per evaluation), ``hd_global``, ``learned``
+  (``load_policy("dnn")``, budget = the steps), ``reduce_on_plateau``,
+  ``schedule_free`` (evaluated at ``schedule_free_eval_params``),
+  ``prodigy``.
+
+Reported per row (mean over seeds): final test loss and accuracy (the test
+split is never seen in training or tuning), final validation loss, the
+accuracy change and the **negative flip rate** against the tuned baseline
+(the share of test examples, or test next-byte predictions, that the
+baseline's model of the same seed gets right and this row's model gets
+wrong), **steps and seconds to the target** (the tuned baseline's final mean
+test loss, :func:`bench.core.verdict.steps_to_target` on the seed-mean test
+loss; seconds are training time without evaluations, AlgoPerf-style) and
+wall-clock seconds per training step.
+
+Runs go one by one (each block of steps a compiled call, timed), or, with
+``vmap=True`` (``--vmap``), every (peak, seed) run of a row as one
+``jax.jit(jax.vmap(...))`` program (seconds per step are then the
+program's, shared by its runs). Results are written after every finished
+run or program (``DIR/workloads/``: ``workloads.json``, ``workloads.md``,
+``workloads.png``; and the ``"workloads"`` section of ``DIR/summary.json``;
+per-example correctness in ``correct.npz``), so a run that is stopped keeps
+what it finished, and ``run(..., resume=True)`` (``--reuse``) runs only
+what is missing.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bench.core import data as D
+from bench.core import loop as L
+from bench.core import models as M
+from bench.core import output as O
+from bench.core import registry as R
+from bench.core import verdict as V
+
+SEEDS = (0, 1)
+CORRECT_FILE = "correct.npz"
+# What must match for ``resume`` to reuse a finished run.
+RESUME_KEYS = ("name", "size", "n_params", "steps", "eval_every", "peaks")
+BASE = "adam"
+
+# The LM's sizes: what fits 2 CPU cores, and a size for one accelerator.
+LM_SIZES = {
+    "cpu": {"batch": 8, "length": 64, "dim": 128, "layers": 5, "heads": 4,
+            "eval_windows": 64},
+    "gpu": {"batch": 32, "length": 128, "dim": 256, "layers": 6, "heads": 8,
+            "eval_windows": 256},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """A model, its data and budget.
+
+  Attributes:
+    name: short name.
+    init: ``init(key) -> params``.
+    loss: ``loss(params, inputs, targets) -> (mean loss, correct [n])``.
+    minibatch: ``minibatch(train, sample) -> (inputs, targets)``, the
+      training examples of one row of :attr:`sample`.
+    train: the training split's arrays (what :attr:`minibatch` reads).
+    valid, test: ``(inputs, targets)`` of the validation and test splits.
+    sample: ``sample(rng, steps) -> [steps, batch]``, one row per step.
+    steps: training steps of every run.
+    eval_every: steps between evaluations.
+    peaks: the warmup-cosine peak grid the baseline is tuned on.
+    size: the size preset (:data:`LM_SIZES`; ``"cpu"`` for the CNN).
+    note: what was cut to fit the budget.
+  """
+
+  name: str
+  init: Callable[[Any], Any]
+  loss: Callable[..., Any]
+  minibatch: Callable[..., Any]
+  train: Any
+  valid: Any
+  test: Any
+  sample: Callable[[np.random.Generator, int], np.ndarray]
+  steps: int
+  eval_every: int
+  peaks: tuple = (3e-4, 1e-3, 3e-3)
+  size: str = "cpu"
+  note: str = ""
+
+
+def _xent(logits, targets):
+  loss = optax.losses.softmax_cross_entropy_with_integer_labels(
+      logits, targets).mean()
+  correct = (jnp.argmax(logits, -1) == targets).reshape(-1)
+  return loss, correct
+
+
+def _gather(train, starts):
+  """Windows of bytes from their start offsets: ``(inputs, targets)``."""
+  codes, offsets = train
+  seqs = codes[starts[:, None] + offsets]
+  return seqs[:, :-1], seqs[:, 1:]
+
+
+def _take(train, idx):
+  """Rows ``idx`` of ``(inputs, targets)``."""
+  inputs, targets = train
+  return inputs[idx], targets[idx]
+
+
+# ------------------------------------------------------------------ LM ----
+
+
+def lm(steps=2000, size="cpu", eval_every=100):
+  """Byte-level transformer LM on the standard library's source."""
+  s = LM_SIZES[size]
+  length = s["length"]
+  train, held = D.library_split()
+  half = len(held) // 2
+
+  def windows(codes, n):
+    starts = np.linspace(0, len(codes) - length - 2, n).astype(int)
+    seqs = np.stack([codes[i:i + length + 1] for i in starts])
+    return seqs[:, :-1], seqs[:, 1:]
+
+  module = M.CharTransformer(dim=s["dim"], heads=s["heads"],
+                             layers=s["layers"], length=length, vocab=256)
+
+  def loss(params, inputs, targets):
+    return _xent(module.apply(params, inputs), targets)
+
+  def sample(rng, steps):
+    return rng.integers(0, len(train) - length - 1, (steps, s["batch"]),
+                        dtype=np.int32)
+
+  return Workload(
+      "lm", lambda key: module.init(key, jnp.zeros((1, length), jnp.int32)),
+      loss, _gather, (train, np.arange(length + 1)),
+      windows(held[:half], s["eval_windows"]),
+      windows(held[half:], s["eval_windows"]), sample, steps, eval_every,
+      peaks=(1e-3, 3e-3, 1e-2), size=size,
+      note=(f"batch {s['batch']} windows of {length} bytes (the {size} "
+            "size; real LMs use far longer contexts and batches)"))
+
+
+# ----------------------------------------------------------------- CNN ----
+
+
+class CNN(nn.Module):
+  """conv 32, conv 64, pool, conv 128, pool, dense 256, dense 10 (3x3
+  'SAME' convolutions as im2col + dense, :class:`bench.core.models.Conv3x3`:
+  the same function, about 15x less CPU time than XLA's CPU convolution
+  here)."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(M.Conv3x3(32)(x))
+    x = nn.relu(M.Conv3x3(64)(x))
+    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = nn.relu(M.Conv3x3(128)(x))
+    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(10)(x)
+
+
+def cnn(steps=1000, batch=64, eval_every=50):
+  """CNN on scikit-learn's digits, 1197 / 300 / 300 images."""
+  train, valid, test = D.digits_images((1197, 300, 300))
+  module = CNN()
+
+  def loss(params, inputs, targets):
+    return _xent(module.apply(params, inputs), targets)
+
+  def sample(rng, steps):
+    return rng.integers(0, len(train[1]), (steps, batch), dtype=np.int32)
+
+  return Workload(
+      "cnn", lambda key: module.init(key, train[0][:1]), loss, _take, train,
+      valid, test, sample, steps, eval_every,
+      note="digits is the largest image set shipped with an installed "
+           "package; 8x8 images")
+
+
+WORKLOADS = {"cnn": cnn, "lm": lm}
+
+
+def make(name, size="cpu", scale=1.0):
+  """Workload ``name`` (the LM at ``size``), every step budget times
+  ``scale`` (at least 2 steps; 20 evaluations)."""
+  factory = WORKLOADS[name]
+  kwargs = {"size": size} if name == "lm" else {}
+  steps = max(2, int(factory(**kwargs).steps * scale))
+  return factory(steps=steps, eval_every=max(1, steps // 20), **kwargs)
+
+
+# ----------------------------------------------------------------- rows ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """A row of the workloads' tables: a registry entry at a rate."""
+
+  label: str
+  ctrl: R.Controller
+  options: dict = dataclasses.field(default_factory=dict)
+
+
+def cosine_row(peak, steps):
+  """The baseline at ``peak``: the fixed warmup-cosine schedule."""
+  fixed = R.get("fixed")
+  return Row(f"cosine@{peak:g}", fixed, fixed.variants(steps)["warmup_cosine"])
+
+
+def rows(only=None):
+  """The registry's workload entries but the fixed schedules, in report
+  order (``only``: these names)."""
+  return [Row(c.name, c) for c in R.in_scope(R.WORKLOADS)
+          if c.plain and (only is None or c.name in only)]
+
+
+# ------------------------------------------------------------ training ----
+
+
+def problem(workload):
+  """The workload as the loop's :class:`bench.core.loop.Problem`: data are
+  ``{"train", "valid", "test"}``; the evaluation loss is the validation
+  loss, with the test loss and per-example correctness as extras."""
+  def train_loss(params, data, sample):
+    inputs, targets = workload.minibatch(data["train"], sample)
+    return workload.loss(params, inputs, targets)[0]
+
+  def evaluate(params, data):
+    val, _ = workload.loss(params, *data["valid"])
+    test, correct = workload.loss(params, *data["test"])
+    return val, (test, correct)
+
+  return L.Problem(train_loss, evaluate)
+
+
+def _loop(workload, row, rate):
+  ctrl = row.ctrl
+  context = R.Context(steps_per_eval=workload.eval_every)
+  tx = ctrl.build(BASE, rate, workload.steps, context, **row.options)
+  return L.loop(problem(workload), tx, ctrl.feed, workload.eval_every,
+                eval_params=ctrl.eval_params)
+
+
+def _data(workload):
+  """The splits as arguments, not constants folded into the programs."""
+  return jax.device_put({"train": workload.train, "valid": workload.valid,
+                         "test": workload.test})
+
+
+def _curve(steps, vals, tests, corrects, seconds, train_losses):
+  return {"step": [int(s) for s in steps],
+          "val_loss": [float(v) for v in vals],
+          "test_loss": [float(t) for t in tests],
+          "test_acc": [float(np.mean(c)) for c in corrects],
+          "train_seconds": [float(s) for s in seconds],
+          "train_loss": [float(x) for x in train_losses]}
+
+
+def programs(workload, row):
+  """``(init, block, evaluate)`` of ``row`` on ``workload``, jitted once;
+  the rate is a traced argument, so every peak and seed reuses them."""
+  init = jax.jit(lambda r, key, data: _loop(workload, row, r).init(
+      data, workload.init(key)))
+  block = jax.jit(lambda r, data, carry, xs: _loop(workload, row, r).train(
+      data, carry, xs))
+  evaluate = jax.jit(lambda r, data, carry: _loop(
+      workload, row, r).evaluate(data, carry))
+  return init, block, evaluate
+
+
+def train(workload, jitted, rate, seed):
+  """One run, block by block (each block one call of ``jitted``, from
+  :func:`programs`, timed); returns its curves, final correctness and
+  timings."""
+  k = workload.eval_every
+  init, block, evaluate = jitted
+  data = _data(workload)
+  stream = workload.sample(np.random.default_rng(seed), workload.steps)
+  rate = jnp.float32(rate)
+  start = time.perf_counter()
+  carry, (val, (test, correct)) = init(rate, jax.random.PRNGKey(seed), data)
+  evals = [jax.device_get((val, test, correct))]
+  first_s = time.perf_counter() - start
+  seconds, losses, train_s = [0.0], [], 0.0
+  for b in range(workload.steps // k):
+    t0 = time.perf_counter()
+    idx = jnp.arange(b * k, (b + 1) * k)
+    carry, (block_losses, _) = block(rate, data, carry,
+                                     (idx, stream[b * k:(b + 1) * k]))
+    losses.append(float(np.mean(jax.device_get(block_losses))))
+    train_s += time.perf_counter() - t0
+    seconds.append(train_s)
+    carry, (val, (test, correct)) = evaluate(rate, data, carry)
+    evals.append(jax.device_get((val, test, correct)))
+  vals, tests, corrects = zip(*evals)
+  blocks = np.diff(seconds)
+  steady = blocks[1:] if len(blocks) > 1 else blocks
+  return {"curve": _curve(np.arange(len(evals)) * k, vals, tests, corrects,
+                          seconds, losses),
+          "correct": np.asarray(corrects[-1], bool),
+          "seconds_per_step": float(np.median(steady) / k),
+          "first_block_s": float(blocks[0]) + first_s,
+          "train_seconds": train_s}
+
+
+def train_vmapped(workload, row, rates, seeds):
+  """Every ``(rates[i], seeds[i])`` run of ``row`` as one
+  ``jax.jit(jax.vmap(...))`` program; returns one result per run, as
+  :func:`train` (the program's seconds per step, shared by its runs)."""
+  def run(rate, key, data, stream):
+    lp = _loop(workload, row, rate)
+    return lp.run(data, workload.init(key), stream)
+
+  data = _data(workload)
+  streams = np.stack([workload.sample(np.random.default_rng(s),
+                                      workload.steps) for s in seeds])
+  keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+  program = jax.jit(jax.vmap(run, in_axes=(0, 0, None, 0)))
+  start = time.perf_counter()
+  compiled = program.lower(jnp.asarray(rates, jnp.float32), keys, data,
+                           streams).compile()
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  out = jax.device_get(compiled(jnp.asarray(rates, jnp.float32), keys, data,
+                                streams))
+  run_s = time.perf_counter() - start
+  k = workload.eval_every
+  per_step = run_s / workload.steps
+  steps = np.arange(out.evals.shape[1]) * k
+  results = []
+  for i in range(len(seeds)):
+    tests, corrects = out.extras[0][i], out.extras[1][i]
+    block_losses = out.train_loss[i].reshape(-1, k).mean(-1)
+    results.append({
+        "curve": _curve(steps, out.evals[i], tests, corrects,
+                        steps * per_step, block_losses),
+        "correct": np.asarray(corrects[-1], bool),
+        "seconds_per_step": per_step, "first_block_s": compile_s,
+        "train_seconds": run_s})
+  return results
+
+
+# ------------------------------------------------------------- analysis ---
+
+
+def _done(runs, label):
+  return sorted(runs.get(label, {}), key=int)
+
+
+def analyse(entry):
+  """Per-row results against the tuned baseline (see module doc). The peak
+  is tuned once, on the first seed that every peak has finished (also when
+  resuming with more seeds finished); each row is compared on the seeds it
+  shares with the baseline (``seeds`` in its result)."""
+  runs = entry["runs"]
+  grid = [f"cosine@{p:g}" for p in entry["peaks"]]
+  common = set.intersection(*(set(_done(runs, g)) for g in grid))
+  if not common:
+    return {}
+  mean_of = lambda name, key, seeds: float(np.mean(V.finite_or_inf(
+      [runs[name][s]["curve"][key][-1] for s in seeds])))
+  if entry.get("tuned_peak") is None:
+    first = [min(common, key=int)]
+    best = min(entry["peaks"], key=lambda p: mean_of(
+        f"cosine@{p:g}", "val_loss", first))
+    entry["tuned_peak"] = best
+    entry["tuned_on_seeds"] = [int(first[0])]
+  base = f"cosine@{entry['tuned_peak']:g}"
+  base_seeds = _done(runs, base)
+  target = mean_of(base, "test_loss", base_seeds)
+  results = {}
+  for name in runs:
+    seeds = [s for s in _done(runs, name) if s in base_seeds]
+    if not seeds:
+      continue
+    rs = [runs[name][s] for s in seeds]
+    tests = V.finite_or_inf([r["curve"]["test_loss"][-1] for r in rs])
+    accs = [r["curve"]["test_acc"][-1] for r in rs]
+    curve = np.mean([V.finite_or_inf(r["curve"]["test_loss"]) for r in rs],
+                    axis=0)
+    steps = rs[0]["curve"]["step"]
+    steps_to = V.steps_to_target(curve, steps, target)
+    secs_to = (None if steps_to is None else float(np.mean(
+        [r["curve"]["train_seconds"][steps.index(steps_to)] for r in rs])))
+    flips = [float(np.mean(np.asarray(runs[base][s]["correct"], bool)
+                           & ~np.asarray(r["correct"], bool)))
+             for s, r in zip(seeds, rs)]
+    results[name] = {
+        "seeds": [int(s) for s in seeds],
+        "test_loss_mean": float(np.mean(tests)),
+        "test_loss_sd": float(np.std(tests)),
+        "test_acc_mean": float(np.mean(accs)),
+        "val_loss_mean": mean_of(name, "val_loss", seeds),
+        "train_loss_last_block_mean": mean_of(name, "train_loss", seeds),
+        "acc_change_vs_tuned": float(np.mean(accs)) - mean_of(
+            base, "test_acc", seeds),
+        "negative_flip_rate_vs_tuned": float(np.mean(flips)),
+        "steps_to_target": steps_to,
+        "seconds_to_target": secs_to,
+        "seconds_per_step": float(np.mean([r["seconds_per_step"]
+                                           for r in rs])),
+    }
+  entry["target_test_loss"] = target
+  entry["baseline"] = base
+  return results
+
+
+
+def markdown(entries):
+  """The tables of ``workloads.md``, one per workload."""
+  lines = []
+  for e in entries:
+    lines += [f"### {e['name']} ({e.get('size', 'cpu')} size): "
+              f"{e['n_params']:,} parameters, {e['steps']} steps, seeds "
+              f"{e['seeds']}", "",
+              f"{e['description']}. {e.get('note', '')}.", ""]
+    res = e.get("results") or {}
+    if not res:
+      lines += ["(no complete row yet)", ""]
+      continue
+    lines += [
+        f"Baseline: warmup-cosine Adam, peak tuned on {e['peaks']} by "
+        f"validation loss (seeds {e.get('tuned_on_seeds', e['seeds'])}): "
+        f"**{e['baseline']}**; target = its mean final "
+        f"test loss {e['target_test_loss']:.4f}. Held-out **test** loss "
+        "and accuracy (mean over seeds); flips and accuracy change against "
+        "the tuned baseline of the same seed.", "",
+        "| row | seeds | test loss | test acc. | acc. change | negative "
+        "flips | steps to target | seconds to target | ms/step | val loss | "
+        "train loss (last block) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+    order = sorted(res, key=lambda n: res[n]["test_loss_mean"])
+    for n in order:
+      r = res[n]
+      fmt = lambda x, spec: "-" if x is None else format(x, spec)
+      lines.append(
+          f"| {n} | {len(r.get('seeds', e['seeds']))} | "
+          f"{r['test_loss_mean']:.4f} ± {r['test_loss_sd']:.4f} | "
+          f"{r['test_acc_mean']:.4f} | {r['acc_change_vs_tuned']:+.4f} | "
+          f"{r['negative_flip_rate_vs_tuned']:.4f} | "
+          f"{fmt(r['steps_to_target'], 'd')} | "
+          f"{fmt(r['seconds_to_target'], '.0f')} | "
+          f"{1e3 * r['seconds_per_step']:.1f} | {r['val_loss_mean']:.4f} | "
+          f"{r['train_loss_last_block_mean']:.4f} |")
+    notes = {n: v for n, v in e["notes"].items() if v}
+    lines += ["", "Rows: " + "; ".join(f"`{n}`: {v}" for n, v in
+                                       notes.items()), ""]
+    if e.get("errors"):
+      lines += ["Failed or unavailable: " + "; ".join(
+          f"`{n}`: {v}" for n, v in e["errors"].items()), ""]
+  return "\n".join(lines) + "\n"
+
+
+def figure(entries, path):
+  """Test loss curves per workload and a performance profile."""
+  plt = O.pyplot()
+  done = [e for e in entries if e.get("results")]
+  if not done:
+    return
+  fig, axes = plt.subplots(1, len(done) + 1,
+                           figsize=(5.5 * (len(done) + 1), 4.5))
+  names = sorted({n for e in done for n in e["results"]})
+  styles = {n: (f"C{i % 10}", ("-", "--", ":", "-.")[i // 10 % 4])
+            for i, n in enumerate(names)}
+  for ax, e in zip(axes, done):
+    for n in names:
+      if n not in e["results"]:
+        continue
+      seeds = e["results"][n].get("seeds", e["seeds"])
+      rs = [e["runs"][n][str(s)]["curve"] for s in seeds]
+      y = np.mean([r["test_loss"] for r in rs], axis=0)
+      color, ls = styles[n]
+      ax.plot(rs[0]["step"], y, color=color, ls=ls, lw=2.2 if n.startswith(
+          ("greedy", "cosine@%g" % e["tuned_peak"])) else 1.2, label=n)
+    ax.axhline(e["target_test_loss"], color="k", lw=0.8, ls=":",
+               label="target (tuned cosine's final)")
+    ax.set(title=f"{e['name']} ({e['n_params']:,} params): test loss "
+                 "(dotted: target)",
+           xlabel="step", ylabel="test loss (mean over seeds)", yscale="log")
+    # The region that decides the table: from below the best final loss
+    # to three times the target (early steps and diverged rows are cut).
+    low = min(r["test_loss_mean"] for r in e["results"].values())
+    ax.set_ylim(0.8 * min(low, e["target_test_loss"]),
+                3 * e["target_test_loss"])
+  # Performance profile: fraction of workloads whose steps to target are
+  # within a factor tau of the best row's.
+  ax = axes[-1]
+  taus = np.linspace(1, 4, 200)
+  for n in names:
+    ratios = []
+    for e in done:
+      steps = {m: r["steps_to_target"] for m, r in e["results"].items()}
+      best = min(v for v in steps.values() if v)
+      s = steps.get(n)
+      ratios.append(s / best if s else np.inf)
+    color, ls = styles[n]
+    ax.plot(taus, [np.mean([r <= t for r in ratios]) for t in taus],
+            color=color, ls=ls, label=n)
+  ax.set(title="performance profile (steps to the tuned target)",
+         xlabel="tau (x the fastest row)",
+         ylabel="fraction of workloads reached within tau", ylim=(-0.05, 1.05))
+  # One legend for every panel (a row has the same style everywhere).
+  ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+
+def _write(out_dir, entries, machine):
+  out = pathlib.Path(out_dir)
+  sub = out / "workloads"
+  sub.mkdir(parents=True, exist_ok=True)
+  # Per-example correctness (for flips on resume) beside the JSON.
+  correct = {f"{e['name']}/{n}/{s}": r["correct"] for e in entries
+             for n, by in e["runs"].items() for s, r in by.items()}
+  with open(sub / "correct.npz.tmp", "wb") as f:
+    np.savez_compressed(f, **correct)
+  os.replace(sub / "correct.npz.tmp", sub / CORRECT_FILE)
+  public = []
+  for e in entries:
+    runs = {n: {s: {k: v for k, v in r.items() if k != "correct"}
+                for s, r in by.items()} for n, by in e["runs"].items()}
+    public.append({**{k: v for k, v in e.items() if k != "runs"},
+                   "runs": runs})
+  O.write_json(sub / "workloads.json", {"machine": machine,
+                                        "workloads": public}, indent=1)
+  (sub / "workloads.md").write_text(markdown(entries))
+  summary = out / "summary.json"
+  data = json.loads(summary.read_text()) if summary.exists() else {}
+  data["workloads"] = [{k: v for k, v in e.items() if k != "runs"}
+                       for e in public]
+  data.setdefault("meta", {})["workloads_machine"] = machine
+  O.write_json(summary, data)
+
+
+def _finished(out_dir, entry, log):
+  """The runs of ``entry``'s workload finished by an earlier call with the
+  same configuration (:data:`RESUME_KEYS`), from ``out_dir/workloads``."""
+  sub = pathlib.Path(out_dir) / "workloads"
+  path = sub / "workloads.json"
+  if not path.exists():
+    return {}
+  try:
+    old = json.loads(path.read_text())["workloads"]
+    correct = np.load(sub / CORRECT_FILE)
+  except (OSError, KeyError, ValueError) as e:
+    raise ValueError(f"cannot resume from {path}: expected workloads.json "
+                     f"and {CORRECT_FILE} written by bench.studies.workloads "
+                     f"({type(e).__name__}: {e})") from e
+  for prev in old:
+    if all(prev.get(k) == entry[k] for k in RESUME_KEYS):
+      runs = {}
+      for label, by in prev["runs"].items():
+        for seed, r in by.items():
+          key = f"{entry['name']}/{label}/{seed}"
+          if key in correct.files:
+            runs.setdefault(label, {})[seed] = {
+                **r, "correct": correct[key]}
+      log(f"[workloads] {entry['name']}: resuming with "
+          f"{sum(map(len, runs.values()))} finished runs from {path}")
+      return runs
+  return {}
+
+
+
+def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
+        only=None, size="cpu", vmap=False, machine=None, resume=False,
+        log=print):
+  """Runs the workloads; writes results after every run (module doc).
+
+  Args:
+    out_dir: output folder (``out_dir/workloads`` and ``summary.json``).
+    names: the workloads (:data:`WORKLOADS`).
+    seeds: the seeds.
+    peaks: the cosine grid (each workload's own, :attr:`Workload.peaks`,
+      if None).
+    scale: multiplies every step budget (``0.004`` for the smoke test).
+    only: names of the rows to run besides the cosine grid (all if None).
+    size: the LM's size (:data:`LM_SIZES`).
+    vmap: run every (peak, seed) of a row as one vmapped program instead of
+      run by run.
+    machine: what it runs on (:func:`bench.core.output.machine` if None).
+    resume: reuse the runs that an earlier call with the same workload
+      configuration finished in ``out_dir`` (rows whose code changed since
+      are not detected: resume only within one version of the library).
+    log: where progress lines go.
+
+  Returns:
+    One entry per workload (configuration, runs and results).
+  """
+  machine = machine or O.machine()
+  candidates = rows(only)
+  entries = []
+  for name in names:
+    w = make(name, size, scale)
+    grid = tuple(peaks or w.peaks)
+    n_params = sum(x.size for x in jax.tree.leaves(
+        jax.eval_shape(w.init, jax.random.PRNGKey(0))))
+    entry = {"name": w.name, "size": w.size, "n_params": int(n_params),
+             "steps": w.steps, "eval_every": w.eval_every,
+             "seeds": list(seeds), "peaks": list(grid), "note": w.note,
+             "description": (WORKLOADS[name].__doc__ or "").split("\n")[0]
+                            .rstrip("."),
+             "notes": {r.label: r.ctrl.label for r in candidates},
+             "errors": {}, "runs": {}, "results": {}, "tuned_peak": None}
+    if resume:
+      entry["runs"] = _finished(out_dir, entry, log)
+    entries.append(entry)
+    _run_workload(w, entry, grid, candidates, seeds, vmap,
+                  lambda: _write(out_dir, entries, machine), log)
+    figure(entries, pathlib.Path(out_dir) / "workloads" / "workloads.png")
+  return entries
+
+
+def _run_workload(w, entry, grid, candidates, seeds, vmap, save, log):
+  """The cosine grid, then every row at the tuned peak. Run by run, seed
+  by seed (so that a stopped run has whole tables for its first seeds);
+  vmapped, the whole cosine grid (peaks x seeds) as one program, then each
+  row's seeds as one."""
+  compiled = {}
+
+  def do(runs):
+    """Runs ``[(row, rate, seed)]`` of one entry and options: one by one,
+    or as one vmapped program; records them and writes the results."""
+    runs = [(row, rate, seed) for row, rate, seed in runs
+            if str(seed) not in entry["runs"].get(row.label, {})
+            and row.label not in entry["errors"]]
+    if not runs:
+      return
+    row = runs[0][0]
+    try:
+      t0 = time.perf_counter()
+      if vmap:
+        results = train_vmapped(w, row, [r for _, r, _ in runs],
+                                [s for _, _, s in runs])
+      else:
+        # Rows of one entry (the cosine peaks) share a program: the rate
+        # is traced.
+        if row.ctrl.name not in compiled:
+          compiled[row.ctrl.name] = programs(w, row)
+        results = [train(w, compiled[row.ctrl.name], rate, seed)
+                   for _, rate, seed in runs]
+    except Exception as e:  # pylint: disable=broad-except
+      for label in dict.fromkeys(r.label for r, _, _ in runs):
+        entry["errors"][label] = f"{type(e).__name__}: {e!s:.300}"
+        log(f"[workloads] {w.name} {label} failed: {entry['errors'][label]}")
+      save()
+      return
+    seconds = time.perf_counter() - t0
+    for (run_row, _, seed), r in zip(runs, results):
+      entry["runs"].setdefault(run_row.label, {})[str(seed)] = r
+      log(f"[workloads] {w.name} {run_row.label} seed {seed}: test loss "
+          f"{r['curve']['test_loss'][-1]:.4f}, "
+          f"{1e3 * r['seconds_per_step']:.1f} ms/step, {seconds:.0f} s")
+    entry["results"] = analyse(entry)
+    save()
+
+  def tuned():
+    entry["results"] = analyse(entry)
+    return entry.get("tuned_peak") or grid[len(grid) // 2]
+
+  cosine = {peak: cosine_row(peak, w.steps) for peak in grid}
+  if vmap:
+    do([(cosine[p], p, s) for p in grid for s in seeds])
+    peak = tuned()
+    for row in candidates:
+      do([(row, peak, s) for s in seeds])
+  else:
+    for seed in seeds:
+      for p in grid:
+        do([(cosine[p], p, seed)])
+      peak = tuned()
+      for row in candidates:
+        do([(row, peak, seed)])
+  entry["results"] = analyse(entry)
+  save()
