@@ -15,6 +15,8 @@ PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
                 "full": TASKS, "tiny": ("quadratic",)}
 WORKLOADS = ("cnn", "lm")
 LM_SIZES = ("cpu", "gpu")
+SWEEP_KEYS = ("cosine", "wsd", "greedy", "hd_adam", "learned",
+              "schedule_free", "prodigy", "dog")
 LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
 BASES = ("sgd", "momentum", "adam")
 
@@ -28,8 +30,9 @@ COMMANDS = {
     "check-quick": "compare a quick run's numbers with the recorded "
                    "reference (seconds)",
     "workloads": "every controller on a 1M-parameter byte-level LM and a "
-                 "CNN against a tuned warmup-cosine (~35 min; --size gpu "
-                 "for an accelerator)",
+                 "CNN against a tuned warmup-cosine, with the "
+                 "rate-sensitivity sweep (~95 min; --no-sweep ~35 min; "
+                 "--size gpu for an accelerator)",
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~5 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
@@ -94,6 +97,15 @@ def _parser():
   p.add_argument("--reuse", action="store_true",
                  help="keep the runs OUT/workloads holds for the same "
                       "configuration and run only the missing ones")
+  p.add_argument("--no-sweep", action="store_true",
+                 help="skip the rate-sensitivity sweep (every sweep row "
+                      "started at x0.1, x0.333, x1, x3, x10 the tuned peak)")
+  p.add_argument("--sweep-rows", nargs="+", choices=SWEEP_KEYS,
+                 metavar="ROW", help="the sweep's rows, of: "
+                 + ", ".join(SWEEP_KEYS))
+  p.add_argument("--sweep-seeds", choices=("cut", "all"), default="cut",
+                 help="cut (default): every seed at x1/3..x3, the first "
+                      "seed at x0.1 and x10; all: every seed everywhere")
 
   p = add("cost")
   p.add_argument("--out", required=True, help="output folder")
@@ -205,7 +217,8 @@ def _workloads(args):
   workloads.run(args.out, names=tuple(args.only or WORKLOADS),
                 seeds=tuple(args.seeds), peaks=args.peaks,
                 scale=args.steps_scale, only=args.rows, size=args.size,
-                vmap=args.vmap, resume=args.reuse)
+                vmap=args.vmap, resume=args.reuse, sweep=not args.no_sweep,
+                sweep_only=args.sweep_rows, sweep_seeds=args.sweep_seeds)
   print(f"wrote {args.out}/workloads and the 'workloads' section of "
         f"{args.out}/summary.json")
   return 0

@@ -279,7 +279,7 @@ def test_workloads_smoke(tmp_path):
   out = str(tmp_path)
   assert cli.main(["workloads", "--out", out, "--only", "cnn", "--rows",
                    "greedy", "--seeds", "0", "1", "--peaks", "1e-3",
-                   "--steps-scale", "0.004"]) == 0
+                   "--steps-scale", "0.004", "--no-sweep"]) == 0
   summary = _json(tmp_path / "summary.json")
   (entry,) = summary["workloads"]
   assert entry["name"] == "cnn" and entry["steps"] == 4
@@ -300,13 +300,48 @@ def test_workloads_smoke(tmp_path):
   lines = []
   workloads.run(out, names=("cnn",), seeds=(0, 1), peaks=(1e-3,),
                 scale=0.004, only=("greedy", "prodigy"), resume=True,
-                vmap=True, log=lines.append)
+                vmap=True, sweep=False, log=lines.append)
   assert lines[0].startswith("[workloads] cnn: resuming with 4 finished")
   assert [line.split(":")[0] for line in lines[1:]] == [
       "[workloads] cnn prodigy seed 0", "[workloads] cnn prodigy seed 1"]
   (entry,) = _json(tmp_path / "summary.json")["workloads"]
   assert set(entry["results"]) == {"cosine@0.001", "greedy", "prodigy"}
   assert entry["results"]["greedy"] == results["greedy"]
+
+
+def test_workloads_sweep_smoke(tmp_path):
+  """The rate-sensitivity sweep at a few steps, vmapped: every multiplier of
+  the tuned peak for a rated row (two seeds at x1/3..x3, one at the ends),
+  one run of a rate-free row; summary.json's sweep section, the table and
+  the figure; a rate trace for GreedyLR."""
+  out = str(tmp_path)
+  assert cli.main(["workloads", "--out", out, "--only", "cnn", "--rows",
+                   "greedy_budget", "--seeds", "0", "1", "--peaks", "1e-3",
+                   "3e-3", "--steps-scale", "0.004", "--vmap",
+                   "--sweep-rows", "cosine", "greedy", "prodigy"]) == 0
+  (entry,) = _json(tmp_path / "summary.json")["workloads"]
+  mults = ["0.1", "0.333", "1", "3", "10"]
+  tuned = entry["tuned_peak"]
+  assert tuned in (1e-3, 3e-3)
+  base = f"cosine@{tuned:g}"
+  assert entry["tuned_cosine_test_loss"] == entry["results"][base][
+      "test_loss_mean"]
+  sweep, counts = entry["sweep"], entry["sweep_runs"]
+  assert set(sweep) == {"cosine", "greedy", "prodigy"}
+  assert list(sweep["greedy"]) == mults and list(sweep["prodigy"]) == ["1"]
+  assert [counts["greedy"][m]["seeds"] for m in mults] == [1, 2, 2, 2, 1]
+  # x1 of a sweep row is the main table's run at the tuned peak.
+  assert sweep["greedy"]["1"] == entry["results"]["greedy_budget"][
+      "test_loss_mean"]
+  assert sweep["cosine"]["1"] == entry["tuned_cosine_test_loss"]
+  runs = _json(tmp_path / "workloads" / "workloads.json")["workloads"][0][
+      "runs"]
+  rate = runs["greedy@x3"]["0"]["curve"]["rate"]
+  assert len(rate) == entry["steps"] // entry["eval_every"]
+  assert np.all(np.isfinite(rate)) and max(rate) <= 3 * tuned * (1 + 1e-6)
+  assert "#### Rate sensitivity: cnn" in (
+      tmp_path / "workloads" / "workloads.md").read_text()
+  assert (tmp_path / "workloads" / "sweep.png").exists()
 
 
 def _linear_workload(steps=8):

@@ -23,16 +23,10 @@ ablations such as ``greedy[patience=5]`` (one default changed).
 ``"none"``.
 
 Adding a controller is adding one entry to :func:`controllers`: it then
-appears in every table and study its ``scope`` names. A warmup-cosine at
-the run's rate as a row of its own, for example::
-
-    def _warmup_cosine_build(base, rate, steps, context):
-      del context
-      return optax.chain(direction(base), optax.scale_by_learning_rate(
-          optax.warmup_cosine_decay_schedule(
-              0.0, rate, warmup_steps(steps), steps)))
-
-    Controller("warmup_cosine_at_rate", "baseline", _warmup_cosine_build)
+appears in every table and study its ``scope`` names. The constant rate
+with the step budget's ramp and decay, for example, is one build function
+and the entry ``Controller("wsd", "baseline", _wsd_build,
+scope=(WORKLOADS, SWEEP))``.
 
 ``tests/_registry.py`` (the library's contract) is separate: it lists
 transforms, not rows.
@@ -67,6 +61,9 @@ FIXED_SCHEDULES = ("constant", "cosine", "linear", "step", "warmup_cosine")
 # Where an entry runs: the grid's tables, the workloads, the cost section,
 # the hypergradient-defaults study.
 GRID, WORKLOADS, COST, HD_STUDY = "grid", "workloads", "cost", "hd_defaults"
+# The workloads' rate-sensitivity sweep (every entry started at multiples
+# of the tuned peak).
+SWEEP = "sweep"
 EVERYWHERE = (GRID, WORKLOADS, COST)
 
 
@@ -90,7 +87,7 @@ class Controller:
   Attributes:
     name: the row's label.
     group: ``greedy``, ``hd``, ``hd_paper``, ``fixed``, ``baseline``,
-      ``peer`` or ``learned``.
+      ``peer``, ``learned`` or ``budget`` (told ``total_steps``).
     build: ``build(base, rate, steps, context, **options) -> transform``.
     feed: what ``update`` receives (module docstring).
     rate: ``rate(state, rate, options, step) -> scalar``, the effective rate
@@ -105,7 +102,7 @@ class Controller:
     plain: whether the entry runs without options, as the row ``name``
       (the fixed schedules exist only as variants).
     scope: where it runs (:data:`GRID`, :data:`WORKLOADS`, :data:`COST`,
-      :data:`HD_STUDY`).
+      :data:`HD_STUDY`, :data:`SWEEP`).
     label: the row's name in the reports (``name`` if empty).
   """
 
@@ -249,22 +246,23 @@ def _greedy_clipped_build(base, rate, steps, context):
   return optax.chain(
       direction(base),
       optax_greedy.stability_clip(context.lr_bound,
-                                  optax_greedy.greedy_lr(rate)))
+                                  inner=optax_greedy.greedy_lr(rate)))
 
 
 # -------------------------------------------------- hypergradient descent ---
 
 
-def _hd_transform(base, rate, granularity, rule, beta):
+def _hd_transform(base, rate, granularity, rule, beta, **kwargs):
   """Hypergradient descent on ``base``'s direction: ``hd_sgd`` /
   ``hd_adam`` (which recompute the previous direction from the momentum or
   Adam state instead of storing it); ``beta=None``: the library's
-  default ``hypergrad_lr``."""
-  kwargs = dict(granularity=granularity, rule=rule)
+  default ``hypergrad_lr``; ``kwargs``: more of their keywords."""
+  kwargs = dict(granularity=granularity, rule=rule, hypergrad_lr=beta,
+                **kwargs)
   if base == "adam":
-    return optax_greedy.hd_adam(rate, beta, **kwargs)
+    return optax_greedy.hd_adam(rate, **kwargs)
   return optax_greedy.hd_sgd(
-      rate, beta, momentum=MOMENTUM if base == "momentum" else None, **kwargs)
+      rate, momentum=MOMENTUM if base == "momentum" else None, **kwargs)
 
 
 def _hd_build(granularity):
@@ -299,7 +297,7 @@ def _fixed_build(base, rate, steps, context, multiplier):
 
 def _fixed_rate(state, rate, options, step):
   del state
-  multiplier = options["multiplier"]
+  multiplier = jnp.asarray(options["multiplier"])
   return rate * multiplier[jnp.minimum(step + 1, multiplier.shape[0] - 1)]
 
 
@@ -365,12 +363,52 @@ def dnn_policy():
 
 def _learned_build(base, rate, steps, context, policy=None):
   """The direction, then ``learned_schedule`` with ``policy`` (default: the
-  shipped deep-network policy) from ``rate`` over ``steps``."""
+  shipped deep-network policy) from ``rate`` over ``steps``, without the
+  step budget's envelope (the policy alone, as it was trained)."""
   del context
   return optax.chain(
       direction(base),
       optax_greedy.learned_schedule(policy or dnn_policy(), rate,
-                                    budget=steps))
+                                    total_steps=steps, ramp_fraction=0.0,
+                                    decay_fraction=0.0))
+
+
+# ---------------------------------------------- knowing the step budget ---
+
+
+def _greedy_budget_build(base, rate, steps, context):
+  """GreedyLR with its defaults, told the budget (``total_steps``)."""
+  del context
+  return optax.chain(direction(base),
+                     optax_greedy.greedy_lr(rate, total_steps=steps))
+
+
+def _hd_budget_build(base, rate, steps, context):
+  """The hypergradient (global, its defaults), told the budget."""
+  del context
+  return _hd_transform(base, rate, "global", "multiplicative", None,
+                       total_steps=steps)
+
+
+def _learned_budget_build(base, rate, steps, context, policy=None):
+  """The learned schedule inside the step budget's envelope (its
+  defaults)."""
+  del context
+  return optax.chain(
+      direction(base),
+      optax_greedy.learned_schedule(policy or dnn_policy(), rate,
+                                    total_steps=steps))
+
+
+def _wsd_build(base, rate, steps, context):
+  """A constant rate with the budget's ramp and decay
+  (``optax_greedy.budget_schedule``): the envelope alone."""
+  del context
+  return optax.chain(
+      direction(base),
+      optax.scale_by_learning_rate(
+          optax_greedy.budget_schedule(rate, steps)))
+
 
 
 # -------------------------------------------------------------- entries ---
@@ -407,10 +445,24 @@ def controllers():
                  scope=(HD_STUDY,)),
       Controller("fixed", "fixed", _fixed_build, rate=_fixed_rate,
                  variants=_fixed_variants, plain=False,
-                 scope=(GRID, WORKLOADS, COST, HD_STUDY)),
+                 scope=(GRID, WORKLOADS, COST, HD_STUDY, SWEEP)),
       Controller("learned", "learned", _learned_build, "train",
                  rate=_state_rate, scope=(WORKLOADS,),
                  label="learned schedule (load_policy('dnn'))"),
+      Controller("greedy_budget", "budget", _greedy_budget_build, "train",
+                 rate=_state_rate, scope=(WORKLOADS, SWEEP),
+                 label="GreedyLR with total_steps (defaults)"),
+      Controller("hd_budget", "budget", _hd_budget_build, rate=_state_rate,
+                 scope=(WORKLOADS, SWEEP),
+                 label="hypergradient (global) with total_steps"),
+      Controller("learned_budget", "budget", _learned_budget_build, "train",
+                 rate=_state_rate, scope=(WORKLOADS, SWEEP),
+                 label="learned schedule with total_steps "
+                       "(load_policy('dnn'))"),
+      Controller("wsd", "baseline", _wsd_build, rate=_state_rate,
+                 scope=(WORKLOADS, SWEEP),
+                 label="constant with the budget's ramp and decay "
+                       "(budget_schedule)"),
       Controller("reduce_on_plateau", "baseline", _plateau_build, "train",
                  rate=_plateau_rate),
       Controller("backtracking", "baseline", _linesearch_build, "linesearch",
@@ -419,13 +471,13 @@ def controllers():
       Controller("schedule_free", "peer", _schedule_free_build,
                  rate=_no_rate,
                  eval_params=optax.contrib.schedule_free_eval_params,
-                 label="schedule-free"),
+                 scope=EVERYWHERE + (SWEEP,), label="schedule-free"),
       Controller("mechanize", "peer", _mechanize_build, rate=_no_rate,
                  scope=(GRID, COST)),
       Controller("prodigy", "peer", _lr_free(optax.contrib.prodigy),
-                 rate=_no_rate, lr_free=True),
+                 rate=_no_rate, lr_free=True, scope=EVERYWHERE + (SWEEP,)),
       Controller("dog", "peer", _lr_free(optax.contrib.dog), rate=_no_rate,
-                 lr_free=True, scope=(GRID, COST), label="DoG"),
+                 lr_free=True, scope=(GRID, COST, SWEEP), label="DoG"),
   )
 
 

@@ -59,7 +59,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -254,6 +254,38 @@ def rows(only=None):
           if c.plain and (only is None or c.name in only)]
 
 
+# The rate-sensitivity sweep: every sweep entry started at these multiples
+# of the tuned peak (keys as in summary.json), on every seed at the middle
+# three and on the first seed at the ends (the cut that fits 2 CPU cores;
+# ``sweep_seeds="all"`` runs every seed everywhere).
+MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
+MIDDLE = ("0.333", "1", "3")
+# The sweep's rows in summary.json: registry entry -> key.
+SWEEP_KEYS = {"fixed": "cosine", "wsd": "wsd", "greedy_budget": "greedy",
+              "hd_budget": "hd_adam", "learned_budget": "learned",
+              "schedule_free": "schedule_free", "prodigy": "prodigy",
+              "dog": "dog"}
+
+
+def sweep_rows(only=None):
+  """``[(key, entry)]``: the registry's sweep entries (``only``: these
+  keys of :data:`SWEEP_KEYS`), in report order."""
+  return [(SWEEP_KEYS[c.name], c) for c in R.in_scope(R.SWEEP)
+          if only is None or SWEEP_KEYS[c.name] in only]
+
+
+def sweep_row(key, ctrl, peak, mult, steps):
+  """The run of sweep row ``key`` started at ``mult`` times the tuned
+  ``peak``: ``(row, rate)``. Its label is the main table's at ``mult`` 1
+  (the cosine at a rate is the grid's ``cosine@rate``), else
+  ``key@xmult``; a rate-free row has one label."""
+  rate = peak * MULTIPLIERS[mult]
+  if ctrl.name == "fixed":
+    return cosine_row(rate, steps), rate
+  label = ctrl.name if ctrl.lr_free or mult == "1" else f"{key}@x{mult}"
+  return Row(label, ctrl), rate
+
+
 # ------------------------------------------------------------ training ----
 
 
@@ -277,8 +309,10 @@ def _loop(workload, row, rate):
   ctrl = row.ctrl
   context = R.Context(steps_per_eval=workload.eval_every)
   tx = ctrl.build(BASE, rate, workload.steps, context, **row.options)
+  trace = None if ctrl.rate is None else (
+      lambda state, i: ctrl.rate(state, rate, row.options, i))
   return L.loop(problem(workload), tx, ctrl.feed, workload.eval_every,
-                eval_params=ctrl.eval_params)
+                eval_params=ctrl.eval_params, rate=trace)
 
 
 def _data(workload):
@@ -287,13 +321,16 @@ def _data(workload):
                          "test": workload.test})
 
 
-def _curve(steps, vals, tests, corrects, seconds, train_losses):
+def _curve(steps, vals, tests, corrects, seconds, train_losses, rates):
+  """A run's curves; ``train_loss`` and ``rate`` (the rate applied, NaN
+  where the entry gives none) are means over each block."""
   return {"step": [int(s) for s in steps],
           "val_loss": [float(v) for v in vals],
           "test_loss": [float(t) for t in tests],
           "test_acc": [float(np.mean(c)) for c in corrects],
           "train_seconds": [float(s) for s in seconds],
-          "train_loss": [float(x) for x in train_losses]}
+          "train_loss": [float(x) for x in train_losses],
+          "rate": [float(x) for x in rates]}
 
 
 def programs(workload, row):
@@ -321,13 +358,15 @@ def train(workload, jitted, rate, seed):
   carry, (val, (test, correct)) = init(rate, jax.random.PRNGKey(seed), data)
   evals = [jax.device_get((val, test, correct))]
   first_s = time.perf_counter() - start
-  seconds, losses, train_s = [0.0], [], 0.0
+  seconds, losses, rates, train_s = [0.0], [], [], 0.0
   for b in range(workload.steps // k):
     t0 = time.perf_counter()
     idx = jnp.arange(b * k, (b + 1) * k)
-    carry, (block_losses, _) = block(rate, data, carry,
-                                     (idx, stream[b * k:(b + 1) * k]))
-    losses.append(float(np.mean(jax.device_get(block_losses))))
+    carry, (block_losses, block_rates) = block(
+        rate, data, carry, (idx, stream[b * k:(b + 1) * k]))
+    block_losses, block_rates = jax.device_get((block_losses, block_rates))
+    losses.append(float(np.mean(block_losses)))
+    rates.append(float(np.mean(block_rates)))
     train_s += time.perf_counter() - t0
     seconds.append(train_s)
     carry, (val, (test, correct)) = evaluate(rate, data, carry)
@@ -336,7 +375,7 @@ def train(workload, jitted, rate, seed):
   blocks = np.diff(seconds)
   steady = blocks[1:] if len(blocks) > 1 else blocks
   return {"curve": _curve(np.arange(len(evals)) * k, vals, tests, corrects,
-                          seconds, losses),
+                          seconds, losses, rates),
           "correct": np.asarray(corrects[-1], bool),
           "seconds_per_step": float(np.median(steady) / k),
           "first_block_s": float(blocks[0]) + first_s,
@@ -371,9 +410,10 @@ def train_vmapped(workload, row, rates, seeds):
   for i in range(len(seeds)):
     tests, corrects = out.extras[0][i], out.extras[1][i]
     block_losses = out.train_loss[i].reshape(-1, k).mean(-1)
+    block_rates = out.rate[i].reshape(-1, k).mean(-1)
     results.append({
         "curve": _curve(steps, out.evals[i], tests, corrects,
-                        steps * per_step, block_losses),
+                        steps * per_step, block_losses, block_rates),
         "correct": np.asarray(corrects[-1], bool),
         "seconds_per_step": per_step, "first_block_s": compile_s,
         "train_seconds": run_s})
@@ -441,8 +481,40 @@ def analyse(entry):
                                            for r in rs])),
     }
   entry["target_test_loss"] = target
+  entry["tuned_cosine_test_loss"] = target
   entry["baseline"] = base
+  entry["sweep"], entry["sweep_runs"] = sweep_summary(entry)
   return results
+
+
+def _lost(curve):
+  """A run that lost what it had: a non-finite final test loss, or one at
+  or above the test loss it started from."""
+  first, last = curve["test_loss"][0], curve["test_loss"][-1]
+  return not np.isfinite(last) or last >= first
+
+
+def sweep_summary(entry):
+  """``({key: {mult: mean test loss}}, {key: {mult: {"seeds", "lost"}}})``
+  of the finished sweep runs (:data:`SWEEP_KEYS`, :data:`MULTIPLIERS`);
+  ``lost``: how many seeds ended non-finite or above their starting test
+  loss."""
+  peak, runs = entry.get("tuned_peak"), entry["runs"]
+  means, counts = {}, {}
+  if peak is None:
+    return means, counts
+  for key, ctrl in sweep_rows():
+    for mult in ("1",) if ctrl.lr_free else MULTIPLIERS:
+      row, _ = sweep_row(key, ctrl, peak, mult, entry["steps"])
+      done = runs.get(row.label, {})
+      if not done:
+        continue
+      curves = [r["curve"] for r in done.values()]
+      means.setdefault(key, {})[mult] = float(np.mean(V.finite_or_inf(
+          [c["test_loss"][-1] for c in curves])))
+      counts.setdefault(key, {})[mult] = {
+          "seeds": len(curves), "lost": int(sum(map(_lost, curves)))}
+  return means, counts
 
 
 
@@ -469,7 +541,9 @@ def markdown(entries):
         "flips | steps to target | seconds to target | ms/step | val loss | "
         "train loss (last block) |",
         "|---|---|---|---|---|---|---|---|---|---|---|"]
-    order = sorted(res, key=lambda n: res[n]["test_loss_mean"])
+    grid = {f"cosine@{p:g}" for p in e["peaks"]}
+    main = [n for n in res if "@" not in n or n in grid]
+    order = sorted(main, key=lambda n: res[n]["test_loss_mean"])
     for n in order:
       r = res[n]
       fmt = lambda x, spec: "-" if x is None else format(x, spec)
@@ -488,7 +562,57 @@ def markdown(entries):
     if e.get("errors"):
       lines += ["Failed or unavailable: " + "; ".join(
           f"`{n}`: {v}" for n, v in e["errors"].items()), ""]
+    lines += sweep_markdown(e)
   return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(e):
+  """The sweep's table: held-out test loss over the grid-tuned cosine's, by
+  starting rate."""
+  sweep, counts = e.get("sweep") or {}, e.get("sweep_runs") or {}
+  if not sweep:
+    return []
+  tuned = e["tuned_cosine_test_loss"]
+  lines = [
+      f"#### Rate sensitivity: {e['name']}", "",
+      "Held-out **test** loss of each row started at a multiple of the "
+      f"tuned peak ({e['tuned_peak']:g}), over the grid-tuned "
+      f"warmup-cosine's ({tuned:.4f}; below 1 is better), mean over "
+      "seeds (n). `lost`: seeds that ended non-finite or above their "
+      "starting test loss. Prodigy and DoG take no rate: one run.", "",
+      "| row | " + " | ".join(f"x{m}" for m in MULTIPLIERS) + " |",
+      "|---|" + "---|" * len(MULTIPLIERS)]
+  for key, by in sweep.items():
+    cells = []
+    for m in MULTIPLIERS:
+      if m not in by:
+        cells.append("-")
+        continue
+      c = counts[key][m]
+      lost = f", {c['lost']} lost" if c["lost"] else ""
+      cells.append(f"{by[m] / tuned:.3f} ({c['seeds']}{lost})")
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  lines += [""]
+  for key in ("greedy", "hd_adam", "learned"):
+    lines += _goal_lines(key, sweep, tuned)
+  return lines + [""]
+
+
+def _goal_lines(key, sweep, tuned):
+  """How row ``key`` fares on the budget-aware goals: at the tuned peak <=
+  the tuned cosine, <= 1.02x anywhere in x1/3..x3, better than
+  warmup-cosine started at the same rate at every point."""
+  by, cosine = sweep.get(key, {}), sweep.get("cosine", {})
+  if "1" not in by:
+    return []
+  middle = [by[m] / tuned for m in MIDDLE if m in by]
+  beats = [m for m in MULTIPLIERS if m in by and m in cosine
+           and by[m] < cosine[m]]
+  shared = [m for m in MULTIPLIERS if m in by and m in cosine]
+  return [f"- `{key}`: at the tuned peak {by['1'] / tuned:.3f}x the tuned "
+          f"cosine; worst in x1/3..x3 {max(middle):.3f}x; better than "
+          f"warmup-cosine at the same rate at {len(beats)} of "
+          f"{len(shared)} rates ({', '.join('x' + m for m in beats)})."]
 
 
 def figure(entries, path):
@@ -545,6 +669,61 @@ def figure(entries, path):
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
+
+
+def sweep_figure(entries, path):
+  """Per workload: held-out loss against the starting rate (one line per
+  row, the grid-tuned cosine as a horizontal line), and the rate applied by
+  the reactive rows started at x1/3, x1 and x3 of the tuned peak."""
+  plt = O.pyplot()
+  done = [e for e in entries if e.get("sweep")]
+  if not done:
+    return
+  fig, axes = plt.subplots(2, len(done), figsize=(6.5 * len(done), 9),
+                           squeeze=False)
+  keys = list(SWEEP_KEYS.values())
+  colors = {k: f"C{i}" for i, k in enumerate(keys)}
+  for col, e in enumerate(done):
+    ax, tuned = axes[0, col], e["tuned_cosine_test_loss"]
+    for key, by in e["sweep"].items():
+      mults = [m for m in MULTIPLIERS if m in by]
+      x = [e["tuned_peak"] * MULTIPLIERS[m] for m in mults]
+      y = [by[m] for m in mults]
+      if len(mults) == 1:
+        ax.axhline(y[0], color=colors[key], ls="--", lw=1, label=key)
+      else:
+        ax.plot(x, y, "o-", color=colors[key], label=key,
+                lw=2.2 if key == "greedy" else 1.2)
+    ax.axhline(tuned, color="k", lw=1.5, ls=":",
+               label=f"warmup-cosine, peak tuned on {e['peaks']}")
+    ax.set(xscale="log", yscale="log", xlabel="starting (peak) rate",
+           ylabel="held-out test loss (mean over seeds)",
+           title=f"{e['name']} ({e['n_params']:,} params, {e['size']} size)")
+    ax.set_ylim(0.95 * min(min(by.values()) for by in e["sweep"].values()),
+                2.5 * tuned)
+    ax.legend(fontsize=7)
+    ax = axes[1, col]
+    for key, ls in (("greedy", "-"), ("hd_adam", "--"), ("learned", ":")):
+      ctrl = dict(sweep_rows()).get(key)
+      for mult, shade in (("0.333", 0.45), ("1", 0.7), ("3", 1.0)):
+        if ctrl is None:
+          continue
+        row, rate = sweep_row(key, ctrl, e["tuned_peak"], mult, e["steps"])
+        by = e["runs"].get(row.label, {})
+        if not by:
+          continue
+        curve = by[min(by, key=int)]["curve"]
+        ax.plot(curve["step"][1:], np.asarray(curve["rate"]) / e["tuned_peak"],
+                ls=ls, color=colors[key], alpha=shade,
+                label=f"{key} from x{mult}")
+    ax.set(yscale="log", xlabel="step",
+           ylabel="rate applied / tuned peak (first seed, block means)",
+           title="what the controllers do with the rate")
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=7, ncol=3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
 
 
 def _write(out_dir, entries, machine):
@@ -606,7 +785,7 @@ def _finished(out_dir, entry, log):
 
 def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
         only=None, size="cpu", vmap=False, machine=None, resume=False,
-        log=print):
+        sweep=True, sweep_only=None, sweep_seeds="cut", log=print):
   """Runs the workloads; writes results after every run (module doc).
 
   Args:
@@ -624,6 +803,10 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
     resume: reuse the runs that an earlier call with the same workload
       configuration finished in ``out_dir`` (rows whose code changed since
       are not detected: resume only within one version of the library).
+    sweep: also run the rate-sensitivity sweep (:data:`MULTIPLIERS`).
+    sweep_only: the sweep's rows (keys of :data:`SWEEP_KEYS`; all if None).
+    sweep_seeds: ``"cut"`` (every seed at x1/3..x3, the first at the ends)
+      or ``"all"``.
     log: where progress lines go.
 
   Returns:
@@ -647,17 +830,46 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
     if resume:
       entry["runs"] = _finished(out_dir, entry, log)
     entries.append(entry)
-    _run_workload(w, entry, grid, candidates, seeds, vmap,
+    plan = Plan(grid, candidates, seeds,
+                sweep_rows(sweep_only) if sweep else [], sweep_seeds)
+    _run_workload(w, entry, plan, vmap,
                   lambda: _write(out_dir, entries, machine), log)
-    figure(entries, pathlib.Path(out_dir) / "workloads" / "workloads.png")
+    sub = pathlib.Path(out_dir) / "workloads"
+    figure(entries, sub / "workloads.png")
+    sweep_figure(entries, sub / "sweep.png")
   return entries
 
 
-def _run_workload(w, entry, grid, candidates, seeds, vmap, save, log):
-  """The cosine grid, then every row at the tuned peak. Run by run, seed
-  by seed (so that a stopped run has whole tables for its first seeds);
-  vmapped, the whole cosine grid (peaks x seeds) as one program, then each
-  row's seeds as one."""
+class Plan(NamedTuple):
+  """What a workload runs: the cosine grid's peaks, the rows at the tuned
+  peak, the seeds, the sweep's ``[(key, entry)]`` and its seeds
+  (``"cut"`` or ``"all"``)."""
+
+  grid: tuple
+  rows: list
+  seeds: tuple
+  sweep: list
+  sweep_seeds: str
+
+  def sweep_runs(self, peak, steps, seed=None):
+    """``[(row, rate, seed)]`` of the sweep (of one ``seed``, or all)."""
+    out = []
+    for key, ctrl in self.sweep:
+      for mult in ("1",) if ctrl.lr_free else MULTIPLIERS:
+        seeds = (self.seeds if self.sweep_seeds == "all" or mult in MIDDLE
+                 else self.seeds[:1])
+        row, rate = sweep_row(key, ctrl, peak, mult, steps)
+        out += [(row, rate, s) for s in seeds if seed in (None, s)]
+    return out
+
+
+def _run_workload(w, entry, plan, vmap, save, log):
+  """The cosine grid, every row at the tuned peak, then the sweep. Run by
+  run, seed by seed (so that a stopped run has whole tables for its first
+  seeds); vmapped, the whole cosine grid (peaks x seeds) as one program,
+  then each row's seeds as one, then each sweep row's (rate, seed) pairs
+  as one."""
+  grid, candidates, seeds = plan.grid, plan.rows, plan.seeds
   compiled = {}
 
   def do(runs):
@@ -706,6 +918,9 @@ def _run_workload(w, entry, grid, candidates, seeds, vmap, save, log):
     peak = tuned()
     for row in candidates:
       do([(row, peak, s) for s in seeds])
+    sweep = plan.sweep_runs(peak, w.steps)
+    for ctrl in dict.fromkeys(row.ctrl.name for row, _, _ in sweep):
+      do([r for r in sweep if r[0].ctrl.name == ctrl])
   else:
     for seed in seeds:
       for p in grid:
@@ -713,5 +928,7 @@ def _run_workload(w, entry, grid, candidates, seeds, vmap, save, log):
       peak = tuned()
       for row in candidates:
         do([(row, peak, seed)])
+      for run in plan.sweep_runs(peak, w.steps, seed):
+        do([run])
   entry["results"] = analyse(entry)
   save()
