@@ -103,6 +103,10 @@ def _parser():
   p.add_argument("--sweep-rows", nargs="+", choices=SWEEP_KEYS,
                  metavar="ROW", help="the sweep's rows, of: "
                  + ", ".join(SWEEP_KEYS))
+  p.add_argument("--step-cost", action="store_true",
+                 help="instead of training: time the train step of Adam, "
+                      "the hypergradient (each reduction) and GreedyLR on "
+                      "each workload (step_cost.md)")
   p.add_argument("--sweep-seeds", choices=("cut", "all"), default="cut",
                  help="cut (default): every seed at x1/3..x3, the first "
                       "seed at x0.1 and x10; all: every seed everywhere")
@@ -214,6 +218,10 @@ def _check_quick(args):
 
 def _workloads(args):
   from bench.studies import workloads
+  if args.step_cost:
+    workloads.step_cost_study(args.out, names=tuple(args.only or WORKLOADS),
+                              size=args.size)
+    return 0
   workloads.run(args.out, names=tuple(args.only or WORKLOADS),
                 seeds=tuple(args.seeds), peaks=args.peaks,
                 scale=args.steps_scale, only=args.rows, size=args.size,

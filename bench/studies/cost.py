@@ -25,7 +25,6 @@ import itertools
 import json
 import os
 import re
-import statistics
 import tempfile
 import time
 
@@ -39,6 +38,7 @@ import optax_greedy
 from bench.core import data as D
 from bench.core import output as O
 from bench.core import registry as R
+from bench.core import timing
 from bench.grid import programs as P
 from bench.grid import tasks as T
 
@@ -163,17 +163,6 @@ def _kwargs(feed, value, grads, loss_fn):
   return {}
 
 
-def _time_round_robin(fns, rounds):
-  """Median seconds per call of each ``fn()`` (already compiled)."""
-  times = {k: [] for k in fns}
-  for _ in range(rounds):
-    for name, fn in fns.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - start)
-  return {k: statistics.median(v) for k, v in times.items()}
-
-
 def bare_update(rows, n_params, rounds, compiler_options=None, copies=4):
   """Seconds of one jitted ``update`` + ``apply_updates`` on ``n_params``;
   state bytes; params-sized reads + writes (:func:`params_traffic`).
@@ -214,7 +203,7 @@ def bare_update(rows, n_params, rounds, compiler_options=None, copies=4):
     fns[name] = lambda c=compiled, s=states: c(params, next(s), grads)
     for _ in range(copies):  # First touches of the output buffers.
       jax.block_until_ready(fns[name]())
-  times = _time_round_robin(fns, rounds)
+  times = timing.round_robin(fns, rounds)
   return times, bytes_, n, passes
 
 
@@ -268,7 +257,7 @@ def train_step(rows, width, batch, inner, rounds, compiler_options=None):
   digits, ``inner`` steps per call under ``lax.scan``; and compile seconds."""
   fns, compile_s, n_params = _train_programs(rows, width, batch, inner,
                                              compiler_options)
-  times = _time_round_robin(fns, rounds)
+  times = timing.round_robin(fns, rounds)
   return {k: v / inner for k, v in times.items()}, compile_s, n_params
 
 

@@ -20,7 +20,7 @@ minibatches, each run by the environment's own episode
 policy was trained in):
 
 * ``learned``: the direction, then ``learned_schedule(policy, peak,
-  budget=200)``;
+  total_steps=200)``;
 * ``cosine``: the fixed cosine schedule from the peak to 0;
 * ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
   budget);

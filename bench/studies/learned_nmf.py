@@ -101,15 +101,16 @@ def _greedy_tx(initial, clipped):
   max_rate = lambda p: jax.tree.map(
       lambda b: jnp.where(clipped, b, jnp.inf), nmf_problems.nmf_bound(p))
   return optax_greedy.stability_clip(
-      max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY)
+      max_rate, inner=optax_greedy.greedy_lr(initial), safety=SAFETY)
 
 
 def _learned_tx(policy, steps, clipped):
   inner = optax_greedy.learned_schedule(policy, nmf_problems.nmf_bound,
-                                        budget=steps)
+                                        total_steps=steps, ramp_fraction=0.0,
+                                        decay_fraction=0.0)
   max_rate = lambda p: jax.tree.map(
       lambda b: jnp.where(clipped, b, jnp.inf), nmf_problems.nmf_bound(p))
-  return optax_greedy.stability_clip(max_rate, inner, safety=SAFETY)
+  return optax_greedy.stability_clip(max_rate, inner=inner, safety=SAFETY)
 
 
 def _batches(seed, n, batch, steps):
@@ -273,7 +274,8 @@ def _transfer(policy, seeds, quick, steps=None):
     tx_cos = optax.chain(optax.trace(0.9), cosine)
     tx_learned = optax.chain(
         optax.trace(0.9),
-        optax_greedy.learned_schedule(policy, peak, budget=steps))
+        optax_greedy.learned_schedule(policy, peak, total_steps=steps,
+                                      ramp_fraction=0.0, decay_fraction=0.0))
     states = (tx_cos.init(params), tx_learned.init(params))
 
     def step(carry, k):

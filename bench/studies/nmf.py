@@ -111,7 +111,7 @@ def _greedy_tx(initial, mode):
     return optax.tree.get(after, "learning_rate")["W"]
   max_rate = functools.partial(_clip_bound, mode=mode)
   tx = optax_greedy.stability_clip(
-      max_rate, optax_greedy.greedy_lr(initial), safety=SAFETY,
+      max_rate, inner=optax_greedy.greedy_lr(initial), safety=SAFETY,
       bound_args=("columns",))
   return tx, rate_fn
 
