@@ -103,6 +103,9 @@ def _parser():
   p.add_argument("--sweep-rows", nargs="+", choices=SWEEP_KEYS,
                  metavar="ROW", help="the sweep's rows, of: "
                  + ", ".join(SWEEP_KEYS))
+  p.add_argument("--report-only", action="store_true",
+                 help="rebuild OUT/workloads' tables and figures from its "
+                      "JSON, without training")
   p.add_argument("--step-cost", action="store_true",
                  help="instead of training: time the train step of Adam, "
                       "the hypergradient (each reduction) and GreedyLR on "
@@ -218,6 +221,9 @@ def _check_quick(args):
 
 def _workloads(args):
   from bench.studies import workloads
+  if args.report_only:
+    workloads.redraw(args.out)
+    return 0
   if args.step_cost:
     workloads.step_cost_study(args.out, names=tuple(args.only or WORKLOADS),
                               size=args.size)

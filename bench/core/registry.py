@@ -336,11 +336,14 @@ def _linesearch_rate(state, rate, options, step):
 
 
 def _schedule_free_build(base, rate, steps, context):
-  del steps, context
+  """Schedule-free AdamW / SGD with the warmup its authors recommend (5% of
+  the steps, as the warmup-cosine's)."""
+  del context
+  warmup = warmup_steps(steps)
   if base == "adam":
-    return optax.contrib.schedule_free_adamw(rate)
+    return optax.contrib.schedule_free_adamw(rate, warmup_steps=warmup)
   return optax.contrib.schedule_free_sgd(
-      rate, b1=MOMENTUM if base == "momentum" else 0.0)
+      rate, b1=MOMENTUM if base == "momentum" else 0.0, warmup_steps=warmup)
 
 
 def _mechanize_build(base, rate, steps, context):

@@ -933,6 +933,27 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
   return entries
 
 
+def redraw(out_dir, log=print):
+  """Rebuilds the tables and figures of ``out_dir/workloads`` from its
+  ``workloads.json`` and ``correct.npz`` (e.g. after a run was stopped
+  before its figures), without training."""
+  sub = pathlib.Path(out_dir) / "workloads"
+  doc = json.loads((sub / "workloads.json").read_text())
+  correct = np.load(sub / CORRECT_FILE)
+  entries = []
+  for e in doc["workloads"]:
+    for label, by in e["runs"].items():
+      for seed, r in by.items():
+        r["correct"] = correct[f"{e['name']}/{label}/{seed}"]
+    e["results"] = analyse(e)
+    entries.append(e)
+  _write(out_dir, entries, doc["machine"])
+  figure(entries, sub / "workloads.png")
+  sweep_figure(entries, sub / "sweep.png")
+  log(f"rewrote {sub}/workloads.md, workloads.png and sweep.png")
+  return entries
+
+
 class Plan(NamedTuple):
   """What a workload runs: the cosine grid's peaks, the rows at the tuned
   peak, the seeds, the sweep's ``[(key, entry)]`` and its seeds
