@@ -33,6 +33,8 @@ COMMANDS = {
                  "CNN against a tuned warmup-cosine, with the "
                  "rate-sensitivity sweep (~95 min; --no-sweep ~35 min; "
                  "--size gpu for an accelerator)",
+    "budget-defaults": "GreedyLR's defaults with total_steps, chosen on a "
+                       "selection LM the workloads never see (~30 min)",
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~5 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
@@ -113,6 +115,9 @@ def _parser():
   p.add_argument("--sweep-seeds", choices=("cut", "all"), default="cut",
                  help="cut (default): every seed at x1/3..x3, the first "
                       "seed at x0.1 and x10; all: every seed everywhere")
+
+  p = add("budget-defaults")
+  p.add_argument("--out", required=True, help="output folder")
 
   p = add("cost")
   p.add_argument("--out", required=True, help="output folder")
@@ -238,6 +243,12 @@ def _workloads(args):
   return 0
 
 
+def _budget_defaults(args):
+  from bench.studies import budget_defaults
+  budget_defaults.study(args.out)
+  return 0
+
+
 def _cost(args):
   from bench.studies import cost
   cost.study(args.out, rounds=args.rounds, n_params=args.params,
@@ -297,7 +308,7 @@ def main(argv=None):
   if args.command == "greedy-feeds":
     return _greedy_feeds(args, argv)
   return {"check-quick": _check_quick, "workloads": _workloads,
-          "cost": _cost, "hd-defaults": _hd_defaults, "nmf": _nmf,
+          "budget-defaults": _budget_defaults, "cost": _cost, "hd-defaults": _hd_defaults, "nmf": _nmf,
           "learned-nmf": _learned_nmf, "dnn-policy": _dnn_policy}[
               args.command](args)
 

@@ -96,6 +96,7 @@ def test_cli_names_match_the_modules():
   assert cli.TASKS == tuple(T.FACTORIES)
   assert cli.WORKLOADS == tuple(workloads.WORKLOADS)
   assert cli.LM_SIZES == tuple(workloads.LM_SIZES)
+  assert cli.SWEEP_KEYS == tuple(workloads.SWEEP_KEYS.values())
   assert cli.LEARNED_NMF_PROBLEMS == tuple(learned_nmf.PROBLEMS)
   assert cli.BASES == R.BASES
   for name, tasks in cli.PRESET_TASKS.items():
@@ -342,6 +343,20 @@ def test_workloads_sweep_smoke(tmp_path):
   assert "#### Rate sensitivity: cnn" in (
       tmp_path / "workloads" / "workloads.md").read_text()
   assert (tmp_path / "workloads" / "sweep.png").exists()
+
+
+def test_budget_defaults_smoke(tmp_path):
+  """The budget-defaults study at 3 steps, one candidate: its table names
+  a chosen candidate among those run."""
+  from bench.studies import budget_defaults  # pylint: disable=import-outside-toplevel
+  name = next(iter(budget_defaults.CANDIDATES))
+  doc = budget_defaults.study(tmp_path, steps=3, candidates=(name,),
+                              model={"dim": 8, "heads": 1, "layers": 1},
+                              log=lambda _: None)
+  assert doc["chosen"] == name and set(doc["ratios"]) == {
+      "warmup-cosine", "wsd", name}
+  text = (tmp_path / "budget_defaults" / "budget_defaults.md").read_text()
+  assert f"**{name}**" in text
 
 
 def _linear_workload(steps=8):

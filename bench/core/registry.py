@@ -379,11 +379,13 @@ def _learned_build(base, rate, steps, context, policy=None):
 # ---------------------------------------------- knowing the step budget ---
 
 
-def _greedy_budget_build(base, rate, steps, context):
-  """GreedyLR with its defaults, told the budget (``total_steps``)."""
+def _greedy_budget_build(base, rate, steps, context, **options):
+  """GreedyLR with its defaults, told the budget (``total_steps``);
+  options (``factor``, ``patience``, traced) change a default."""
   del context
   return optax.chain(direction(base),
-                     optax_greedy.greedy_lr(rate, total_steps=steps))
+                     optax_greedy.greedy_lr(rate, total_steps=steps,
+                                            **options))
 
 
 def _hd_budget_build(base, rate, steps, context):

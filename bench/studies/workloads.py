@@ -127,14 +127,14 @@ class Workload:
   note: str = ""
 
 
-def _xent(logits, targets):
+def xent(logits, targets):
   loss = optax.losses.softmax_cross_entropy_with_integer_labels(
       logits, targets).mean()
   correct = (jnp.argmax(logits, -1) == targets).reshape(-1)
   return loss, correct
 
 
-def _gather(train, starts):
+def gather_windows(train, starts):
   """Windows of bytes from their start offsets: ``(inputs, targets)``."""
   codes, offsets = train
   seqs = codes[starts[:, None] + offsets]
@@ -166,7 +166,7 @@ def lm(steps=2000, size="cpu", eval_every=100):
                              layers=s["layers"], length=length, vocab=256)
 
   def loss(params, inputs, targets):
-    return _xent(module.apply(params, inputs), targets)
+    return xent(module.apply(params, inputs), targets)
 
   def sample(rng, steps):
     return rng.integers(0, len(train) - length - 1, (steps, s["batch"]),
@@ -174,7 +174,7 @@ def lm(steps=2000, size="cpu", eval_every=100):
 
   return Workload(
       "lm", lambda key: module.init(key, jnp.zeros((1, length), jnp.int32)),
-      loss, _gather, (train, np.arange(length + 1)),
+      loss, gather_windows, (train, np.arange(length + 1)),
       windows(held[:half], s["eval_windows"]),
       windows(held[half:], s["eval_windows"]), sample, steps, eval_every,
       peaks=(1e-3, 3e-3, 1e-2), size=size,
@@ -208,7 +208,7 @@ def cnn(steps=1000, batch=64, eval_every=50):
   module = CNN()
 
   def loss(params, inputs, targets):
-    return _xent(module.apply(params, inputs), targets)
+    return xent(module.apply(params, inputs), targets)
 
   def sample(rng, steps):
     return rng.integers(0, len(train[1]), (steps, batch), dtype=np.int32)
