@@ -181,8 +181,11 @@ def load_policy(name_or_path: Optional[Any] = None) -> Policy:
           f"policy file {path}: layer {i} has kernel {kernel.shape} and bias"
           f" {None if bias is None else bias.shape}; expected kernel"
           f" ({width}, k) and bias (k,).")
-    layers.append({"kernel": jnp.asarray(kernel, jnp.float32),
-                   "bias": jnp.asarray(bias, jnp.float32)})
+    # Concrete arrays even when read inside a traced function (a policy
+    # cached there must not hold the trace's values).
+    with jax.ensure_compile_time_eval():
+      layers.append({"kernel": jnp.asarray(kernel, jnp.float32),
+                     "bias": jnp.asarray(bias, jnp.float32)})
     width = kernel.shape[1]
   if len(layers) < 2 or width != 1:
     raise ValueError(

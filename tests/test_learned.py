@@ -409,3 +409,18 @@ def test_padded_units_stay_zero_through_an_episode():
   np.testing.assert_array_equal(params[0]["w"][:, 5:], 0)
   np.testing.assert_array_equal(params[1]["w"][5:], 0)
   np.testing.assert_array_equal(params[-1]["w"][5:], 0)
+
+
+def test_a_policy_read_inside_a_traced_function_is_concrete():
+  """Read while tracing (a benchmark builds its optimizer inside jit and
+  caches the policy), the weights are arrays, not the trace's values."""
+  found = []
+
+  @jax.jit
+  def f(x):
+    found.append(optax_greedy.load_policy("dnn"))
+    return x
+
+  f(1.0)
+  for leaf in jax.tree.leaves(found[0]):
+    assert not isinstance(leaf, jax.core.Tracer)
