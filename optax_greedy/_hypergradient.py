@@ -55,7 +55,7 @@ class HypergradientState(NamedTuple):
 
 
 # The multiplicative rule's default ``hypergrad_lr``, by granularity, chosen
-# by bench/hd_defaults.py (see ``hypergradient``'s docstring).
+# by the benchmark's hypergradient-defaults study (see the README).
 _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
                            "per_parameter": 0.005}
 

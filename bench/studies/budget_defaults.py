@@ -38,7 +38,8 @@ from bench.studies import workloads as W
 STEPS = 1500
 PEAKS = (1e-3, 3e-3, 1e-2)
 MULTIPLIERS = {"0.333": 1 / 3, "1": 1.0, "3": 3.0}
-# Candidates: options of the registry's ``greedy_budget`` entry.
+# Candidates: options of the registry's ``greedy_budget`` entry (GreedyLR's
+# factor and patience; the envelope's decay shape and length).
 CANDIDATES = {
     "defaults (factor 0.95, patience 20)": {},
     "factor 0.9": {"factor": 0.9},
@@ -46,6 +47,8 @@ CANDIDATES = {
     "patience 10": {"patience": 10},
     "factor 0.9, patience 30": {"factor": 0.9, "patience": 30},
     "factor 0.8, patience 30": {"factor": 0.8, "patience": 30},
+    "1-sqrt decay": {"decay_shape": "1-sqrt"},
+    "decay over the last 10%": {"decay_fraction": 0.1},
 }
 
 
