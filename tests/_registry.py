@@ -249,6 +249,17 @@ def mlp_loss(params, x, y, dot=plain_dot):
   return jnp.mean((out - y) ** 2)
 
 
+def train_step(tx):
+  """A jitted training step of ``tx`` on :func:`mlp_loss`, fed the loss:
+  ``step(params, state, x, y) -> (params, state)``."""
+  @jax.jit
+  def step(params, state, x, y):
+    value, grads = jax.value_and_grad(mlp_loss)(params, x, y)
+    updates, state = tx.update(grads, state, params, value=value)
+    return optax.apply_updates(params, updates), state
+  return step
+
+
 def batch(step, n=32, d_in=16, d_out=8):
   """A noisy regression minibatch for ``step`` (NumPy: no JAX compilation)."""
   rng = np.random.default_rng(step)

@@ -25,16 +25,6 @@ SAVE_AT, STEPS = 5, 8
 NAMES = list(_registry.REGISTRY)
 
 
-def _step_fn(tx):
-  @jax.jit
-  def step(params, state, x, y):
-    value, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
-    updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state
-
-  return step
-
-
 def _train(step, params, state, start, stop):
   for i in range(start, stop):
     params, state = step(params, state, *_registry.batch(i))
@@ -63,7 +53,7 @@ def _first_half(name):
   params and state (shared by the tests below)."""
   tx = _registry.build(name)
   params0 = _registry.mlp_params(jax.random.key(0))
-  step = _step_fn(tx)
+  step = _registry.train_step(tx)
   return (tx, step, params0,
           *_train(step, params0, tx.init(params0), 0, SAVE_AT))
 

@@ -141,15 +141,6 @@ def launched(tmp_path_factory):
         proc.wait()
 
 
-def _single_device_step(tx):
-  @jax.jit
-  def step(params, state, x, y):
-    value, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
-    updates, state = tx.update(grads, state, params, value=value)
-    return optax.apply_updates(params, updates), state
-  return step
-
-
 @pytest.fixture(scope="module")
 def reference(launched):
   """Single-device runs on the same global batches, while the pair runs.
@@ -161,7 +152,7 @@ def reference(launched):
   runs = {}
   for name in NAMES:
     tx = _registry.build(name)
-    step = _single_device_step(tx)
+    step = _registry.train_step(tx)
     params = _registry.mlp_params(jax.random.key(0))
     trees = [(params, tx.init(params))]
     for i in range(worker.STEPS + worker.RESUMED):
