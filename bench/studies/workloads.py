@@ -907,7 +907,8 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
   """
   machine = machine or O.machine()
   candidates = rows(only)
-  entries = []
+  # The other workloads' results in out_dir stay (e.g. after --only lm).
+  entries = [e for e in _saved(out_dir)[0] if e["name"] not in names]
   for name in names:
     w = make(name, size, scale)
     grid = tuple(peaks or w.peaks)
@@ -933,21 +934,30 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
   return entries
 
 
+def _saved(out_dir):
+  """``(entries, machine)`` of ``out_dir/workloads`` (its JSON, with each
+  run's per-example correctness attached); ``([], None)`` if none."""
+  sub = pathlib.Path(out_dir) / "workloads"
+  if not (sub / "workloads.json").exists():
+    return [], None
+  doc = json.loads((sub / "workloads.json").read_text())
+  correct = np.load(sub / CORRECT_FILE)
+  for e in doc["workloads"]:
+    for label, by in e["runs"].items():
+      for seed, r in by.items():
+        r["correct"] = correct[f"{e['name']}/{label}/{seed}"]
+  return doc["workloads"], doc["machine"]
+
+
 def redraw(out_dir, log=print):
   """Rebuilds the tables and figures of ``out_dir/workloads`` from its
   ``workloads.json`` and ``correct.npz`` (e.g. after a run was stopped
   before its figures), without training."""
   sub = pathlib.Path(out_dir) / "workloads"
-  doc = json.loads((sub / "workloads.json").read_text())
-  correct = np.load(sub / CORRECT_FILE)
-  entries = []
-  for e in doc["workloads"]:
-    for label, by in e["runs"].items():
-      for seed, r in by.items():
-        r["correct"] = correct[f"{e['name']}/{label}/{seed}"]
+  entries, machine = _saved(out_dir)
+  for e in entries:
     e["results"] = analyse(e)
-    entries.append(e)
-  _write(out_dir, entries, doc["machine"])
+  _write(out_dir, entries, machine)
   figure(entries, sub / "workloads.png")
   sweep_figure(entries, sub / "sweep.png")
   log(f"rewrote {sub}/workloads.md, workloads.png and sweep.png")
