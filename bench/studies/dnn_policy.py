@@ -20,7 +20,10 @@ minibatches, each run by the environment's own episode
 policy was trained in):
 
 * ``learned``: the direction, then ``learned_schedule(policy, peak,
-  total_steps=200)``;
+  total_steps=200)`` -- with the step budget's default envelope (ramp over
+  the first 5%, linear decay to zero over the last 20%; ``--envelope on``,
+  the default, what a user gets) or without it (``--envelope off``: the
+  policy alone, ``ramp_fraction=0, decay_fraction=0``);
 * ``cosine``: the fixed cosine schedule from the peak to 0;
 * ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
   budget);
@@ -36,7 +39,8 @@ loss (checked every 10 steps; runs that never reach it count as the
 budget + 10). The same table for fresh problems of the training families
 (``mlp``, ``cnn``) is shown separately, as in-distribution.
 
-    python -m bench dnn-policy [--seeds 5] [--out bench/results/dnn_policy]
+    python -m bench dnn-policy [--seeds 5] [--envelope on|off]
+        [--out bench/results/dnn_policy]
 """
 
 import json
@@ -58,20 +62,26 @@ CHECKPOINTS = 20
 BATCH = 32
 PEAKS = {"adam": (1e-3, 1e-2), "momentum": (1e-2, 1e-1)}
 # Row -> (registry entry, its variant or None).
-ROWS = {"learned": ("learned", None), "cosine": ("fixed", "cosine"),
+ROWS = {"learned": ("learned_budget", None), "cosine": ("fixed", "cosine"),
         "warmup_cosine": ("fixed", "warmup_cosine"),
         "greedy": ("greedy", None)}
 METHODS = tuple(ROWS)
 BASELINES = METHODS[1:]
+#: The registry entry of the ``learned`` row: with the step budget's
+#: default envelope ("on") or the policy alone ("off").
+LEARNED_ENTRY = {"on": "learned_budget", "off": "learned"}
 
 
-def optimizer(row, base, policy):
+def optimizer(row, base, policy, envelope="on"):
   """``problem -> transform``: the registry entry of ``row`` on ``base``'s
-  direction from the problem's peak rate (``policy`` for ``learned``)."""
+  direction from the problem's peak rate (``policy`` for ``learned``, with
+  the envelope or not)."""
   name, variant = ROWS[row]
+  if row == "learned":
+    name = LEARNED_ENTRY[envelope]
   ctrl = R.get(name)
   options = {} if variant is None else ctrl.variants(BUDGET)[variant]
-  if name == "learned":
+  if row == "learned":
     options = {"policy": policy}
   context = R.Context(steps_per_eval=BUDGET // CHECKPOINTS)
   return lambda problem: ctrl.build(base, problem.peak, BUDGET, context,
@@ -100,7 +110,8 @@ def problems_of(family, seeds, directions=tuple(PEAKS)):
   return grid, problems, keys
 
 
-def run_family(family, policy, seeds, directions=tuple(PEAKS)):
+def run_family(family, policy, seeds, directions=tuple(PEAKS),
+               envelope="on"):
   """All methods on all problems of one family: ``{method: arrays}`` in
   the order of the grid (one compiled program per direction)."""
   grid, problems, keys = problems_of(family, seeds, directions)
@@ -108,7 +119,7 @@ def run_family(family, policy, seeds, directions=tuple(PEAKS)):
   def run(base, problems, keys):
     out = {}
     for row in METHODS:
-      make = optimizer(row, base, policy)
+      make = optimizer(row, base, policy, envelope)
       out[row] = jax.vmap(lambda p, k, o=make: dnn_problems.run_episode(
           family, p, o, jax.random.wrap_key_data(k), max_steps=BUDGET,
           max_batch=BATCH, checkpoints=CHECKPOINTS))(problems, keys)
@@ -233,12 +244,20 @@ def write_report(out_dir, report):
   """Writes ``dnn_policy.md`` from the json's content."""
   summaries, results = report["summary"], report["problems"]
   lines = ["# Learned deep-network schedule on held-out networks", "",
-           f"`python -m bench dnn-policy --seeds {report['seeds']}`"
+           f"`python -m bench dnn-policy --seeds {report['seeds']}"
+           f" --envelope {report.get('envelope', 'off')}`"
            f" ({report['seconds']:.0f} s; {report['machine']})."
            f" Win/tie/loss of the learned schedule, one run each"
            f" ({report['tie']}); held-out loss = the loss on validation"
            " rows never trained on; training loss = on the full training"
-           " rows.", ""]
+           " rows.", "",
+           "Learned row: " + (
+               "`learned_schedule(policy, peak, total_steps=200)` with the"
+               " step budget's default envelope (ramp over the first 5%,"
+               " linear decay to zero over the last 20%)."
+               if report.get("envelope", "off") == "on" else
+               "the policy alone (`ramp_fraction=0, decay_fraction=0`)."),
+           ""]
   lines += _table("Held-out families (never seen in training)",
                   summaries["held_out"])
   lines += ["", "#### Held-out families by direction and peak rate", ""]
@@ -286,7 +305,8 @@ def _figure(path, examples):
 
 
 def study(out_dir, seeds=5, policy="dnn", families=None,
-          directions=tuple(PEAKS), in_distribution=True, report_only=False):
+          directions=tuple(PEAKS), in_distribution=True, report_only=False,
+          envelope="on"):
   """Runs the study; writes ``dnn_policy.json``, ``.md`` and ``.png``.
 
   Args:
@@ -297,6 +317,8 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
     directions: the base directions (keys of :data:`PEAKS`).
     in_distribution: also run fresh problems of the training families.
     report_only: rewrite the ``.md`` from the ``.json`` in ``out_dir``.
+    envelope: ``"on"`` (the learned row inside the step budget's default
+      envelope) or ``"off"`` (the policy alone).
 
   Returns:
     The per-family counts.
@@ -320,7 +342,8 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
       if families is not None and family.name not in families:
         continue
       t0 = time.perf_counter()
-      grid, runs = run_family(family, loaded, seeds, tuple(directions))
+      grid, runs = run_family(family, loaded, seeds, tuple(directions),
+                              envelope)
       records, counts = summarise(grid, runs)
       results[group][family.name] = records
       summaries[group][family.name] = counts
@@ -333,7 +356,8 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
                          f"{grid[i][1]:g}", grid[i][1], runs, i))
   report = {"summary": summaries, "problems": results,
             "seconds": time.perf_counter() - start, "seeds": seeds,
-            "budget": BUDGET, "tie": V.RULE, "policy": policy,
+            "budget": BUDGET, "tie": V.RULE, "policy": str(policy),
+            "envelope": envelope,
             "machine": O.machine_line()}
   O.write_json(out / "dnn_policy.json", report, indent=1)
   lines = write_report(out, report)

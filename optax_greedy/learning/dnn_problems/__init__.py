@@ -67,10 +67,13 @@ from optax_greedy.learning.dnn_problems.data import tabular
 from optax_greedy.learning.dnn_problems.episodes import cosine_optimizer
 from optax_greedy.learning.dnn_problems.episodes import direction
 from optax_greedy.learning.dnn_problems.episodes import fitness
+from optax_greedy.learning.dnn_problems.episodes import NO_ENVELOPE
 from optax_greedy.learning.dnn_problems.episodes import learned_optimizer
 from optax_greedy.learning.dnn_problems.episodes import reward
 from optax_greedy.learning.dnn_problems.episodes import run_episode
 from optax_greedy.learning.dnn_problems.episodes import split_losses
+from optax_greedy.learning.dnn_problems.families import FAMILIES
+from optax_greedy.learning.dnn_problems.families import char_lm_family
 from optax_greedy.learning.dnn_problems.families import cnn_family
 from optax_greedy.learning.dnn_problems.families import held_out_families
 from optax_greedy.learning.dnn_problems.families import mlp_family
@@ -83,5 +86,8 @@ from optax_greedy.learning.dnn_problems.problem import Family
 from optax_greedy.learning.dnn_problems.problem import HIDDEN
 from optax_greedy.learning.dnn_problems.problem import MAX_OUT
 from optax_greedy.learning.dnn_problems.trainer import ES_CONFIG
+from optax_greedy.learning.dnn_problems.trainer import TARGETS
 from optax_greedy.learning.dnn_problems.trainer import cosine_policy
+from optax_greedy.learning.dnn_problems.trainer import imitation_policy
+from optax_greedy.learning.dnn_problems.trainer import initial_policy
 from optax_greedy.learning.dnn_problems.trainer import train
