@@ -48,7 +48,7 @@ from optax_greedy.learning import es
 ENVELOPE = (0.05, 0.2, "linear")
 #: The settings of the shipped policy, and of the first one (``v1``).
 PRESETS = {
-    "scale": dict(iterations=60, pairs=8, sigma=0.05, es_learning_rate=0.01,
+    "scale": dict(iterations=50, pairs=8, sigma=0.08, es_learning_rate=0.02,
                   problems=3, max_steps=320, min_steps=80,
                   families=["mlp_tabular", "cnn_teacher", "char_lm"],
                   envelope="on", baseline_peaks=[0.5, 1.0, 2.0],

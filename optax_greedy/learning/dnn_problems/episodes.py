@@ -200,12 +200,11 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
         keys[:config.problems])
 
     def per_problem(problem, k, family=family):
-      bases = [run(family, problem,
-                   functools.partial(cosine_optimizer, multiplier=m), k)
-               for m in config.baseline_peaks]
+      bases = jax.vmap(lambda m: run(
+          family, problem, functools.partial(cosine_optimizer, multiplier=m),
+          k))(jnp.asarray(config.baseline_peaks, jnp.float32))
       clean = lambda l: jnp.where(jnp.isfinite(l) & (l > 0), l, jnp.inf)
-      base = {s: functools.reduce(jnp.minimum, [clean(b[s]) for b in bases])
-              for s in ("val", "train")}
+      base = {s: jnp.min(clean(bases[s]), axis=0) for s in ("val", "train")}
       members = jax.vmap(lambda policy: run(
           family, problem, learned_optimizer(policy, tuple(config.envelope)),
           k))(policies)

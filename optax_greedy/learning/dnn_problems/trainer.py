@@ -19,7 +19,7 @@ from optax_greedy.learning.dnn_problems.problem import HIDDEN
 TARGETS = {
     "cosine": lambda t: 0.5 * (1 + jnp.cos(jnp.pi * t)),
     # Inside an envelope that decays to zero: hold near the peak.
-    "constant": lambda t: jnp.full_like(t, 0.9),
+    "constant": lambda t: jnp.full_like(t, 0.8),
 }
 
 
@@ -36,7 +36,7 @@ def imitation_policy(key, target="cosine", features=FEATURES, hidden=HIDDEN,
   The starting point of ES training: ``"cosine"``, cosine annealing
   ``f = (1 + cos(pi t / T)) / 2`` (episodes of this policy tie with the
   cosine baseline, so ES searches for improvements from cosine rather than
-  from a random schedule), or ``"constant"``, ``f = 0.9`` (inside the step
+  from a random schedule), or ``"constant"``, ``f = 0.8`` (inside the step
   budget's envelope: a warmup-stable-decay schedule). Fitted by Adam on the
   log fraction, with the features other than ``budget_used`` drawn at
   random (so it learns to ignore them).
