@@ -70,12 +70,13 @@ def _commit():
     return "unknown"
 
 
-def parser():
+def parser(preset="scale"):
+  """The flags; their defaults are ``preset``'s settings."""
   p = argparse.ArgumentParser(
       description=__doc__.splitlines()[0],
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
   p.add_argument("--preset", choices=tuple(PRESETS), default="scale",
-                 help="the settings every other flag starts from")
+                 help="the settings every other flag defaults to")
   p.add_argument("--seed", type=int, default=0,
                  help="the only source of randomness")
   p.add_argument("--iterations", type=int,
@@ -108,22 +109,14 @@ def parser():
                  help="where to write the policy")
   p.add_argument("--resume", action="store_true",
                  help="continue from the state next to --out")
+  p.set_defaults(**PRESETS[preset])
   return p
 
 
-def settings(args):
-  """The run's settings: the preset, overridden by the flags given."""
-  out = dict(PRESETS[args.preset])
-  for key in out:
-    value = getattr(args, key)
-    if value is not None:
-      out[key] = value
-  return out
-
-
 def main(argv=None):
-  args = parser().parse_args(argv)
-  s = settings(args)
+  preset, _ = parser().parse_known_args(argv)
+  args = parser(preset.preset).parse_args(argv)
+  s = {key: getattr(args, key) for key in PRESETS[args.preset]}
   es_config = es.ESConfig(iterations=s["iterations"], pairs=s["pairs"],
                           sigma=s["sigma"],
                           learning_rate=s["es_learning_rate"])
