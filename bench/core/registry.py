@@ -35,7 +35,6 @@ transforms, not rows.
 import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional
-
 import warnings
 
 import jax
