@@ -146,6 +146,11 @@ def main(argv=None):
     initial = dnn_problems.initial_policy(args.seed, s["start"],
                                           envelope=tuple(envelope))
     state = es.load_state(state_path, initial, es_config, run_config)
+    if state.iteration > es_config.iterations:
+      raise ValueError(
+          f"{state_path} is at update {state.iteration}, past --iterations"
+          f" {es_config.iterations}; use its checkpoints"
+          f" ({out.stem}_iter<k>.npz) for an earlier policy.")
     if history_path.exists():
       history = json.loads(history_path.read_text())[:state.iteration]
     print(f"resumed from {state_path} at update {state.iteration}",
