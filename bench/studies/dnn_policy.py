@@ -1,8 +1,12 @@
 """Study: the learned deep-network schedule on held-out networks.
 
 ``load_policy("dnn")`` was trained (``examples/train_dnn_policy.py``) on
-MLPs and small CNNs over digits, iris, wine and teacher-student data. It is
-evaluated here on what it never saw:
+the families its file names (``optax_greedy.learning.policy_config``: the
+first policy on MLPs and small CNNs over digits, iris, wine and
+teacher-student data; the second on MLPs without digits, CNNs on
+teacher-labelled images and tiny transformer language models on the
+standard library's package sources). It is evaluated here on what neither
+saw:
 
 * ``char_mlp``: a next-character MLP on Python standard-library docstrings;
 * ``attention``: a tiny single-head attention block on the same text;
@@ -12,8 +16,7 @@ evaluated here on what it never saw:
 Each problem runs with Adam (``optax.scale_by_adam``) and with SGD momentum
 0.9 (``optax.trace``), at two peak rates per direction (Adam 1e-3, 1e-2;
 momentum 1e-2, 1e-1), for ``--seeds`` seeds (rows used, label noise,
-initialisation and minibatches), batch 32 and a budget of 200 steps (longer
-than any training episode, 40-160). Methods (:data:`ROWS`), all registry
+initialisation and minibatches), batch 32 and a budget of 200 steps. Methods (:data:`ROWS`), all registry
 entries (:mod:`bench.core.registry`) on the same initialisation and
 minibatches, each run by the environment's own episode
 (:func:`optax_greedy.learning.dnn_problems.run_episode`, the loop the
@@ -36,8 +39,8 @@ loss (full training set), by the benchmark's verdict on one run each
 ``learned`` is equal or better than both cosine and warmup-cosine; the
 median number of steps each method needs to reach cosine's final training
 loss (checked every 10 steps; runs that never reach it count as the
-budget + 10). The same table for fresh problems of the training families
-(``mlp``, ``cnn``) is shown separately, as in-distribution.
+budget + 10). The same table for fresh problems of the policy's training
+families is shown separately, as in-distribution.
 
     python -m bench dnn-policy [--seeds 5] [--envelope on|off]
         [--out bench/results/dnn_policy]
@@ -55,6 +58,7 @@ import optax_greedy
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict as V
+from optax_greedy import learning
 from optax_greedy.learning import dnn_problems
 
 BUDGET = 200
@@ -335,8 +339,11 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
   summaries = {"held_out": {}, "in_distribution": {}}
   examples = []
   groups = [("held_out", dnn_problems.held_out_families())]
+  trained_on = learning.policy_config(policy).get("env", {}).get(
+      "families", ["mlp", "cnn"])
   if in_distribution:
-    groups.append(("in_distribution", dnn_problems.training_families()))
+    groups.append(("in_distribution",
+                   dnn_problems.training_families(tuple(trained_on))))
   for group, members in groups:
     for family in members:
       if families is not None and family.name not in families:
