@@ -193,7 +193,7 @@ def learned_schedule(
     ramp_fraction, decay_fraction, decay_shape: the envelope, as in
       :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
       ``"linear"``). A policy records the envelope it was trained inside
-      (``policy.envelope``); another one here warns once (``UserWarning``),
+      (``policy.envelope``); another one here warns (``UserWarning``),
       as the policy was not trained to act there.
 
   Returns:

@@ -188,7 +188,8 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
   Returns:
     ``(fitness [members], info)`` for
     :func:`optax_greedy.learning.es.train_es`; ``info`` has the fraction of
-    problems where the member is at least as good as cosine (within 1%) on
+    problems where the member is at least as good as the baseline (a log
+    ratio of at least -0.01) on
     the validation loss (``val_equal_or_better``).
   """
   rewards, equal_or_better = [], []

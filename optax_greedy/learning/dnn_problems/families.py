@@ -23,7 +23,7 @@ def _split_and_run(key, config, n, x, y, out_mask, regression, arch,
   """The common part of every problem: rows, split, noise and run settings.
 
   ``n`` rows of ``x``/``y`` are valid; a random subset of at least
-  ``min_rows`` of them is used, 75% for training.
+  ``min_rows`` of them is used, three quarters for training.
   """
   keys = jax.random.split(key, 9)
   used = jax.random.randint(keys[0], [], jnp.minimum(min_rows, n), n + 1)
