@@ -121,7 +121,7 @@ def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
   if _same_envelope(policy.envelope, used) is False:
     ramp, decay, shape = policy.envelope
     warnings.warn(
-        f"learned_schedule: the policy was trained inside the envelope"
+        f"learned_schedule: the policy was trained for the envelope"
         f" ramp_fraction={ramp}, decay_fraction={decay},"
         f" decay_shape={shape!r}, and is used with"
         f" ramp_fraction={ramp_fraction}, decay_fraction={decay_fraction},"
@@ -192,9 +192,9 @@ def learned_schedule(
       policies were trained with): about 10 steps of memory.
     ramp_fraction, decay_fraction, decay_shape: the envelope, as in
       :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
-      ``"linear"``). A policy records the envelope it was trained inside
-      (``policy.envelope``); another one here warns (``UserWarning``),
-      as the policy was not trained to act there.
+      ``"linear"``). A policy records the envelope it is meant to act
+      inside (``policy.envelope``; the shipped ``"dnn"`` policy: these
+      defaults); another one here warns (``UserWarning``).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a

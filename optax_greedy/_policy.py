@@ -47,7 +47,9 @@ class Policy:
       ``len(features)`` inputs to 1 output.
     features: the names of the input features, in order (a tuple of
       :data:`KNOWN_FEATURES`).
-    envelope: the step budget's envelope the policy was trained inside,
+    envelope: the step budget's envelope the policy is meant to act
+      inside -- the one it was trained in, or one chosen by evaluation (its
+      file's :func:`policy_config` says which) --
       ``(ramp_fraction, decay_fraction, decay_shape)`` as in
       :func:`optax_greedy.budget_schedule` (``(0.0, 0.0, "linear")``: none,
       the policy alone), or ``None`` where unknown.
@@ -209,8 +211,8 @@ def load_policy(name_or_path: Optional[Any] = None, *,
 
   Args:
     name_or_path: ``"nmf"`` (the NMF policy, trained inside NMF's
-      stability bound), ``"dnn"`` (the deep-network policy, trained as a
-      fraction of a peak rate inside the step budget's default envelope),
+      stability bound), ``"dnn"`` (the deep-network policy, a fraction
+      of a peak rate, meant for the step budget's default envelope),
       or a path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
       argument) means ``"nmf"``, the first policy shipped, for backward
       compatibility; name the policy you want.

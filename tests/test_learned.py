@@ -457,7 +457,7 @@ def test_learned_schedule_warns_outside_the_training_envelope():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     optax_greedy.learned_schedule(policy, 0.1, total_steps=10)
-  with pytest.warns(UserWarning, match="trained inside the envelope"
+  with pytest.warns(UserWarning, match="trained for the envelope"
                     " ramp_fraction=0.05, decay_fraction=0.2"):
     optax_greedy.learned_schedule(policy, 0.1, total_steps=10,
                                   ramp_fraction=0.0, decay_fraction=0.0)
