@@ -127,7 +127,7 @@ def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
         f" ramp_fraction={ramp_fraction}, decay_fraction={decay_fraction},"
         f" decay_shape={decay_shape!r}; pass the training envelope (see"
         " policy.envelope) for the schedule it learned.", UserWarning,
-        stacklevel=3)
+        stacklevel=4)
 
 
 @_checks.renamed_keywords(budget="total_steps")

@@ -394,8 +394,8 @@ def test_padded_units_stay_zero_through_an_episode():
   problem = problem._replace(
       arch={**problem.arch, "units": jnp.arange(8.0) < 5})
   params = family.init(jax.random.key(4), problem)
-  tx = dnn_problems.learned_optimizer(optax_greedy.load_policy("dnn"))(
-      problem)
+  policy = optax_greedy.load_policy("dnn")
+  tx = dnn_problems.learned_optimizer(policy, policy.envelope)(problem)
   state = tx.init(params)
   loss = lambda p: jnp.mean(family.apply(p, problem.x[:16], problem.arch)**2)
 
