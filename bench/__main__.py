@@ -184,6 +184,9 @@ def _parser():
   p.add_argument("--directions", nargs="+", choices=("adam", "momentum"),
                  default=["adam", "momentum"], metavar="BASE",
                  help="base directions (adam, momentum)")
+  p.add_argument("--envelope", choices=("on", "off"), default="on",
+                 help="the learned row with total_steps' default envelope"
+                      " (on) or the policy alone (off)")
   p.add_argument("--no-in-distribution", action="store_true",
                  help="skip the training families")
   p.add_argument("--report-only", action="store_true",
@@ -294,7 +297,7 @@ def _dnn_policy(args):
   dnn_policy.study(args.out, seeds=args.seeds, policy=args.policy,
                    families=args.families, directions=args.directions,
                    in_distribution=not args.no_in_distribution,
-                   report_only=args.report_only)
+                   report_only=args.report_only, envelope=args.envelope)
   return 0
 # pylint: enable=import-outside-toplevel
 

@@ -19,6 +19,7 @@ package and are read by :func:`optax_greedy.load_policy`;
 """
 
 from typing import Any, Callable, NamedTuple, Union
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -101,6 +102,34 @@ def _observe(state, updates, value, decay):
   )
 
 
+def _same_envelope(trained, used):
+  """Whether two ``(ramp, decay, shape)`` envelopes are the same (the shape
+  matters only where there is a decay); ``None`` where unknown (traced)."""
+  try:
+    ramp, decay = float(used[0]), float(used[1])
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return None
+  same = abs(ramp - trained[0]) < 1e-9 and abs(decay - trained[1]) < 1e-9
+  return same and (decay == 0 or str(used[2]) == trained[2])
+
+
+def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
+                            decay_shape):
+  if policy.envelope is None:
+    return
+  used = (ramp_fraction, decay_fraction, decay_shape)
+  if _same_envelope(policy.envelope, used) is False:
+    ramp, decay, shape = policy.envelope
+    warnings.warn(
+        f"learned_schedule: the policy was trained for the envelope"
+        f" ramp_fraction={ramp}, decay_fraction={decay},"
+        f" decay_shape={shape!r}, and is used with"
+        f" ramp_fraction={ramp_fraction}, decay_fraction={decay_fraction},"
+        f" decay_shape={decay_shape!r}; pass the training envelope (see"
+        " policy.envelope) for the schedule it learned.", UserWarning,
+        stacklevel=4)
+
+
 @_checks.renamed_keywords(budget="total_steps")
 def learned_schedule(
     policy: _policy.Policy,
@@ -163,7 +192,9 @@ def learned_schedule(
       policies were trained with): about 10 steps of memory.
     ramp_fraction, decay_fraction, decay_shape: the envelope, as in
       :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
-      ``"linear"``).
+      ``"linear"``). A policy records the envelope it is meant to act
+      inside (``policy.envelope``; the shipped ``"dnn"`` policy: these
+      defaults); another one here warns (``UserWarning``).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -195,6 +226,7 @@ def learned_schedule(
         " reads the share of the budget used, got total_steps=None.")
   budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
                           decay_shape)
+  _warn_if_other_envelope(policy, ramp_fraction, decay_fraction, decay_shape)
   _checks.check_number("decay", decay)
   _checks.check_range("decay", decay, 0, 1, high_open=True)
   callable_rate = callable(max_rate)

@@ -7,9 +7,11 @@ rate the user allows. Its weights are a pytree (so evolution strategies can
 metadata, recorded in its file and checked when it is read.
 """
 
+import contextlib
 import dataclasses
 import functools
 import importlib.resources
+import json
 import os
 from typing import Any, Optional
 
@@ -29,24 +31,35 @@ SHIPPED = {"nmf": "nmf_policy.npz", "dnn": "dnn_policy.npz"}
 
 
 @functools.partial(jax.tree_util.register_dataclass,
-                   data_fields=["layers"], meta_fields=["features"])
+                   data_fields=["layers"],
+                   meta_fields=["features", "envelope"])
 @dataclasses.dataclass(frozen=True)
 class Policy:
   """A policy: ``fraction = m + (1 - m) * sigmoid(mlp(features))``.
 
   ``m`` is :data:`MIN_FRACTION`; the MLP has ``tanh`` hidden layers and a
-  linear output. A pytree whose leaves are the weights (``features`` is
-  static), so ``jax.vmap``, ``jax.jit`` and ``ravel_pytree`` work on it.
+  linear output. A pytree whose leaves are the weights (``features`` and
+  ``envelope`` are static), so ``jax.vmap``, ``jax.jit`` and
+  ``ravel_pytree`` work on it.
 
   Attributes:
     layers: a list of ``{"kernel": [n_in, n_out], "bias": [n_out]}``, from
       ``len(features)`` inputs to 1 output.
     features: the names of the input features, in order (a tuple of
       :data:`KNOWN_FEATURES`).
+    envelope: the step budget's envelope the policy is meant to act
+      inside -- the one it was trained in, or one chosen by evaluation (its
+      file's :func:`policy_config` says which) --
+      ``(ramp_fraction, decay_fraction, decay_shape)`` as in
+      :func:`optax_greedy.budget_schedule` (``(0.0, 0.0, "linear")``: none,
+      the policy alone), or ``None`` where unknown.
+      :func:`optax_greedy.learned_schedule` warns when it is used with
+      another one.
   """
 
   layers: list
   features: tuple
+  envelope: Optional[tuple] = None
 
   @property
   def hidden(self) -> tuple:
@@ -81,14 +94,17 @@ def policy_fraction(policy: Policy, features) -> jax.Array:
   return jnp.where(jnp.isfinite(fraction), fraction, 1.0)
 
 
-def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8)) -> Policy:
+def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8),
+                envelope=None) -> Policy:
   """A random :class:`Policy` (LeCun-normal kernels, zero biases).
 
   Args:
     key: a JAX random key.
     features: the names of its input features (from :data:`KNOWN_FEATURES`).
     hidden: the widths of its hidden layers.
+    envelope: the envelope it will be trained inside (:class:`Policy`).
   """
+  envelope = _check_envelope("init_policy", envelope)
   features = tuple(features)
   _check_features("init_policy", features)
   widths = (len(features),) + tuple(hidden) + (1,)
@@ -98,7 +114,7 @@ def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8)) -> Policy:
     layers.append({
         "kernel": jax.random.normal(key, (n_in, n_out)) / np.sqrt(n_in),
         "bias": jnp.zeros([n_out], jnp.float32)})
-  return Policy(layers=layers, features=features)
+  return Policy(layers=layers, features=features, envelope=envelope)
 
 
 def _check_features(where, features):
@@ -109,20 +125,47 @@ def _check_features(where, features):
         f" {KNOWN_FEATURES}.")
 
 
-def save_policy(path, policy: Policy, **metadata) -> None:
+def _check_envelope(where, envelope):
+  """``envelope`` as a ``(float, float, str)`` tuple, or ``None``."""
+  if envelope is None:
+    return None
+  try:
+    ramp, decay, shape = envelope
+    envelope = (float(ramp), float(decay), str(shape))
+  except (TypeError, ValueError) as error:
+    raise ValueError(
+        f"{where}: envelope {envelope!r}; expected (ramp_fraction,"
+        " decay_fraction, decay_shape) or None.") from error
+  if not (0 <= envelope[0] and 0 <= envelope[1]
+          and envelope[0] + envelope[1] <= 1):
+    raise ValueError(
+        f"{where}: envelope {envelope!r}; expected fractions >= 0 whose sum"
+        " is <= 1.")
+  return envelope
+
+
+def save_policy(path, policy: Policy, *, config: Optional[dict] = None,
+                **metadata) -> None:
   """Writes ``policy`` as a versioned ``.npz`` read by :func:`load_policy`.
 
   The file holds ``version`` (:data:`POLICY_VERSION`), ``features`` (the
-  names, in order), ``kernel_i`` / ``bias_i`` per layer and ``meta_<key>``
-  for each metadata entry.
+  names, in order), ``kernel_i`` / ``bias_i`` per layer, ``envelope``
+  (the policy's training envelope as JSON, ``null`` where unknown),
+  ``config`` (the training configuration as JSON, ``{}`` if not given) and
+  ``meta_<key>`` for each metadata entry.
 
   Args:
     path: the file to write.
     policy: a :class:`Policy`.
+    config: how the policy was trained, a JSON-serialisable dict (e.g. the
+      evolution strategy's and the environment's settings, the seed, the
+      package version); read back by :func:`policy_config`.
     **metadata: extra scalars or strings stored alongside (seed, steps...).
   """
   arrays = {"version": np.asarray(POLICY_VERSION),
-            "features": np.asarray(policy.features)}
+            "features": np.asarray(policy.features),
+            "envelope": np.asarray(json.dumps(policy.envelope)),
+            "config": np.asarray(json.dumps(config or {}, sort_keys=True))}
   for i, layer in enumerate(policy.layers):
     arrays[f"kernel_{i}"] = np.asarray(layer["kernel"], np.float32)
     arrays[f"bias_{i}"] = np.asarray(layer["bias"], np.float32)
@@ -130,46 +173,85 @@ def save_policy(path, policy: Policy, **metadata) -> None:
   np.savez(path, **arrays)
 
 
-def load_policy(name_or_path: Optional[Any] = None) -> Policy:
+def _resolve(name_or_path):
+  """``(path as given, a context manager yielding a real path)``."""
+  if isinstance(name_or_path, str) and name_or_path in SHIPPED:
+    ref = (importlib.resources.files("optax_greedy") / "policies"
+           / SHIPPED[name_or_path])
+    return importlib.resources.as_file(ref)
+  if not os.path.exists(name_or_path):
+    raise ValueError(
+        f"load_policy: {name_or_path!r} is neither a shipped policy"
+        f" ({', '.join(map(repr, SHIPPED))}) nor an existing file.")
+  return contextlib.nullcontext(name_or_path)
+
+
+def policy_config(name_or_path) -> dict:
+  """The training configuration recorded in a policy file.
+
+  Args:
+    name_or_path: a shipped policy's name or a ``.npz`` path.
+
+  Returns:
+    The ``config`` dict given to :func:`save_policy` (``{}`` for a file
+    that records none), with ``"envelope"`` added: the training envelope
+    ``[ramp_fraction, decay_fraction, decay_shape]`` or ``None``.
+  """
+  with _resolve(name_or_path) as path:
+    with np.load(path, allow_pickle=False) as data:
+      config = json.loads(str(data["config"])) if "config" in data else {}
+      envelope = (json.loads(str(data["envelope"])) if "envelope" in data
+                  else None)
+  return {**config, "envelope": envelope}
+
+
+def load_policy(name_or_path: Optional[Any] = None, *,
+                features: Optional[tuple] = None) -> Policy:
   """Reads a policy: a shipped one by name, or a file.
 
   Args:
     name_or_path: ``"nmf"`` (the NMF policy, trained inside NMF's
-      stability bound), ``"dnn"`` (the deep-network policy, trained as a
-      fraction of a peak rate), or a
-      path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
+      stability bound), ``"dnn"`` (the deep-network policy, a fraction
+      of a peak rate, meant for the step budget's default envelope),
+      or a path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
       argument) means ``"nmf"``, the first policy shipped, for backward
       compatibility; name the policy you want.
+    features: if given, the feature names the file must list, in order
+      (e.g. those an environment feeds).
 
   Returns:
-    A :class:`Policy`.
+    A :class:`Policy` (its ``envelope`` is the one recorded in the file,
+    ``None`` if the file records none).
 
   Raises:
     ValueError: if the file's version is not :data:`POLICY_VERSION`, its
-      features are not known names, or its layer shapes do not chain from
-      ``len(features)`` inputs to 1 output. The message names the file.
+      features are not known names (or not ``features``), its envelope is
+      malformed, or its layer shapes do not chain from ``len(features)``
+      inputs to 1 output. The message names the file and what was
+      expected.
   """
   if name_or_path is None:
     name_or_path = "nmf"
-  if isinstance(name_or_path, str) and name_or_path in SHIPPED:
-    ref = (importlib.resources.files("optax_greedy") / "policies"
-           / SHIPPED[name_or_path])
-    with importlib.resources.as_file(ref) as real:
-      return load_policy(real)
-  path = name_or_path
-  if not os.path.exists(path):
-    raise ValueError(
-        f"load_policy: {path!r} is neither a shipped policy"
-        f" ({', '.join(map(repr, SHIPPED))}) nor an existing file.")
-  with np.load(path, allow_pickle=False) as data:
-    files = dict(data)
+  with _resolve(name_or_path) as path:
+    with np.load(path, allow_pickle=False) as data:
+      files = dict(data)
   version = int(files["version"]) if "version" in files else None
   if version != POLICY_VERSION:
     raise ValueError(
         f"policy file {path}: version {version}, expected {POLICY_VERSION}"
         " (retrain it with optax_greedy.learning).")
-  features = tuple(str(f) for f in files.get("features", ()))
-  _check_features(f"policy file {path}", features)
+  names = tuple(str(f) for f in files.get("features", ()))
+  _check_features(f"policy file {path}", names)
+  if features is not None and names != tuple(features):
+    raise ValueError(
+        f"policy file {path}: features {names}; expected {tuple(features)}.")
+  features = names
+  try:
+    envelope = (json.loads(str(files["envelope"])) if "envelope" in files
+                else None)
+  except json.JSONDecodeError:
+    envelope = str(files["envelope"])
+  envelope = _check_envelope(f"policy file {path}", envelope)
   layers = []
   width = len(features)
   while f"kernel_{len(layers)}" in files:
@@ -191,4 +273,4 @@ def load_policy(name_or_path: Optional[Any] = None) -> Policy:
     raise ValueError(
         f"policy file {path}: {len(layers)} layers ending in width {width};"
         " expected at least 2 layers and 1 output.")
-  return Policy(layers=layers, features=features)
+  return Policy(layers=layers, features=features, envelope=envelope)

@@ -19,7 +19,7 @@ def _load(name):
 
 @pytest.mark.parametrize("name", ["linen_train_state", "nmf_digits",
                                   "sharded_training", "train_digits",
-                                  "vmap_sweep"])
+                                  "train_dnn_policy", "vmap_sweep"])
 def test_help_shows_every_flag_with_its_default(name, capsys):
   with pytest.raises(SystemExit) as exit_info:
     _load(name).main(["--help"])
@@ -100,3 +100,35 @@ def test_nmf_digits_saves_png(tmp_path, capsys):
 
 def errors_below(value, limit):
   return bool(np.isfinite(value) and value < limit)
+
+
+_TINY_DNN = ["--iterations", "2", "--pairs", "2", "--problems", "1",
+             "--max-steps", "8", "--min-steps", "4", "--families",
+             "mlp_tabular", "--baseline-peaks", "0.5", "1"]
+
+
+def test_train_dnn_policy_tiny_run_resumes_and_records_its_config(
+    tmp_path, capsys):
+  import optax_greedy  # pylint: disable=g-import-not-at-top
+  from optax_greedy import learning  # pylint: disable=g-import-not-at-top
+  module = _load("train_dnn_policy")
+  out = tmp_path / "p.npz"
+  module.main(_TINY_DNN + ["--out", str(out)])
+  first = optax_greedy.load_policy(out)
+  assert first.envelope == (0.05, 0.2, "linear")
+  config = learning.policy_config(out)
+  assert config["env"]["families"] == ["mlp_tabular"]
+  assert config["env"]["baseline_peaks"] == [0.5, 1.0]
+  assert config["es"]["iterations"] == 2 and config["seed"] == 0
+  assert config["envelope"] == [0.05, 0.2, "linear"]
+  # Resuming the finished 2-update run for 3 updates runs only the third
+  # (the exactness of a resumed run is tests/test_learned.py's).
+  module.main(_TINY_DNN[:1] + ["3"] + _TINY_DNN[2:]
+              + ["--out", str(out), "--resume"])
+  printed = capsys.readouterr().out
+  assert "resumed from" in printed and "iter    2" in printed
+  assert "iter    1" not in printed.split("resumed from")[1]
+  assert learning.policy_config(out)["es"]["iterations"] == 3
+  with pytest.raises(ValueError, match=r"p_state.npz: written by a run of"
+                     r" config .*; expected .*\"seed\": 1"):
+    module.main(_TINY_DNN + ["--out", str(out), "--resume", "--seed", "1"])

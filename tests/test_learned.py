@@ -9,6 +9,7 @@ import pathlib
 import warnings
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -393,8 +394,8 @@ def test_padded_units_stay_zero_through_an_episode():
   problem = problem._replace(
       arch={**problem.arch, "units": jnp.arange(8.0) < 5})
   params = family.init(jax.random.key(4), problem)
-  tx = dnn_problems.learned_optimizer(optax_greedy.load_policy("dnn"))(
-      problem)
+  policy = optax_greedy.load_policy("dnn")
+  tx = dnn_problems.learned_optimizer(policy, policy.envelope)(problem)
   state = tx.init(params)
   loss = lambda p: jnp.mean(family.apply(p, problem.x[:16], problem.arch)**2)
 
@@ -424,3 +425,103 @@ def test_a_policy_read_inside_a_traced_function_is_concrete():
   f(1.0)
   for leaf in jax.tree.leaves(found[0]):
     assert not isinstance(leaf, jax.core.Tracer)
+
+
+# ------------------------------------------- training envelope and config ---
+
+
+def test_policy_file_records_envelope_and_config(tmp_path):
+  policy = learning.init_policy(jax.random.key(0),
+                                envelope=(0.05, 0.2, "linear"))
+  path = tmp_path / "p.npz"
+  learning.save_policy(path, policy, config={"seed": 4, "env": {"a": [1]}})
+  loaded = optax_greedy.load_policy(path)
+  assert loaded.envelope == (0.05, 0.2, "linear")
+  assert learning.policy_config(path) == {
+      "seed": 4, "env": {"a": [1]}, "envelope": [0.05, 0.2, "linear"]}
+  # A file without them (as the first shipped ones) reads as unknown.
+  files = dict(np.load(path))
+  del files["envelope"], files["config"]
+  np.savez(tmp_path / "old.npz", **files)
+  assert optax_greedy.load_policy(tmp_path / "old.npz").envelope is None
+  assert learning.policy_config(tmp_path / "old.npz") == {"envelope": None}
+
+
+def test_load_policy_checks_expected_features_and_envelope(tmp_path):
+  path = tmp_path / "p.npz"
+  learning.save_policy(path, learning.init_policy(jax.random.key(0)))
+  expected = dnn_problems.FEATURES
+  with pytest.raises(ValueError, match=r"p.npz: features \('log_loss_ratio',"
+                     r".*\); expected \('log_loss_ratio'.*'loss_above_min'\)"):
+    optax_greedy.load_policy(path, features=expected)
+  files = dict(np.load(path))
+  np.savez(tmp_path / "env.npz", **{**files, "envelope": np.asarray(
+      "[0.9, 0.9, \"linear\"]")})
+  with pytest.raises(ValueError, match=r"env.npz: envelope .*sum is <= 1"):
+    optax_greedy.load_policy(tmp_path / "env.npz")
+
+
+def test_shipped_dnn_policy_reads_with_the_environment_features():
+  policy = optax_greedy.load_policy("dnn", features=dnn_problems.FEATURES)
+  assert policy.features == dnn_problems.FEATURES
+
+
+def test_learned_schedule_warns_outside_the_training_envelope():
+  policy = learning.init_policy(jax.random.key(0),
+                                envelope=(0.05, 0.2, "linear"))
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=10)
+  with pytest.warns(UserWarning, match="trained for the envelope"
+                    " ramp_fraction=0.05, decay_fraction=0.2"):
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=10,
+                                  ramp_fraction=0.0, decay_fraction=0.0)
+  alone = learning.init_policy(jax.random.key(0),
+                               envelope=dnn_problems.NO_ENVELOPE)
+  with pytest.warns(UserWarning, match="decay_fraction=0.0"):
+    optax_greedy.learned_schedule(alone, 0.1, total_steps=10)
+
+
+def _es_run(tmp_path, iterations, state=None, config=None):
+  saved = []
+  fit = lambda p, k: (-jnp.sum(jax.vmap(lambda q: jnp.sum(
+      jax.flatten_util.ravel_pytree(q)[0] ** 2))(p)) * jnp.ones(
+          jax.tree.leaves(p)[0].shape[0]) + jax.random.normal(
+              k, (jax.tree.leaves(p)[0].shape[0],)), {})
+  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  es_config = es.ESConfig(iterations=iterations, pairs=2)
+  policy, _ = es.train_es(
+      0, fit, initial, es_config, state=state,
+      save=lambda s: es.save_state(tmp_path / "s.npz", s,
+                                   config or {"run": 1}))
+  return policy, initial, es_config
+
+
+def test_es_resumes_exactly_and_refuses_another_config(tmp_path):
+  full, initial, es_config = _es_run(tmp_path, 4)
+  _es_run(tmp_path, 2)
+  state = es.load_state(tmp_path / "s.npz", initial, es_config, {"run": 1})
+  assert state.iteration == 2
+  resumed, _, _ = _es_run(tmp_path, 4, state=state)
+  for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match=r"s.npz: written by a run of config"
+                     r" \{\"run\": 1\}; expected \{\"run\": 2\}"):
+    es.load_state(tmp_path / "s.npz", initial, es_config, {"run": 2})
+
+
+def test_char_lm_family_and_tuned_baseline_episode():
+  family = dnn_problems.char_lm_family(context=8, embed=8, hidden=16,
+                                       windows=64)
+  config = dnn_problems.EnvConfig(problems=1, max_steps=8, min_budget=8,
+                                  max_batch=4, baseline_peaks=(0.5, 1.0),
+                                  envelope=(0.05, 0.2, "linear"))
+  policy = dnn_problems.initial_policy(0, "constant", imitation_steps=20,
+                                       envelope=config.envelope)
+  policies = jax.tree.map(lambda w: jnp.stack([w, w]), policy)
+  fitness, info = jax.jit(lambda p, k: dnn_problems.fitness(
+      p, k, (family,), config))(policies, jax.random.key(0))
+  assert fitness.shape == (2,)
+  assert np.all(np.isfinite(fitness))
+  assert fitness[0] == fitness[1]
+  assert 0 <= float(info["val_equal_or_better"][0]) <= 1

@@ -35,6 +35,7 @@ transforms, not rows.
 import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -367,13 +368,17 @@ def dnn_policy():
 def _learned_build(base, rate, steps, context, policy=None):
   """The direction, then ``learned_schedule`` with ``policy`` (default: the
   shipped deep-network policy) from ``rate`` over ``steps``, without the
-  step budget's envelope (the policy alone, as it was trained)."""
+  step budget's envelope: the policy alone, whatever envelope it was
+  trained inside (on purpose, so its warning is silenced here)."""
   del context
-  return optax.chain(
-      direction(base),
-      optax_greedy.learned_schedule(policy or dnn_policy(), rate,
-                                    total_steps=steps, ramp_fraction=0.0,
-                                    decay_fraction=0.0))
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=UserWarning,
+                            message="learned_schedule: the policy was trained")
+    return optax.chain(
+        direction(base),
+        optax_greedy.learned_schedule(policy or dnn_policy(), rate,
+                                      total_steps=steps, ramp_fraction=0.0,
+                                      decay_fraction=0.0))
 
 
 # ---------------------------------------------- knowing the step budget ---

@@ -1,8 +1,12 @@
 """Study: the learned deep-network schedule on held-out networks.
 
 ``load_policy("dnn")`` was trained (``examples/train_dnn_policy.py``) on
-MLPs and small CNNs over digits, iris, wine and teacher-student data. It is
-evaluated here on what it never saw:
+the families its file names (``optax_greedy.learning.policy_config``: the
+first policy on MLPs and small CNNs over digits, iris, wine and
+teacher-student data; the second on MLPs without digits, CNNs on
+teacher-labelled images and tiny transformer language models on the
+standard library's package sources). It is evaluated here on what neither
+saw:
 
 * ``char_mlp``: a next-character MLP on Python standard-library docstrings;
 * ``attention``: a tiny single-head attention block on the same text;
@@ -12,15 +16,17 @@ evaluated here on what it never saw:
 Each problem runs with Adam (``optax.scale_by_adam``) and with SGD momentum
 0.9 (``optax.trace``), at two peak rates per direction (Adam 1e-3, 1e-2;
 momentum 1e-2, 1e-1), for ``--seeds`` seeds (rows used, label noise,
-initialisation and minibatches), batch 32 and a budget of 200 steps (longer
-than any training episode, 40-160). Methods (:data:`ROWS`), all registry
+initialisation and minibatches), batch 32 and a budget of 200 steps. Methods (:data:`ROWS`), all registry
 entries (:mod:`bench.core.registry`) on the same initialisation and
 minibatches, each run by the environment's own episode
 (:func:`optax_greedy.learning.dnn_problems.run_episode`, the loop the
 policy was trained in):
 
 * ``learned``: the direction, then ``learned_schedule(policy, peak,
-  total_steps=200)``;
+  total_steps=200)`` -- with the step budget's default envelope (ramp over
+  the first 5%, linear decay to zero over the last 20%; ``--envelope on``,
+  the default, what a user gets) or without it (``--envelope off``: the
+  policy alone, ``ramp_fraction=0, decay_fraction=0``);
 * ``cosine``: the fixed cosine schedule from the peak to 0;
 * ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
   budget);
@@ -33,10 +39,11 @@ loss (full training set), by the benchmark's verdict on one run each
 ``learned`` is equal or better than both cosine and warmup-cosine; the
 median number of steps each method needs to reach cosine's final training
 loss (checked every 10 steps; runs that never reach it count as the
-budget + 10). The same table for fresh problems of the training families
-(``mlp``, ``cnn``) is shown separately, as in-distribution.
+budget + 10). The same table for fresh problems of the policy's training
+families is shown separately, as in-distribution.
 
-    python -m bench dnn-policy [--seeds 5] [--out bench/results/dnn_policy]
+    python -m bench dnn-policy [--seeds 5] [--envelope on|off]
+        [--out bench/results/dnn_policy]
 """
 
 import json
@@ -51,6 +58,7 @@ import optax_greedy
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict as V
+from optax_greedy import learning
 from optax_greedy.learning import dnn_problems
 
 BUDGET = 200
@@ -58,20 +66,26 @@ CHECKPOINTS = 20
 BATCH = 32
 PEAKS = {"adam": (1e-3, 1e-2), "momentum": (1e-2, 1e-1)}
 # Row -> (registry entry, its variant or None).
-ROWS = {"learned": ("learned", None), "cosine": ("fixed", "cosine"),
+ROWS = {"learned": ("learned_budget", None), "cosine": ("fixed", "cosine"),
         "warmup_cosine": ("fixed", "warmup_cosine"),
         "greedy": ("greedy", None)}
 METHODS = tuple(ROWS)
 BASELINES = METHODS[1:]
+#: The registry entry of the ``learned`` row: with the step budget's
+#: default envelope ("on") or the policy alone ("off").
+LEARNED_ENTRY = {"on": "learned_budget", "off": "learned"}
 
 
-def optimizer(row, base, policy):
+def optimizer(row, base, policy, envelope="on"):
   """``problem -> transform``: the registry entry of ``row`` on ``base``'s
-  direction from the problem's peak rate (``policy`` for ``learned``)."""
+  direction from the problem's peak rate (``policy`` for ``learned``, with
+  the envelope or not)."""
   name, variant = ROWS[row]
+  if row == "learned":
+    name = LEARNED_ENTRY[envelope]
   ctrl = R.get(name)
   options = {} if variant is None else ctrl.variants(BUDGET)[variant]
-  if name == "learned":
+  if row == "learned":
     options = {"policy": policy}
   context = R.Context(steps_per_eval=BUDGET // CHECKPOINTS)
   return lambda problem: ctrl.build(base, problem.peak, BUDGET, context,
@@ -100,7 +114,8 @@ def problems_of(family, seeds, directions=tuple(PEAKS)):
   return grid, problems, keys
 
 
-def run_family(family, policy, seeds, directions=tuple(PEAKS)):
+def run_family(family, policy, seeds, directions=tuple(PEAKS),
+               envelope="on"):
   """All methods on all problems of one family: ``{method: arrays}`` in
   the order of the grid (one compiled program per direction)."""
   grid, problems, keys = problems_of(family, seeds, directions)
@@ -108,7 +123,7 @@ def run_family(family, policy, seeds, directions=tuple(PEAKS)):
   def run(base, problems, keys):
     out = {}
     for row in METHODS:
-      make = optimizer(row, base, policy)
+      make = optimizer(row, base, policy, envelope)
       out[row] = jax.vmap(lambda p, k, o=make: dnn_problems.run_episode(
           family, p, o, jax.random.wrap_key_data(k), max_steps=BUDGET,
           max_batch=BATCH, checkpoints=CHECKPOINTS))(problems, keys)
@@ -233,12 +248,20 @@ def write_report(out_dir, report):
   """Writes ``dnn_policy.md`` from the json's content."""
   summaries, results = report["summary"], report["problems"]
   lines = ["# Learned deep-network schedule on held-out networks", "",
-           f"`python -m bench dnn-policy --seeds {report['seeds']}`"
+           f"`python -m bench dnn-policy --seeds {report['seeds']}"
+           f" --envelope {report.get('envelope', 'off')}`"
            f" ({report['seconds']:.0f} s; {report['machine']})."
            f" Win/tie/loss of the learned schedule, one run each"
            f" ({report['tie']}); held-out loss = the loss on validation"
            " rows never trained on; training loss = on the full training"
-           " rows.", ""]
+           " rows.", "",
+           "Learned row: " + (
+               "`learned_schedule(policy, peak, total_steps=200)` with the"
+               " step budget's default envelope (ramp over the first 5%,"
+               " linear decay to zero over the last 20%)."
+               if report.get("envelope", "off") == "on" else
+               "the policy alone (`ramp_fraction=0, decay_fraction=0`)."),
+           ""]
   lines += _table("Held-out families (never seen in training)",
                   summaries["held_out"])
   lines += ["", "#### Held-out families by direction and peak rate", ""]
@@ -286,7 +309,8 @@ def _figure(path, examples):
 
 
 def study(out_dir, seeds=5, policy="dnn", families=None,
-          directions=tuple(PEAKS), in_distribution=True, report_only=False):
+          directions=tuple(PEAKS), in_distribution=True, report_only=False,
+          envelope="on"):
   """Runs the study; writes ``dnn_policy.json``, ``.md`` and ``.png``.
 
   Args:
@@ -297,6 +321,8 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
     directions: the base directions (keys of :data:`PEAKS`).
     in_distribution: also run fresh problems of the training families.
     report_only: rewrite the ``.md`` from the ``.json`` in ``out_dir``.
+    envelope: ``"on"`` (the learned row inside the step budget's default
+      envelope) or ``"off"`` (the policy alone).
 
   Returns:
     The per-family counts.
@@ -313,14 +339,18 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
   summaries = {"held_out": {}, "in_distribution": {}}
   examples = []
   groups = [("held_out", dnn_problems.held_out_families())]
+  trained_on = learning.policy_config(policy).get("env", {}).get(
+      "families", ["mlp", "cnn"])
   if in_distribution:
-    groups.append(("in_distribution", dnn_problems.training_families()))
+    groups.append(("in_distribution",
+                   dnn_problems.training_families(tuple(trained_on))))
   for group, members in groups:
     for family in members:
       if families is not None and family.name not in families:
         continue
       t0 = time.perf_counter()
-      grid, runs = run_family(family, loaded, seeds, tuple(directions))
+      grid, runs = run_family(family, loaded, seeds, tuple(directions),
+                              envelope)
       records, counts = summarise(grid, runs)
       results[group][family.name] = records
       summaries[group][family.name] = counts
@@ -333,7 +363,8 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
                          f"{grid[i][1]:g}", grid[i][1], runs, i))
   report = {"summary": summaries, "problems": results,
             "seconds": time.perf_counter() - start, "seeds": seeds,
-            "budget": BUDGET, "tie": V.RULE, "policy": policy,
+            "budget": BUDGET, "tie": V.RULE, "policy": str(policy),
+            "envelope": envelope,
             "machine": O.machine_line()}
   O.write_json(out / "dnn_policy.json", report, indent=1)
   lines = write_report(out, report)

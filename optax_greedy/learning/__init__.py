@@ -35,6 +35,7 @@ from optax_greedy._policy import POLICY_VERSION
 from optax_greedy._policy import Policy
 from optax_greedy._policy import init_policy
 from optax_greedy._policy import load_policy
+from optax_greedy._policy import policy_config
 from optax_greedy._policy import policy_fraction
 from optax_greedy._policy import save_policy
 from optax_greedy.learning import dnn_problems

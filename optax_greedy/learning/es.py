@@ -22,11 +22,13 @@ plays the same problems, minibatches and initialisations) its gradient
 estimate compares policies on identical runs. Deterministic for a seed.
 """
 
+import json
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -47,6 +49,63 @@ class ESConfig(NamedTuple):
   learning_rate: float = 0.03
 
 
+class ESState(NamedTuple):
+  """Where a run of :func:`train_es` stands, enough to resume it exactly.
+
+  Attributes:
+    theta: the flattened policy weights.
+    opt_state: Adam's state on ``theta``.
+    iteration: the number of updates done.
+  """
+
+  theta: jax.Array
+  opt_state: Any
+  iteration: int
+
+
+def save_state(path, state: ESState, config: dict) -> None:
+  """Writes ``state`` and the run's ``config`` (a JSON-serialisable dict)
+  to ``path`` (``.npz``), for :func:`load_state`."""
+  leaves = jax.tree.leaves(state.opt_state)
+  np.savez(path, theta=np.asarray(state.theta),
+           iteration=np.asarray(state.iteration),
+           config=np.asarray(json.dumps(config, sort_keys=True)),
+           **{f"opt_{i}": np.asarray(x) for i, x in enumerate(leaves)})
+
+
+def load_state(path, initial_policy, es_config: "ESConfig",
+               config: dict) -> ESState:
+  """Reads a state written by :func:`save_state`, checking that it was
+  written by a run of the same ``config`` and policy shape.
+
+  Raises:
+    ValueError: naming the file and what was expected, if its config or
+      the shapes differ.
+  """
+  with np.load(path, allow_pickle=False) as data:
+    files = dict(data)
+  expected = json.dumps(config, sort_keys=True)
+  found = str(files.get("config", "<none>"))
+  if found != expected:
+    raise ValueError(
+        f"ES state {path}: written by a run of config {found}; expected"
+        f" {expected} (resume with the same settings, or start afresh).")
+  theta, _ = ravel_pytree(initial_policy)
+  template = optax.adam(es_config.learning_rate).init(theta)
+  leaves, treedef = jax.tree.flatten(template)
+  if (files["theta"].shape != theta.shape
+      or any(f"opt_{i}" not in files or files[f"opt_{i}"].shape != x.shape
+             for i, x in enumerate(leaves))):
+    raise ValueError(
+        f"ES state {path}: theta {files['theta'].shape}; expected"
+        f" {theta.shape} and Adam's state for it.")
+  opt_state = jax.tree.unflatten(
+      treedef, [jnp.asarray(files[f"opt_{i}"], x.dtype)
+                for i, x in enumerate(leaves)])
+  return ESState(jnp.asarray(files["theta"], theta.dtype), opt_state,
+                 int(files["iteration"]))
+
+
 def centred_ranks(x) -> jax.Array:
   """Ranks of ``x`` scaled to ``[-0.5, 0.5]`` (fitness shaping)."""
   ranks = jnp.argsort(jnp.argsort(x)).astype(jnp.float32)
@@ -61,6 +120,8 @@ def train_es(
     *,
     log: Callable[[int, dict], None] = None,
     checkpoint: Callable[[int, Any], None] = None,
+    state: Optional[ESState] = None,
+    save: Callable[[ESState], None] = None,
 ) -> tuple:
   """Trains a policy by evolution strategies; deterministic for a seed.
 
@@ -79,13 +140,22 @@ def train_es(
     checkpoint: optional ``callable(iteration, policy)`` called after each
       update with the current policy (the first ``k`` updates of a run are
       those of a run with ``iterations=k``).
+    state: an :class:`ESState` to resume from (e.g. :func:`load_state`):
+      the run continues at ``state.iteration`` exactly as if it had not
+      stopped. ``None``: start from ``initial_policy``.
+    save: optional ``callable(ESState)`` called after each update (write it
+      with :func:`save_state` to resume later).
 
   Returns:
-    ``(policy, history)``: the final policy and the list of ``info`` dicts.
+    ``(policy, history)``: the final policy and the list of ``info`` dicts
+    of the updates run by this call.
   """
   theta, unravel = ravel_pytree(initial_policy)
   adam = optax.adam(config.learning_rate)
   opt_state = adam.init(theta)
+  first = 0
+  if state is not None:
+    theta, opt_state, first = state.theta, state.opt_state, state.iteration
 
   @jax.jit
   def step(theta, opt_state, key):
@@ -103,7 +173,7 @@ def train_es(
 
   key = jax.random.key(seed)
   history = []
-  for i in range(config.iterations):
+  for i in range(first, config.iterations):
     start = time.perf_counter()
     theta, opt_state, info = step(theta, opt_state, jax.random.fold_in(key, i))
     info = {k: float(v) for k, v in info.items()}
@@ -113,4 +183,6 @@ def train_es(
       log(i, info)
     if checkpoint is not None:
       checkpoint(i, unravel(theta))
+    if save is not None:
+      save(ESState(theta, opt_state, i + 1))
   return unravel(theta), history

@@ -33,7 +33,7 @@ with :func:`fitness`: every member of the population plays the same
 problems with the same minibatches (common random numbers), and all
 ``population x problems`` episodes run in one ``jit``-compiled step under
 ``jax.vmap``. The shipped ``policies/nmf_policy.npz`` was trained by
-``examples/train_nmf_policy.py --seed 0`` when the policy was a Flax module
+the repository's example ``train_nmf_policy.py --seed 0`` when the policy was a Flax module
 (same problems, ES and hyperparameters); the plain-jax.numpy policy draws
 its initial weights differently, so a rerun today gives a comparable policy,
 not the identical file.

@@ -8,7 +8,10 @@ corpora, each the same on every install of one Python version:
 * :func:`module_docstrings`: their docstrings and those of their public
   attributes;
 * :func:`library_files`: the top-level ``*.py`` files of the library,
-  sorted by name.
+  sorted by name;
+* :func:`package_files`: the ``*.py`` files inside named packages of the
+  library (never a top-level file, so disjoint from
+  :func:`library_files`).
 """
 
 import functools
@@ -47,3 +50,20 @@ def library_files() -> list:
   sorted by file name."""
   root = _source_path("inspect").parent
   return [path.read_bytes() for path in sorted(root.glob("*.py"))]
+
+
+def package_files(names) -> list:
+  """The bytes of every ``*.py`` file inside the packages ``names`` (their
+  directories, recursively, test folders excluded), sorted by path."""
+  root = _source_path("inspect").parent
+  out = []
+  for name in names:
+    folder = root / name
+    if not (folder / "__init__.py").exists():
+      raise ValueError(f"package_files: {name!r} is not a package folder of"
+                       f" the standard library ({root}).")
+    for path in sorted(folder.rglob("*.py")):
+      if any(part in ("test", "tests") for part in path.parts):
+        continue
+      out.append(path.read_bytes())
+  return out

@@ -65,3 +65,35 @@ def padded(x, labels, rows, dims):
   lab = np.zeros(rows, np.int32)
   lab[:len(labels)] = labels
   return out, lab
+
+
+# Packages of the standard library whose source is the text of the
+# ``char_lm`` training family: only files inside package folders, never the
+# top-level ``*.py`` files (the benchmark's language model), and none of the
+# packages whose docstrings are held-out text (TEXT_MODULES) or that they
+# import public names from.
+SOURCE_PACKAGES = ("asyncio", "email", "http", "xml", "unittest",
+                   "concurrent", "importlib", "multiprocessing", "sqlite3",
+                   "wsgiref", "xmlrpc", "html", "dbm", "ctypes", "curses")
+#: Byte ids of :func:`source_windows`: printable ASCII, newline, "other".
+SOURCE_VOCAB = 97
+
+
+@functools.lru_cache(maxsize=None)
+def _source_ids():
+  text = np.frombuffer(b"\n".join(stdlib_text_lib.package_files(
+      SOURCE_PACKAGES)), np.uint8).astype(np.int32)
+  ids = np.where((text >= 32) & (text < 127), text - 32, 96)
+  return np.where(text == 10, 95, ids).astype(np.int32)
+
+
+def source_windows(context: int, count: int, seed: int):
+  """``count`` windows of ``context + 1`` byte ids of the source of
+  :data:`SOURCE_PACKAGES` (vocabulary :data:`SOURCE_VOCAB`): inputs are the
+  first ``context``, targets the last ``context`` (next-byte prediction at
+  every position)."""
+  ids = _source_ids()
+  starts = np.random.default_rng(seed).integers(
+      0, len(ids) - context - 1, count)
+  windows = ids[starts[:, None] + np.arange(context + 1)]
+  return windows[:, :-1], windows[:, 1:]

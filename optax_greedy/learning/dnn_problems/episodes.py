@@ -17,7 +17,9 @@ def _losses(outputs, y, out_mask, regression):
   logits = jnp.where(out_mask > 0, outputs, -1e9)
   xent = -jnp.sum(y * jax.nn.log_softmax(logits), axis=-1)
   mse = jnp.sum(out_mask * (outputs - y) ** 2, axis=-1) / jnp.sum(out_mask)
-  return jnp.where(regression, mse, xent)
+  per = jnp.where(regression, mse, xent)
+  # Sequence outputs ([rows, positions, classes]): the mean over positions.
+  return per.reshape(per.shape[0], -1).mean(axis=1)
 
 
 def _mean_loss(family, params, problem, rows, weights):
@@ -61,21 +63,29 @@ def direction(adam) -> optax.GradientTransformation:
   return optax.GradientTransformation(init_fn, update_fn)
 
 
-def cosine_optimizer(problem):
-  """The baseline: the direction, then cosine annealing from the peak to 0."""
+def cosine_optimizer(problem, multiplier=1.0):
+  """The baseline: the direction, then cosine annealing from the peak (times
+  ``multiplier``) to 0."""
   return optax.chain(
       direction(problem.adam),
-      optax.scale_by_schedule(lambda t: -problem.peak * 0.5 * (1 + jnp.cos(
-          jnp.pi * jnp.minimum(t / problem.budget, 1.0)))))
+      optax.scale_by_schedule(lambda t: -multiplier * problem.peak * 0.5 * (
+          1 + jnp.cos(jnp.pi * jnp.minimum(t / problem.budget, 1.0)))))
 
 
-def learned_optimizer(policy):
-  """``problem -> optimizer``: the direction, then the policy's schedule."""
+#: No envelope: the policy alone.
+NO_ENVELOPE = (0.0, 0.0, "linear")
+
+
+def learned_optimizer(policy, envelope=NO_ENVELOPE):
+  """``problem -> optimizer``: the direction, then the policy's schedule
+  inside ``envelope`` (``(ramp_fraction, decay_fraction, decay_shape)``)."""
+  ramp, decay, shape = envelope
   return lambda problem: optax.chain(
       direction(problem.adam),
       optax_greedy.learned_schedule(policy, problem.peak,
                                     total_steps=problem.budget,
-                                    ramp_fraction=0.0, decay_fraction=0.0))
+                                    ramp_fraction=ramp, decay_fraction=decay,
+                                    decay_shape=shape))
 
 
 def _applied_rate(state):
@@ -163,9 +173,11 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
   """Mean reward of each member over the same problems of every family.
 
   For each family, ``config.problems`` problems are drawn; on each, the
-  cosine baseline runs once and every member of the population runs its
-  policy (``vmap`` over members inside ``vmap`` over problems, so the data
-  is not copied per member), with the same initialisation and minibatches.
+  cosine baseline runs once per multiple of the peak in
+  ``config.baseline_peaks`` (the best final losses count) and every member
+  of the population runs its policy inside ``config.envelope`` (``vmap``
+  over members inside ``vmap`` over problems, so the data is not copied per
+  member), with the same initialisation and minibatches.
 
   Args:
     policies: a Policy whose leaves have a leading ``members`` axis.
@@ -176,7 +188,8 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
   Returns:
     ``(fitness [members], info)`` for
     :func:`optax_greedy.learning.es.train_es`; ``info`` has the fraction of
-    problems where the member is at least as good as cosine (within 1%) on
+    problems where the member is at least as good as the baseline (a log
+    ratio of at least -0.01) on
     the validation loss (``val_equal_or_better``).
   """
   rewards, equal_or_better = [], []
@@ -188,9 +201,14 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
         keys[:config.problems])
 
     def per_problem(problem, k, family=family):
-      base = run(family, problem, cosine_optimizer, k)
+      bases = jax.vmap(lambda m: run(
+          family, problem, functools.partial(cosine_optimizer, multiplier=m),
+          k))(jnp.asarray(config.baseline_peaks, jnp.float32))
+      clean = lambda l: jnp.where(jnp.isfinite(l) & (l > 0), l, jnp.inf)
+      base = {s: jnp.min(clean(bases[s]), axis=0) for s in ("val", "train")}
       members = jax.vmap(lambda policy: run(
-          family, problem, learned_optimizer(policy), k))(policies)
+          family, problem, learned_optimizer(policy, tuple(config.envelope)),
+          k))(policies)
       ratio = _log_ratio(base["val"][-1], members["val"][:, -1])
       return jax.vmap(lambda m: reward(base, m, config.train_weight))(
           members), ratio >= -0.01

@@ -19,11 +19,11 @@ def _loguniform(key, low, high):
 
 
 def _split_and_run(key, config, n, x, y, out_mask, regression, arch,
-                   min_rows):
+                   min_rows, label_noise=True):
   """The common part of every problem: rows, split, noise and run settings.
 
   ``n`` rows of ``x``/``y`` are valid; a random subset of at least
-  ``min_rows`` of them is used, 75% for training.
+  ``min_rows`` of them is used, three quarters for training.
   """
   keys = jax.random.split(key, 9)
   used = jax.random.randint(keys[0], [], jnp.minimum(min_rows, n), n + 1)
@@ -35,10 +35,12 @@ def _split_and_run(key, config, n, x, y, out_mask, regression, arch,
   # Label noise: a fraction of the labels replaced by random classes.
   classes = jnp.sum(out_mask)
   noise = jax.random.uniform(keys[2], [], maxval=config.label_noise)
+  noise = noise if label_noise else 0.0
   flip = jax.random.uniform(keys[3], [rows]) < noise
   random_label = jax.random.randint(keys[4], [rows], 0, classes.astype(int))
   noisy = jax.nn.one_hot(random_label, y.shape[-1])
-  y = jnp.where(flip[:, None] & ~regression, noisy, y)
+  if label_noise:
+    y = jnp.where(flip[:, None] & ~regression, noisy, y)
   adam = jax.random.bernoulli(keys[5])
   peak = jnp.where(adam, _loguniform(keys[6], *config.adam_peaks),
                    _loguniform(keys[6], *config.momentum_peaks))
@@ -310,9 +312,95 @@ def sequence_family(name, attention: bool, context=8, embed=16, width=64,
   return Family(name, sample, init, apply)
 
 
-def training_families():
-  """The families the shipped policy was trained on."""
-  return (mlp_family(), cnn_family())
+def char_lm_family(name="char_lm", context=16, embed=16, hidden=64,
+                   max_layers=2, windows=2048, seed=0) -> Family:
+  """Tiny causal transformer language models on standard-library source.
+
+  Byte-level (printable ASCII, newline and "other": 97 ids) next-byte
+  prediction at every position of windows of ``context`` bytes of the
+  source files inside the standard library's packages
+  (:data:`~optax_greedy.learning.dnn_problems.data.SOURCE_PACKAGES`; never
+  its top-level files, nor the held-out families' text). Pre-norm blocks of
+  single-head causal attention and a ReLU MLP, ``1..max_layers`` of them
+  per problem, learned positional embeddings; each problem uses a random
+  subset (at least half) of ``windows`` windows. No label noise: the
+  minibatch noise is the data's own.
+  """
+  ids, targets = D.source_windows(context, windows, seed)
+  vocab = D.SOURCE_VOCAB
+  x_all = jnp.asarray(ids)
+  y_all = jax.nn.one_hot(jnp.asarray(targets), vocab)
+  causal = jnp.tril(jnp.ones((context, context), bool))
+
+  def norm(h):
+    mean = h.mean(-1, keepdims=True)
+    return (h - mean) * jax.lax.rsqrt(((h - mean) ** 2).mean(-1, keepdims=True)
+                                      + 1e-5)
+
+  def init(key, problem):
+    keys = jax.random.split(key, 3 + 6 * max_layers)
+    n = lambda k, shape, fan: jax.random.normal(k, shape) / math.sqrt(fan)
+    params = {"embed": n(keys[0], (vocab, embed), 1.0),
+              "pos": n(keys[1], (context, embed), 1.0) * 0.1,
+              "out": n(keys[2], (embed, vocab), embed),
+              "bias": jnp.zeros([vocab]), "blocks": []}
+    for i in range(max_layers):
+      k = keys[3 + 6 * i:9 + 6 * i]
+      params["blocks"].append({
+          "q": n(k[0], (embed, embed), embed),
+          "k": n(k[1], (embed, embed), embed),
+          "v": n(k[2], (embed, embed), embed),
+          "o": n(k[3], (embed, embed), embed),
+          "w1": n(k[4], (embed, hidden), embed), "b1": jnp.zeros([hidden]),
+          "w2": n(k[5], (hidden, embed), hidden)})
+    return jax.tree.map(lambda w: w * problem.init_scale, params)
+
+  def apply(params, x, arch):
+    h = params["embed"][x] + params["pos"]
+    for i, block in enumerate(params["blocks"]):
+      a = norm(h)
+      scores = jnp.einsum("bte,bse->bts", a @ block["q"], a @ block["k"])
+      scores = jnp.where(causal, scores / math.sqrt(embed), -1e9)
+      new = h + jnp.einsum("bts,bse->bte", jax.nn.softmax(scores),
+                           a @ block["v"]) @ block["o"]
+      new = new + jax.nn.relu(norm(new) @ block["w1"] + block["b1"]) @ block[
+          "w2"]
+      h = jnp.where(i < arch["layers"], new, h)
+    return norm(h) @ params["out"] + params["bias"]
+
+  def sample(key, config):
+    arch = {"layers": jax.random.randint(jax.random.fold_in(key, 3), [], 1,
+                                         max_layers + 1)}
+    return _split_and_run(key, config, jnp.asarray(windows), x_all, y_all,
+                          jnp.ones([vocab]), jnp.asarray(False), arch,
+                          min_rows=windows // 2, label_noise=False)
+
+  return Family(name, sample, init, apply)
+
+
+#: The training families by name (:attr:`EnvConfig.families`):
+#: ``mlp``/``cnn`` (the first ``dnn`` policy's, with scikit-learn's digits),
+#: ``mlp_tabular`` (MLPs on iris, wine and teacher-student data, no
+#: digits), ``cnn_teacher`` (CNNs on teacher-labelled Gaussian images, no
+#: digits) and ``char_lm`` (tiny transformer language models).
+FAMILIES = {
+    "mlp": mlp_family,
+    "cnn": cnn_family,
+    "mlp_tabular": lambda: mlp_family(
+        "mlp_tabular", sources=("iris", "wine", "teacher"), rows=1797),
+    "cnn_teacher": lambda: cnn_family("cnn_teacher", sources=("teacher",)),
+    "char_lm": char_lm_family,
+}
+
+
+def training_families(names=("mlp", "cnn")):
+  """The families named (default: those the first ``dnn`` policy was
+  trained on), built from :data:`FAMILIES`."""
+  unknown = [n for n in names if n not in FAMILIES]
+  if unknown:
+    raise ValueError(f"training_families: unknown {unknown}; expected names"
+                     f" from {tuple(FAMILIES)}.")
+  return tuple(FAMILIES[n]() for n in names)
 
 
 def held_out_families():

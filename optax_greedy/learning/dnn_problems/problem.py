@@ -78,6 +78,16 @@ class EnvConfig(NamedTuple):
     label_noise: the largest fraction of labels replaced by random ones
       (each problem draws its fraction uniformly below it).
     train_weight: the weight of the training-loss term of the reward.
+    families: the names of the training families
+      (:data:`optax_greedy.learning.dnn_problems.FAMILIES`).
+    envelope: the step budget's envelope the policy acts inside,
+      ``(ramp_fraction, decay_fraction, decay_shape)``; ``(0.0, 0.0,
+      "linear")``: none, the policy alone.
+    baseline_peaks: the reward's baseline is the best cosine annealing
+      over these multiples of the problem's peak rate (best final
+      validation loss and best final training loss, each over the runs):
+      ``(1.0,)`` is cosine at the same peak, ``(0.5, 1.0, 2.0)`` a cosine
+      tuned on a grid of three peaks.
   """
 
   problems: int = 4
@@ -88,3 +98,6 @@ class EnvConfig(NamedTuple):
   momentum_peaks: tuple = (1e-2, 3e-1)
   label_noise: float = 0.2
   train_weight: float = 0.5
+  families: tuple = ("mlp", "cnn")
+  envelope: tuple = (0.0, 0.0, "linear")
+  baseline_peaks: tuple = (1.0,)
