@@ -30,7 +30,7 @@ def get_learning_rate(state: optax.OptState) -> optax.Updates:
     >>> tx = optax.inject_hyperparams(
     ...     optax_greedy.greedy_adam, static_args=("window_size",))(1e-3)
     >>> state = tx.init(jnp.zeros(3))
-    >>> float(optax_greedy.get_learning_rate(state))
+    >>> print(f"{optax_greedy.get_learning_rate(state):.3g}")
     0.001
   """
   found = [(path, value) for path, value in
