@@ -28,7 +28,9 @@ over several devices, else ``"blocked"`` on CPU and ``"concatenated"``
 elsewhere. The backend is the leaf's platform where the leaf is concrete,
 else the one its abstract mesh names, else JAX's default backend; a traced
 leaf of an unsharded computation on a machine with several devices counts
-as possibly sharded (nothing at trace time says otherwise).
+as possibly sharded (nothing at trace time says otherwise), and so does a
+leaf on a mesh with automatic axes of more than one device (the partitioner
+may split it without its type saying so).
 """
 
 import math
@@ -58,9 +60,15 @@ def _may_be_sharded(leaf) -> bool:
   if isinstance(leaf, jax.Array) and not isinstance(leaf, jax.core.Tracer):
     return not leaf.sharding.is_fully_replicated
   sharding = jax.typeof(leaf).sharding
-  if not sharding.mesh.empty:
-    return any(axis is not None for axis in sharding.spec)
-  return jax.device_count() > 1
+  mesh = sharding.mesh
+  if mesh.empty:
+    return jax.device_count() > 1
+  if any(axis is not None for axis in sharding.spec):
+    return True
+  # The partitioner may split a leaf over a mesh's automatic axes without
+  # its type saying so.
+  return any(kind == jax.sharding.AxisType.Auto and size > 1
+             for kind, size in zip(mesh.axis_types, mesh.axis_sizes))
 
 
 def choose(reduction: str, leaves: Sequence[jax.Array]) -> str:
