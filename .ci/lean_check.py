@@ -23,7 +23,7 @@ params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
 grads = {"w": jnp.array([0.5, -1.0]), "b": jnp.array(0.25)}
 optimizers = {
     "greedy_adam": optax_greedy.greedy_adam(1e-2),
-    "hd_sgd": optax_greedy.hd_sgd(0.1, 1e-3),
+    "hd_sgd": optax_greedy.hd_sgd(0.1, hypergrad_lr=1e-3),
     **{f"learned_schedule({name!r})": optax.chain(
         optax.scale_by_adam(),
         optax_greedy.learned_schedule(optax_greedy.load_policy(name), 1e-2,
