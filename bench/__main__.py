@@ -34,7 +34,7 @@ COMMANDS = {
                  "rate-sensitivity sweep (~95 min; --no-sweep ~35 min; "
                  "--size gpu for an accelerator)",
     "budget-defaults": "GreedyLR's defaults with total_steps, chosen on a "
-                       "selection LM the workloads never see (~30 min)",
+                       "selection LM the workloads never see (~18 min)",
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~5 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
