@@ -25,7 +25,7 @@ COMMANDS = {
     "quick": "the grid (5 tasks: no charlm; 2 seeds), the cost section "
              "and the NMF study in one report (~2 min)",
     "full": "the whole grid (6 tasks, 3 seeds, ablations), cost, vmap "
-            "savings, NMF and learned-NMF studies (~9 min)",
+            "savings, NMF and learned-NMF studies (~8 min)",
     "tiny": "the smoke configuration of the tests (~15 s)",
     "check-quick": "compare a quick run's numbers with the recorded "
                    "reference (seconds)",
@@ -44,7 +44,7 @@ COMMANDS = {
     "nmf": "learning-rate schedules for stochastic NMF of the digits "
            "(~15 s with --quick, ~1 min without)",
     "learned-nmf": "the learned NMF schedule on held-out NMF problems and "
-                   "an MLP (~3 min with --quick)",
+                   "an MLP (~25 s with --quick, ~30 s without)",
     "dnn-policy": "the learned deep-network schedule on networks it never "
                   "trained on (~7 min)",
 }

@@ -442,6 +442,30 @@ def test_learned_nmf_smoke(tmp_path):
   assert set(result["problems"]) and result["transfer"]["rows"]
 
 
+def test_learned_nmf_keeps_each_step_budget(monkeypatch):
+  # Without --steps, each NMF problem keeps its own budget and the MLP
+  # transfer its own (600 steps in full mode): one must not leak into the
+  # other. The runners are replaced by recorders, so nothing trains.
+  from bench.studies import learned_nmf  # pylint: disable=g-import-not-at-top
+  budgets = {}
+
+  def run_problem(V, rank, batch, steps, seeds, policy):
+    del V, rank, batch, policy
+    budgets.setdefault("nmf", []).append(steps)
+    return np.ones((1, len(seeds), steps)), None, 0.0
+
+  def transfer(policy, seeds, quick, steps=None):
+    del policy, seeds, quick
+    budgets["transfer"] = steps
+    return {"task": "", "seconds": 0.0, "rows": {}}
+
+  monkeypatch.setattr(learned_nmf, "_run_problem", run_problem)
+  monkeypatch.setattr(learned_nmf, "_summary", lambda errors: {})
+  monkeypatch.setattr(learned_nmf, "_transfer", transfer)
+  learned_nmf.run(quick=False, sets=("cancer",))
+  assert budgets == {"nmf": [200], "transfer": None}
+
+
 def test_dnn_policy_smoke(tmp_path):
   assert cli.main(["dnn-policy", "--seeds", "1", "--families",
                    "mlp_breast_cancer", "--directions", "adam",
