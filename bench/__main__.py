@@ -40,7 +40,7 @@ COMMANDS = {
     "hd-defaults": "choose hypergradient descent's default beta on some "
                    "tasks, report it on others (~13 min)",
     "greedy-feeds": "GreedyLR fed the training loss vs the validation loss, "
-                    "against the fixed schedules (~10 min)",
+                    "against the fixed schedules (~1.5 min)",
     "nmf": "learning-rate schedules for stochastic NMF of the digits "
            "(~15 s with --quick, ~1 min without)",
     "learned-nmf": "the learned NMF schedule on held-out NMF problems and "

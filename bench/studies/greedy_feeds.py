@@ -33,7 +33,7 @@ The recipe is *chosen* on the selection tasks (``--select``, default
 ``cnn``): the chosen configuration is the one with the highest held-out rate
 among those whose training-loss rate is >= 90% on the selection tasks.
 
-    python -m bench greedy-feeds                     # ~10 min on 2 cores
+    python -m bench greedy-feeds                     # ~1.5 min on 2 cores
     python -m bench greedy-feeds --steps-scale 2 \
         --out bench/results/greedy_feeds/steps_x2
     python -m bench greedy-feeds --select logreg --report logreg \
