@@ -36,7 +36,7 @@ COMMANDS = {
     "budget-defaults": "GreedyLR's defaults with total_steps, chosen on a "
                        "selection LM the workloads never see (~18 min)",
     "cost": "step time, compile time, state bytes and params traffic of "
-            "the hypergradient variants against Adam (~5 min)",
+            "the hypergradient variants against Adam (~1 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
                    "tasks, report it on others (~13 min)",
     "greedy-feeds": "GreedyLR fed the training loss vs the validation loss, "
