@@ -46,7 +46,7 @@ COMMANDS = {
     "learned-nmf": "the learned NMF schedule on held-out NMF problems and "
                    "an MLP (~25 s with --quick, ~30 s without)",
     "dnn-policy": "the learned deep-network schedule on networks it never "
-                  "trained on (~7 min)",
+                  "trained on (~4 min)",
 }
 
 
