@@ -38,7 +38,7 @@ COMMANDS = {
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~1 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
-                   "tasks, report it on others (~13 min)",
+                   "tasks, report it on others (~2.5 min)",
     "greedy-feeds": "GreedyLR fed the training loss vs the validation loss, "
                     "against the fixed schedules (~1.5 min)",
     "nmf": "learning-rate schedules for stochastic NMF of the digits "

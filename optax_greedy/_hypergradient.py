@@ -57,7 +57,7 @@ class HypergradientState(NamedTuple):
 # The multiplicative rule's default ``hypergrad_lr``, by granularity, chosen
 # by the benchmark's hypergradient-defaults study (see the README).
 _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
-                           "per_parameter": 0.005}
+                           "per_parameter": 0.01}
 
 
 def _granularity_kind(granularity) -> str:
@@ -351,7 +351,7 @@ def hypergradient(
   Baydin et al. and of their reference implementation.
 
   Default ``hypergrad_lr`` (``None``): for the multiplicative rule 0.05
-  (``"per_parameter"``: 0.005, since there every step moves each rate by a
+  (``"per_parameter"``: 0.01, since there every step moves each rate by a
   factor ``1 +- beta``), chosen on a benchmark of small problems with SGD,
   momentum and Adam and checked on held-out ones (the README has the
   numbers): untuned, they beat the paper's additive rule with its
@@ -420,7 +420,7 @@ def hypergradient(
       granularity.
     hypergrad_lr: ``beta``, the hypergradient step size (``beta = 0`` gives
       ``direction`` with a constant rate): in ``[0, 1)`` for the
-      multiplicative rule (default ``None``: 0.05, 0.005 per parameter),
+      multiplicative rule (default ``None``: 0.05, 0.01 per parameter),
       >= 0 and required for the additive rule.
     granularity: ``"global"`` (default, the reference's), ``"per_tensor"``,
       ``"per_parameter"``, a labels pytree or a callable (see above).

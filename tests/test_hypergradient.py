@@ -301,7 +301,7 @@ def test_inner_state_is_optax_adams():
 def test_default_rule_is_multiplicative_with_the_documented_beta():
   cases = [(optax_greedy.hd_sgd, "global", 0.05),
            (optax_greedy.hd_adam, "per_tensor", 0.05),
-           (optax_greedy.hd_sgd, "per_parameter", 0.005)]
+           (optax_greedy.hd_sgd, "per_parameter", 0.01)]
   for make, granularity, beta in cases:
     rates = _train(make(0.05, granularity=granularity), 30)[3]
     explicit = _train(make(0.05, hypergrad_lr=beta, granularity=granularity,
