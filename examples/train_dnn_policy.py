@@ -29,7 +29,9 @@ run the tests and ``python -m bench dnn-policy``.
 ``--preset v1`` gives the first shipped policy's settings (MLPs and CNNs
 with digits, no envelope, cosine start, reward against cosine at the same
 peak, budgets 40-160). ``--iterations 2 --problems 1 --max-steps 40
---min-steps 20 --families mlp_tabular`` is a smoke test.
+--min-steps 20 --families mlp_tabular`` is a smoke test. ``--strategy snes``
+(or ``cma_es``) trains with evosax's strategy instead of the hand-written
+one (``pip install ".[train]"``).
 """
 
 import argparse
@@ -52,12 +54,13 @@ PRESETS = {
                   problems=3, max_steps=320, min_steps=80,
                   families=["mlp_tabular", "cnn_teacher", "char_lm"],
                   envelope="on", baseline_peaks=[0.5, 1.0, 2.0],
-                  start="constant", label_noise=0.2, train_weight=0.5),
+                  start="constant", label_noise=0.2, train_weight=0.5,
+                  strategy="antithetic"),
     "v1": dict(iterations=130, pairs=8, sigma=0.05, es_learning_rate=0.01,
                problems=4, max_steps=160, min_steps=40,
                families=["mlp", "cnn"], envelope="off",
                baseline_peaks=[1.0], start="cosine", label_noise=0.2,
-               train_weight=0.5),
+               train_weight=0.5, strategy="antithetic"),
 }
 
 
@@ -84,7 +87,11 @@ def parser(preset="scale"):
   p.add_argument("--pairs", type=int, help="antithetic pairs per update")
   p.add_argument("--sigma", type=float, help="ES perturbation scale")
   p.add_argument("--es-learning-rate", type=float,
-                 help="Adam's rate on the ES gradient")
+                 help="Adam's rate on the ES gradient (antithetic only)")
+  p.add_argument("--strategy", choices=es.STRATEGIES,
+                 help="the evolution strategy: the hand-written antithetic"
+                      " one, or evosax's SNES or CMA-ES (pip install"
+                      " \".[train]\")")
   p.add_argument("--problems", type=int,
                  help="problems of each family per update")
   p.add_argument("--max-steps", type=int,
@@ -119,7 +126,8 @@ def main(argv=None):
   s = {key: getattr(args, key) for key in PRESETS[args.preset]}
   es_config = es.ESConfig(iterations=s["iterations"], pairs=s["pairs"],
                           sigma=s["sigma"],
-                          learning_rate=s["es_learning_rate"])
+                          learning_rate=s["es_learning_rate"],
+                          strategy=s["strategy"])
   envelope = ENVELOPE if s["envelope"] == "on" else dnn_problems.NO_ENVELOPE
   config = dnn_problems.EnvConfig(
       problems=s["problems"], max_steps=s["max_steps"],

@@ -510,6 +510,39 @@ def test_es_resumes_exactly_and_refuses_another_config(tmp_path):
     es.load_state(tmp_path / "s.npz", initial, es_config, {"run": 2})
 
 
+@pytest.mark.parametrize("strategy", ["snes", "cma_es"])
+def test_es_evosax_strategy_learns_and_resumes_exactly(tmp_path, strategy):
+  pytest.importorskip("evosax", reason="evosax is the [train] extra")
+  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  flat = lambda p: jax.vmap(lambda q: jax.flatten_util.ravel_pytree(q)[0])(p)
+  fit = lambda p, k: (-jnp.sum((flat(p) - 0.5) ** 2, axis=1), {})
+  es_config = es.ESConfig(iterations=40, pairs=4, strategy=strategy)
+  config = {"run": strategy}
+  path = tmp_path / "s.npz"
+  save = lambda s: es.save_state(path, s, config)
+  full, history = es.train_es(0, fit, initial, es_config, save=save)
+  # The quadratic's optimum is 0.5 in every weight: the population's mean
+  # fitness improves by far more than the sampling noise.
+  assert history[-1]["mean_fitness"] > 0.2 * history[0]["mean_fitness"]
+  es.train_es(0, fit, initial, es_config._replace(iterations=15), save=save)
+  state = es.load_state(path, initial, es_config, config)
+  assert state.iteration == 15
+  resumed, _ = es.train_es(0, fit, initial, es_config, state=state)
+  for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_es_strategy_is_checked_and_evosax_missing_says_what_to_install(
+    monkeypatch):
+  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  fit = lambda p, k: (jnp.zeros(jax.tree.leaves(p)[0].shape[0]), {})
+  with pytest.raises(ValueError, match=r"strategy='pso'; expected one of"):
+    es.train_es(0, fit, initial, es.ESConfig(iterations=1, strategy="pso"))
+  monkeypatch.setitem(__import__("sys").modules, "evosax", None)
+  with pytest.raises(ImportError, match=r"optax_greedy\[train\]"):
+    es.train_es(0, fit, initial, es.ESConfig(iterations=1, strategy="snes"))
+
+
 def test_char_lm_family_and_tuned_baseline_episode():
   family = dnn_problems.char_lm_family(context=8, embed=8, hidden=16,
                                        windows=64)

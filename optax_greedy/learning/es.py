@@ -13,6 +13,14 @@ and steps Adam along
 
   g = -\frac{1}{2 P \sigma} \sum_i (r_i^+ - r_i^-)\,\epsilon_i .
 
+``ESConfig(strategy="snes")`` or ``"cma_es"`` runs instead the separable
+natural evolution strategy (Wierstra et al., 2014, JMLR) or CMA-ES (Hansen
+and Ostermeier, 2001) of `evosax <https://github.com/RobertTLange/evosax>`_
+(an optional package: ``pip install "optax_greedy[train]"``) with the same
+population size ``2 * pairs``, initial standard deviation ``sigma`` and
+common random numbers; ``learning_rate`` is then unused (each strategy
+sets its own step sizes).
+
 Why ES rather than PPO: the reward (the final loss of a run, relative to a
 baseline) arrives once per episode, episodes are short and cheap to run by
 the hundred under ``vmap``, and the policy has about a hundred weights. ES
@@ -40,21 +48,27 @@ class ESConfig(NamedTuple):
     iterations: ES updates.
     pairs: antithetic pairs per update (population ``2 * pairs``).
     sigma: standard deviation of the weight perturbations.
-    learning_rate: Adam's rate on the ES gradient.
+    learning_rate: Adam's rate on the ES gradient (``"antithetic"`` only).
+    strategy: ``"antithetic"`` (the hand-written strategy above),
+      ``"snes"`` or ``"cma_es"`` (evosax's, an optional package).
   """
 
   iterations: int = 400
   pairs: int = 12
   sigma: float = 0.1
   learning_rate: float = 0.03
+  strategy: str = "antithetic"
+
+
+STRATEGIES = ("antithetic", "snes", "cma_es")
 
 
 class ESState(NamedTuple):
   """Where a run of :func:`train_es` stands, enough to resume it exactly.
 
   Attributes:
-    theta: the flattened policy weights.
-    opt_state: Adam's state on ``theta``.
+    theta: the flattened policy weights (an evosax strategy's mean).
+    opt_state: Adam's state on ``theta``, or the evosax strategy's state.
     iteration: the number of updates done.
   """
 
@@ -91,14 +105,15 @@ def load_state(path, initial_policy, es_config: "ESConfig",
         f"ES state {path}: written by a run of config {found}; expected"
         f" {expected} (resume with the same settings, or start afresh).")
   theta, _ = ravel_pytree(initial_policy)
-  template = optax.adam(es_config.learning_rate).init(theta)
+  template = _strategy(es_config, theta).init(theta)
   leaves, treedef = jax.tree.flatten(template)
   if (files["theta"].shape != theta.shape
       or any(f"opt_{i}" not in files or files[f"opt_{i}"].shape != x.shape
              for i, x in enumerate(leaves))):
     raise ValueError(
         f"ES state {path}: theta {files['theta'].shape}; expected"
-        f" {theta.shape} and Adam's state for it.")
+        f" {theta.shape} and the {es_config.strategy} strategy's state for"
+        " it.")
   opt_state = jax.tree.unflatten(
       treedef, [jnp.asarray(files[f"opt_{i}"], x.dtype)
                 for i, x in enumerate(leaves)])
@@ -110,6 +125,66 @@ def centred_ranks(x) -> jax.Array:
   """Ranks of ``x`` scaled to ``[-0.5, 0.5]`` (fitness shaping)."""
   ranks = jnp.argsort(jnp.argsort(x)).astype(jnp.float32)
   return ranks / (x.shape[0] - 1) - 0.5
+
+
+class _Strategy(NamedTuple):
+  """``init(theta) -> state`` and ``ask_tell(theta, state, key, scores_of)
+  -> (theta, state, scores)``, ``scores_of(thetas)`` higher is better."""
+
+  init: Callable
+  ask_tell: Callable
+
+
+def _antithetic(config: ESConfig) -> _Strategy:
+  adam = optax.adam(config.learning_rate)
+
+  def ask_tell(theta, opt_state, key, scores_of):
+    eps = jax.random.normal(key, (config.pairs, theta.shape[0]))
+    scores = scores_of(theta + config.sigma * jnp.concatenate([eps, -eps]))
+    shaped = centred_ranks(scores)
+    weights = shaped[:config.pairs] - shaped[config.pairs:]
+    grad = -(weights @ eps) / (2 * config.pairs * config.sigma)
+    updates, opt_state = adam.update(grad, opt_state, theta)
+    return optax.apply_updates(theta, updates), opt_state, scores
+
+  return _Strategy(adam.init, ask_tell)
+
+
+def _evosax(config: ESConfig, theta) -> _Strategy:
+  try:
+    from evosax import algorithms  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise ImportError(
+        f"ESConfig(strategy={config.strategy!r}) needs the evosax package:"
+        " pip install \"optax_greedy[train]\" (or pip install evosax)."
+    ) from error
+  cls = {"snes": algorithms.SNES, "cma_es": algorithms.CMA_ES}[
+      config.strategy]
+  strategy = cls(population_size=2 * config.pairs, solution=theta)
+  params = strategy.default_params.replace(
+      std_init=jnp.asarray(config.sigma, theta.dtype))
+
+  def init(theta):
+    return strategy.init(jax.random.key(0), theta, params)
+
+  def ask_tell(theta, state, key, scores_of):
+    del theta  # the strategy's mean
+    key_ask, key_tell = jax.random.split(key)
+    thetas, state = strategy.ask(key_ask, state, params)
+    scores = scores_of(thetas)
+    state, _ = strategy.tell(key_tell, thetas, -scores, state, params)
+    return state.mean, state, scores  # evosax minimises
+
+  return _Strategy(init, ask_tell)
+
+
+def _strategy(config: ESConfig, theta) -> _Strategy:
+  if config.strategy not in STRATEGIES:
+    raise ValueError(f"ESConfig: strategy={config.strategy!r}; expected one"
+                     f" of {STRATEGIES}.")
+  if config.strategy == "antithetic":
+    return _antithetic(config)
+  return _evosax(config, theta)
 
 
 def train_es(
@@ -151,8 +226,8 @@ def train_es(
     of the updates run by this call.
   """
   theta, unravel = ravel_pytree(initial_policy)
-  adam = optax.adam(config.learning_rate)
-  opt_state = adam.init(theta)
+  strategy = _strategy(config, theta)
+  opt_state = strategy.init(theta)
   first = 0
   if state is not None:
     theta, opt_state, first = state.theta, state.opt_state, state.iteration
@@ -160,16 +235,18 @@ def train_es(
   @jax.jit
   def step(theta, opt_state, key):
     key_noise, key_problems = jax.random.split(key)
-    eps = jax.random.normal(key_noise, (config.pairs, theta.shape[0]))
-    thetas = theta + config.sigma * jnp.concatenate([eps, -eps])
-    scores, info = fitness(jax.vmap(unravel)(thetas), key_problems)
-    shaped = centred_ranks(scores)
-    weights = shaped[:config.pairs] - shaped[config.pairs:]
-    grad = -(weights @ eps) / (2 * config.pairs * config.sigma)
-    updates, opt_state = adam.update(grad, opt_state, theta)
-    info = {k: jnp.mean(v) for k, v in info.items()}
+    infos = []
+
+    def scores_of(thetas):
+      scores, info = fitness(jax.vmap(unravel)(thetas), key_problems)
+      infos.append(info)
+      return scores
+
+    theta, opt_state, scores = strategy.ask_tell(theta, opt_state, key_noise,
+                                                 scores_of)
+    info = {k: jnp.mean(v) for k, v in infos[0].items()}
     info.update(mean_fitness=jnp.mean(scores), max_fitness=jnp.max(scores))
-    return optax.apply_updates(theta, updates), opt_state, info
+    return theta, opt_state, info
 
   key = jax.random.key(seed)
   history = []
