@@ -128,8 +128,9 @@ def centred_ranks(x) -> jax.Array:
 
 
 class _Strategy(NamedTuple):
-  """``init(theta) -> state`` and ``ask_tell(theta, state, key, scores_of)
-  -> (theta, state, scores)``, ``scores_of(thetas)`` higher is better."""
+  """``init(theta) -> state`` and ``ask_tell(theta, state, key, evaluate)
+  -> (theta, state, scores, info)``, where ``evaluate(thetas) -> (scores,
+  info)`` scores a population (higher is better)."""
 
   init: Callable
   ask_tell: Callable
@@ -138,14 +139,15 @@ class _Strategy(NamedTuple):
 def _antithetic(config: ESConfig) -> _Strategy:
   adam = optax.adam(config.learning_rate)
 
-  def ask_tell(theta, opt_state, key, scores_of):
+  def ask_tell(theta, opt_state, key, evaluate):
     eps = jax.random.normal(key, (config.pairs, theta.shape[0]))
-    scores = scores_of(theta + config.sigma * jnp.concatenate([eps, -eps]))
+    scores, info = evaluate(theta + config.sigma
+                            * jnp.concatenate([eps, -eps]))
     shaped = centred_ranks(scores)
     weights = shaped[:config.pairs] - shaped[config.pairs:]
     grad = -(weights @ eps) / (2 * config.pairs * config.sigma)
     updates, opt_state = adam.update(grad, opt_state, theta)
-    return optax.apply_updates(theta, updates), opt_state, scores
+    return optax.apply_updates(theta, updates), opt_state, scores, info
 
   return _Strategy(adam.init, ask_tell)
 
@@ -167,13 +169,13 @@ def _evosax(config: ESConfig, theta) -> _Strategy:
   def init(theta):
     return strategy.init(jax.random.key(0), theta, params)
 
-  def ask_tell(theta, state, key, scores_of):
+  def ask_tell(theta, state, key, evaluate):
     del theta  # the strategy's mean
     key_ask, key_tell = jax.random.split(key)
     thetas, state = strategy.ask(key_ask, state, params)
-    scores = scores_of(thetas)
+    scores, info = evaluate(thetas)
     state, _ = strategy.tell(key_tell, thetas, -scores, state, params)
-    return state.mean, state, scores  # evosax minimises
+    return state.mean, state, scores, info  # evosax minimises
 
   return _Strategy(init, ask_tell)
 
@@ -235,16 +237,10 @@ def train_es(
   @jax.jit
   def step(theta, opt_state, key):
     key_noise, key_problems = jax.random.split(key)
-    infos = []
-
-    def scores_of(thetas):
-      scores, info = fitness(jax.vmap(unravel)(thetas), key_problems)
-      infos.append(info)
-      return scores
-
-    theta, opt_state, scores = strategy.ask_tell(theta, opt_state, key_noise,
-                                                 scores_of)
-    info = {k: jnp.mean(v) for k, v in infos[0].items()}
+    evaluate = lambda thetas: fitness(jax.vmap(unravel)(thetas), key_problems)
+    theta, opt_state, scores, info = strategy.ask_tell(
+        theta, opt_state, key_noise, evaluate)
+    info = {k: jnp.mean(v) for k, v in info.items()}
     info.update(mean_fitness=jnp.mean(scores), max_fitness=jnp.max(scores))
     return theta, opt_state, info
 
