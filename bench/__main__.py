@@ -35,6 +35,8 @@ COMMANDS = {
                  "--size gpu for an accelerator)",
     "budget-defaults": "GreedyLR's defaults with total_steps, chosen on a "
                        "selection LM the workloads never see (~18 min)",
+    "probe-defaults": "the rate probe's fraction, chosen on the selection "
+                      "LM, beside the envelope and Mechanic (~25 min)",
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~1 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
@@ -117,6 +119,9 @@ def _parser():
                       "seed at x0.1 and x10; all: every seed everywhere")
 
   p = add("budget-defaults")
+  p.add_argument("--out", required=True, help="output folder")
+
+  p = add("probe-defaults")
   p.add_argument("--out", required=True, help="output folder")
 
   p = add("cost")
@@ -252,6 +257,12 @@ def _budget_defaults(args):
   return 0
 
 
+def _probe_defaults(args):
+  from bench.studies import probe_defaults
+  probe_defaults.study(args.out)
+  return 0
+
+
 def _cost(args):
   from bench.studies import cost
   cost.study(args.out, rounds=args.rounds, n_params=args.params,
@@ -311,7 +322,8 @@ def main(argv=None):
   if args.command == "greedy-feeds":
     return _greedy_feeds(args, argv)
   return {"check-quick": _check_quick, "workloads": _workloads,
-          "budget-defaults": _budget_defaults, "cost": _cost, "hd-defaults": _hd_defaults, "nmf": _nmf,
+          "budget-defaults": _budget_defaults,
+          "probe-defaults": _probe_defaults, "cost": _cost, "hd-defaults": _hd_defaults, "nmf": _nmf,
           "learned-nmf": _learned_nmf, "dnn-policy": _dnn_policy}[
               args.command](args)
 

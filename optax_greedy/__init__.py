@@ -19,6 +19,8 @@ from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
 from optax_greedy._multihost import checked_value
 from optax_greedy._policy import load_policy
+from optax_greedy._probe import RateProbeState
+from optax_greedy._probe import rate_probe
 from optax_greedy._rate import get_learning_rate
 from optax_greedy._stability import ScheduledRateState
 from optax_greedy._stability import StabilityClipState

@@ -18,6 +18,9 @@ entry, :mod:`bench.core.registry`):
   ``lax.cond`` inside the step before the block's last update);
 * ``"linesearch"``: ``value``, ``grad`` and ``value_fn`` (the minibatch
   loss as a function of the parameters);
+* ``"probe"``: ``value`` (the minibatch loss) and ``value_fn``, the loss on
+  another minibatch (the next step's; within a block the last step takes
+  the block's first), as :func:`optax_greedy.rate_probe` asks;
 * ``"none"``: the gradients only.
 """
 
@@ -27,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-FEEDS = ("train", "val", "linesearch", "none")
+FEEDS = ("train", "val", "linesearch", "probe", "none")
 
 
 class Problem(NamedTuple):
@@ -93,7 +96,8 @@ class Loop(NamedTuple):
   run: Callable[..., Any]
 
 
-def feed_args(feed, step, every, loss, grads, last_eval, loss_fn):
+def feed_args(feed, step, every, loss, grads, last_eval, loss_fn,
+              other_loss_fn=None):
   """The keyword arguments of ``update`` for ``feed`` (module docstring).
 
   Args:
@@ -103,6 +107,7 @@ def feed_args(feed, step, every, loss, grads, last_eval, loss_fn):
     loss, grads: the minibatch loss and its gradients.
     last_eval: the last evaluation's loss.
     loss_fn: the minibatch loss as a function of the parameters.
+    other_loss_fn: the same on another minibatch (the ``"probe"`` feed).
 
   Returns:
     A dict to pass as ``**`` to ``update``.
@@ -113,6 +118,8 @@ def feed_args(feed, step, every, loss, grads, last_eval, loss_fn):
     return {"value": last_eval, "observe": (step % every == 0) & (step > 0)}
   if feed == "linesearch":
     return {"value": loss, "grad": grads, "value_fn": loss_fn}
+  if feed == "probe":
+    return {"value": loss, "value_fn": other_loss_fn}
   if feed == "none":
     return {}
   raise ValueError(f"feed must be one of {FEEDS}, got {feed!r}")
@@ -152,17 +159,20 @@ def loop(problem: Problem, tx, feed: str, every: int, *,
 
   def train(data, carry, xs):
     def step(carry, xs):
-      i, sample = xs
+      i, sample, other = xs
       loss_fn = lambda p: problem.train_loss(p, data, sample)
       loss, grads = jax.value_and_grad(loss_fn)(carry.params)
       kwargs = feed_args(feed, i, every, loss, grads, carry.last_eval,
-                         loss_fn)
+                         loss_fn, lambda p: problem.train_loss(p, data, other))
       updates, state = tx.update(grads, carry.state, carry.params, **kwargs)
       params = optax.apply_updates(carry.params, updates)
       r = jnp.nan if rate is None else rate(state, i)
       return (Carry(params, state, carry.last_eval),
               (loss, jnp.asarray(r, jnp.float32)))
-    return jax.lax.scan(step, carry, xs)
+    steps, samples = xs
+    return jax.lax.scan(step, carry,
+                        (steps, samples, jax.tree.map(
+                            lambda x: jnp.roll(x, -1, axis=0), samples)))
 
   def evaluate(data, carry):
     loss, extras = evaluate_params(data, carry.params, carry.state)

@@ -19,8 +19,8 @@ ablations such as ``greedy[patience=5]`` (one default changed).
 ``feed`` says what the entry's ``update`` is given by the loop
 (:mod:`bench.core.loop`): ``"train"`` (the minibatch loss every step),
 ``"val"`` (the last evaluation's loss, observed once per evaluation),
-``"linesearch"`` (value, gradients and the minibatch loss function) or
-``"none"``.
+``"linesearch"`` (value, gradients and the minibatch loss function),
+``"probe"`` (value and the minibatch loss function) or ``"none"``.
 
 Adding a controller is adding one entry to :func:`controllers`: it then
 appears in every table and study its ``scope`` names. The constant rate
@@ -410,6 +410,64 @@ def _learned_budget_build(base, rate, steps, context, policy=None):
                                     total_steps=steps))
 
 
+# The rate probe's settings in the probe rows (options, traced, so that the
+# probe-defaults study's candidates share one program).
+PROBE_DEFAULTS = {"fraction": 0.5, "gain": 0.5}
+
+
+def _probe(steps, options):
+  """``optax_greedy.rate_probe`` told the budget, with ``options``
+  (``fraction``, ``gain``) replacing :data:`PROBE_DEFAULTS`."""
+  return optax_greedy.rate_probe(steps, **{**PROBE_DEFAULTS, **options})
+
+
+def _probe_rate(state, rate, options, step):
+  """The rate applied: the controller's ``learning_rate`` times the
+  probe's multiplier (the last state of the chain)."""
+  del rate, options, step
+  return mean_rate(state) * state[-1].probe_scale
+
+
+def _greedy_probe_build(base, rate, steps, context, **options):
+  """GreedyLR with its defaults and the budget, then the rate probe."""
+  del context
+  return optax.chain(direction(base),
+                     optax_greedy.greedy_lr(rate, total_steps=steps),
+                     _probe(steps, options))
+
+
+def _wsd_probe_build(base, rate, steps, context, **options):
+  """The envelope alone (``budget_schedule``), then the rate probe: what
+  the probe does without a reactive controller."""
+  del context
+  return optax.chain(
+      direction(base),
+      optax.scale_by_learning_rate(optax_greedy.budget_schedule(rate, steps)),
+      _probe(steps, options))
+
+
+def _wsd_probe_rate(state, rate, options, step):
+  """The constant rate times the probe's multiplier (before the
+  envelope: this entry's state does not record the envelope)."""
+  del options, step
+  return rate * state[-1].probe_scale
+
+
+def _mechanic_budget_build(base, rate, steps, context):
+  """Mechanic (``optax.contrib.mechanize``) around the base optimizer at
+  the envelope's rate (``budget_schedule``), as a user would give it the
+  budget."""
+  del context
+  return optax.contrib.mechanize(
+      optimizer(base, optax_greedy.budget_schedule(rate, steps)))
+
+
+def _mechanic_probe_build(base, rate, steps, context, **options):
+  """:func:`_mechanic_budget_build`, then the rate probe."""
+  return optax.chain(_mechanic_budget_build(base, rate, steps, context),
+                     _probe(steps, options))
+
+
 def _wsd_build(base, rate, steps, context):
   """A constant rate with the budget's ramp and decay
   (``optax_greedy.budget_schedule``): the envelope alone."""
@@ -473,6 +531,16 @@ def controllers():
                  scope=(WORKLOADS, SWEEP),
                  label="constant with the budget's ramp and decay "
                        "(budget_schedule)"),
+      Controller("greedy_probe", "budget", _greedy_probe_build, "probe",
+                 rate=_probe_rate, scope=(WORKLOADS, SWEEP),
+                 label="GreedyLR with total_steps, then rate_probe "
+                       "(value_fn)"),
+      Controller("wsd_probe", "budget", _wsd_probe_build, "probe",
+                 rate=_wsd_probe_rate, scope=(WORKLOADS, SWEEP),
+                 label="budget_schedule, then rate_probe (value_fn)"),
+      Controller("mechanic_probe", "budget", _mechanic_probe_build, "probe",
+                 rate=_no_rate, scope=(),
+                 label="Mechanic with the envelope, then rate_probe"),
       Controller("reduce_on_plateau", "baseline", _plateau_build, "train",
                  rate=_plateau_rate),
       Controller("backtracking", "baseline", _linesearch_build, "linesearch",
@@ -484,6 +552,9 @@ def controllers():
                  scope=EVERYWHERE + (SWEEP,), label="schedule-free"),
       Controller("mechanize", "peer", _mechanize_build, rate=_no_rate,
                  scope=(GRID, COST)),
+      Controller("mechanic", "peer", _mechanic_budget_build, rate=_no_rate,
+                 scope=(WORKLOADS, SWEEP),
+                 label="Mechanic (mechanize(adam), envelope inside)"),
       Controller("prodigy", "peer", _lr_free(optax.contrib.prodigy),
                  rate=_no_rate, lr_free=True, scope=EVERYWHERE + (SWEEP,)),
       Controller("dog", "peer", _lr_free(optax.contrib.dog), rate=_no_rate,

@@ -1,0 +1,116 @@
+"""Study: the rate probe's settings, on the selection workload only.
+
+:func:`optax_greedy.rate_probe` moves its multiplier of the rate toward a
+``fraction`` of the one-step optimum measured along the update on another
+minibatch. Which fraction, and does the probe make a run insensitive to
+the starting rate? Each candidate is started at x1/10, x1/3, x1, x3 and
+x10 of the tuned peak on ``sklearn_lm``, the selection workload of
+:mod:`bench.studies.budget_defaults` (a 0.5M-parameter byte-level LM on
+scikit-learn's source, 1,500 steps; the report workloads never see it),
+seed 0, beside the envelope alone (``wsd``) and Mechanic with the envelope
+inside (the peer that is robust from above).
+
+The rule, fixed with the candidates: the probe candidate whose worst
+held-out test loss over x1/10..x10, relative to the tuned warmup-cosine,
+is lowest is chosen; it becomes the default only if that worst ratio is
+below the envelope alone's.
+
+``python -m bench probe-defaults --out DIR`` writes
+``DIR/probe_defaults/probe_defaults.{json,md}``.
+"""
+
+import pathlib
+
+import numpy as np
+
+from bench.core import output as O
+from bench.core import registry as R
+from bench.studies import budget_defaults as BD
+from bench.studies import workloads as W
+
+MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
+# Candidates: ``(registry entry, options)``; the probe's options are
+# traced, so the fractions of one entry share a program.
+CANDIDATES = {
+    "wsd_probe, fraction 0.5": ("wsd_probe", {"fraction": 0.5}),
+    "wsd_probe, fraction 1": ("wsd_probe", {"fraction": 1.0}),
+    "greedy_probe, fraction 0.5": ("greedy_probe", {"fraction": 0.5}),
+    "mechanic_probe, fraction 0.5": ("mechanic_probe", {"fraction": 0.5}),
+}
+REFERENCES = {"wsd": ("wsd", {}), "mechanic": ("mechanic", {}),
+              "greedy (total_steps)": ("greedy_budget", {})}
+
+
+def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
+  """Runs the selection (module doc); writes and returns its results.
+
+  Args:
+    out_dir: output folder (``out_dir/probe_defaults``).
+    steps: the budget (smaller for the smoke test).
+    candidates: names of :data:`CANDIDATES` and :data:`REFERENCES` to run
+      (all if None).
+    model: the LM's shape (smaller for the smoke test).
+    log: where progress lines go.
+  """
+  w = BD.sklearn_lm(steps, model)
+  peaks = BD.PEAKS
+  grid = W.train_vmapped(w, W.cosine_row(peaks[0], w.steps), list(peaks),
+                         [0] * len(peaks))
+  vals = [r["curve"]["val_loss"][-1] for r in grid]
+  peak = peaks[int(np.argmin(vals))]
+  tuned = grid[int(np.argmin(vals))]["curve"]["test_loss"][-1]
+  log(f"[probe-defaults] tuned peak {peak:g}, test loss {tuned:.4f}")
+  rates = [peak * m for m in MULTIPLIERS.values()]
+  seeds = [0] * len(rates)
+  rows = {"warmup-cosine": W.cosine_row(peak, w.steps)}
+  rows.update({name: W.Row(name, R.get(entry), {
+      k: np.float32(v) for k, v in options.items()})
+               for name, (entry, options) in {**REFERENCES,
+                                              **CANDIDATES}.items()
+               if candidates is None or name in candidates})
+  ratios, traces = {}, {}
+  for name, row in rows.items():
+    results = W.train_vmapped(w, row, rates, seeds)
+    finals = [r["curve"]["test_loss"][-1] for r in results]
+    ratios[name] = dict(zip(MULTIPLIERS, np.asarray(finals) / tuned))
+    traces[name] = {m: r["curve"]["rate"] for m, r in zip(MULTIPLIERS,
+                                                          results)}
+    log(f"[probe-defaults] {name}: " + ", ".join(
+        f"x{m} {r:.3f}" for m, r in ratios[name].items()))
+  worst = {n: max(r.values()) for n, r in ratios.items()}
+  probes = [n for n in worst if n in CANDIDATES]
+  chosen = min(probes, key=worst.get) if probes else None
+  doc = {"machine": O.machine(), "workload": "sklearn_lm", "steps": w.steps,
+         "peaks": list(peaks), "tuned_peak": peak, "tuned_test_loss": tuned,
+         "ratios": ratios, "worst": worst, "chosen": chosen,
+         "default": bool(chosen and "wsd" in worst
+                         and worst[chosen] < worst["wsd"]),
+         "rate_traces": traces}
+  if steps != BD.STEPS or model is not None:
+    doc["note"] = "a smoke run, not the study"
+  sub = pathlib.Path(out_dir) / "probe_defaults"
+  sub.mkdir(parents=True, exist_ok=True)
+  O.write_json(sub / "probe_defaults.json", doc, indent=1)
+  (sub / "probe_defaults.md").write_text(markdown(doc))
+  log(markdown(doc))
+  return doc
+
+
+def markdown(doc):
+  """The study's table."""
+  lines = [
+      f"Selection workload `{doc['workload']}` ({doc['steps']} steps, seed "
+      f"0), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
+      f"{doc['tuned_test_loss']:.4f}). Held-out **test** loss over the tuned "
+      "warmup-cosine's, each row started at a multiple of the tuned peak:",
+      "", "| row | " + " | ".join(f"x{m}" for m in MULTIPLIERS)
+      + " | worst |", "|---|" + "---|" * (len(MULTIPLIERS) + 1)]
+  for name, by in doc["ratios"].items():
+    lines.append(f"| {name} | " + " | ".join(
+        f"{by[m]:.3f}" for m in MULTIPLIERS) + f" | {doc['worst'][name]:.3f} |")
+  lines += ["", f"Chosen (lowest worst ratio over x1/10..x10 among the probe "
+            f"candidates): **{doc['chosen']}**; "
+            + ("below the envelope alone's worst: it becomes the default."
+               if doc["default"] else
+               "not below the envelope alone's worst: no default changes.")]
+  return "\n".join(lines) + "\n"
