@@ -13,10 +13,11 @@ TASKS = ("logreg", "mlp", "cnn", "charlm", "quadratic", "rosenbrock")
 # The tasks of each preset (the grid's ``GridConfig.steps``).
 PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
                 "full": TASKS, "tiny": ("quadratic",)}
-WORKLOADS = ("cnn", "lm")
+WORKLOADS = ("lm", "mnist1d", "cnn")
 LM_SIZES = ("cpu", "gpu")
-SWEEP_KEYS = ("cosine", "wsd", "greedy", "hd_adam", "learned",
-              "schedule_free", "prodigy", "dog")
+SWEEP_KEYS = ("cosine", "wsd", "greedy", "greedy_probe", "wsd_probe",
+              "hd_adam", "learned", "schedule_free", "mechanic", "prodigy",
+              "dog", "dowg", "dadapt_adamw", "momo", "cocob")
 LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
 BASES = ("sgd", "momentum", "adam")
 
@@ -90,7 +91,7 @@ def _parser():
                  help="run only these rows besides the cosine grid")
   p.add_argument("--size", choices=LM_SIZES, default="cpu",
                  help="the LM's size: cpu (1M parameters) or gpu (4.9M)")
-  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+  p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   p.add_argument("--peaks", type=float, nargs="+", metavar="PEAK",
                  help="the cosine grid (default: each workload's own)")
   p.add_argument("--steps-scale", type=float, default=1.0,

@@ -15,12 +15,12 @@ toward a fixed fraction of the averaged parabola's minimum, from the
 probed update on. Between probes the multiplier is held.
 """
 
-from typing import Any, NamedTuple, Optional
+import math
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import optax
-from jax.typing import ArrayLike
 
 from optax_greedy import _budget
 from optax_greedy import _checks
@@ -157,6 +157,8 @@ def rate_probe(
                       ("gain", gain), ("max_change", max_change),
                       ("min_scale", min_scale), ("max_scale", max_scale)):
     _checks.check_number(name, value)
+    if _checks.is_concrete(value) and not math.isfinite(value):
+      raise ValueError(f"{name} must be a finite number, got {value!r}.")
   _checks.check_range("fraction", fraction, 0, 1, low_open=True)
   _checks.check_range("averaging", averaging, 0, 1, high_open=True)
   _checks.check_range("gain", gain, 0, 1, low_open=True)

@@ -78,6 +78,19 @@ def momentum_clipped_greedy_lr(learning_rate, patience, window_size,
                                            total_steps=total_steps)))
 
 
+def adam_greedy_lr_probe(learning_rate, patience, window_size, cooldown,
+                         total_steps, ramp_fraction, decay_fraction):
+  """GreedyLR-Adam with a budget, then the rate probe (told the same
+  budget; the contract feeds no ``value_fn``, so it passes updates
+  unchanged)."""
+  return optax.chain(
+      og.greedy_adam(learning_rate, patience=patience,
+                     window_size=window_size, cooldown=cooldown,
+                     total_steps=total_steps, ramp_fraction=ramp_fraction,
+                     decay_fraction=decay_fraction),
+      og.rate_probe(total_steps))
+
+
 def clipped_hd_sgd(learning_rate, hypergrad_lr):
   """SGD-HD (one global rate) capped at :func:`leaf_bounds` (per leaf)."""
   return og.stability_clip(
@@ -185,6 +198,9 @@ REGISTRY = {
         og.greedy_sgd, dict(learning_rate=0.05, momentum=0.9, **GREEDY,
                             **BUDGET), _momentum, GREEDY_STATIC,
         lambda params: 0.05 * _budget_scale(0)),
+    "greedy_adam_budget_probe": Entry(
+        adam_greedy_lr_probe, dict(learning_rate=0.01, **GREEDY, **BUDGET),
+        _adam, GREEDY_STATIC, lambda params: 0.01 * _budget_scale(0)),
     "hd_adam_budget": Entry(og.hd_adam, dict(learning_rate=0.01, **BUDGET),
                             _adam, initial_rate=lambda params: 0.01 / 3),
     "hd_per_parameter_budget": Entry(

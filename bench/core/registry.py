@@ -97,6 +97,9 @@ class Controller:
       (schedule-free); ``None``: the params themselves.
     bases: the base optimizers it supports.
     lr_free: no rate: runs once per task, without a base or rate grid.
+    rate_is_multiplier: the sweep passes the multiplier of the tuned peak
+      (x1/10..x10) as ``rate``, not the rate (the rate-free peers, whose
+      ``learning_rate`` is a multiplier of the step they find).
     needs_bound: runs only where the task knows a stability bound.
     variants: ``variants(steps) -> {row: options}``, named option sets run
       as one program (every option a traced scalar or array); ``None``: none.
@@ -115,6 +118,7 @@ class Controller:
   eval_params: Optional[Callable[..., Any]] = None
   bases: tuple = BASES
   lr_free: bool = False
+  rate_is_multiplier: bool = False
   needs_bound: bool = False
   variants: Optional[Callable[[int], dict]] = None
   plain: bool = True
@@ -352,6 +356,22 @@ def _mechanize_build(base, rate, steps, context):
   return optax.contrib.mechanize(optimizer(base, rate))
 
 
+def _multiplier_build(make):
+  """A rate-free peer whose ``learning_rate`` is the multiplier it
+  documents (default 1), given as ``rate``."""
+  def build(base, rate, steps, context):
+    del base, steps, context
+    return make(learning_rate=rate)
+  return build
+
+
+def _momo_build(base, rate, steps, context):
+  """MoMo-Adam at ``rate`` (its documented use: a constant rate that its
+  Polyak-type step caps)."""
+  del base, steps, context
+  return optax.contrib.momo_adam(rate)
+
+
 def _lr_free(make):
   def build(base, rate, steps, context):
     del base, rate, steps, context
@@ -556,9 +576,21 @@ def controllers():
                  scope=(WORKLOADS, SWEEP),
                  label="Mechanic (mechanize(adam), envelope inside)"),
       Controller("prodigy", "peer", _lr_free(optax.contrib.prodigy),
-                 rate=_no_rate, lr_free=True, scope=EVERYWHERE + (SWEEP,)),
+                 rate=_no_rate, lr_free=True, scope=EVERYWHERE),
       Controller("dog", "peer", _lr_free(optax.contrib.dog), rate=_no_rate,
-                 lr_free=True, scope=(GRID, COST, SWEEP), label="DoG"),
+                 lr_free=True, scope=(GRID, COST), label="DoG"),
+      # The rate-free peers in the sweep: their documented multiplier at
+      # x1/10..x10 of its default 1.
+      *(Controller(f"{name}_sweep", "peer", _multiplier_build(make),
+                   rate=_no_rate, rate_is_multiplier=True, scope=(SWEEP,),
+                   label=f"{name} (learning_rate = the multiplier)")
+        for name, make in (("prodigy", optax.contrib.prodigy),
+                           ("dog", optax.contrib.dog),
+                           ("dowg", optax.contrib.dowg),
+                           ("dadapt_adamw", optax.contrib.dadapt_adamw),
+                           ("cocob", optax.contrib.cocob))),
+      Controller("momo", "peer", _momo_build, "train", rate=_no_rate,
+                 scope=(SWEEP,), label="MoMo-Adam"),
   )
 
 

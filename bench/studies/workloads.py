@@ -61,7 +61,6 @@ import pathlib
 import time
 from typing import Any, Callable, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,160 +75,25 @@ from bench.core import output as O
 from bench.core import registry as R
 from bench.core import timing
 from bench.core import verdict as V
+from bench.core import workload as WK
+from bench import workloads as WL
+from bench.workloads import lm as LM
 
-SEEDS = (0, 1)
+SEEDS = (0, 1, 2)
 CORRECT_FILE = "correct.npz"
 # What must match for ``resume`` to reuse a finished run.
-RESUME_KEYS = ("name", "size", "n_params", "steps", "eval_every", "peaks")
+RESUME_KEYS = ("name", "size", "n_params", "steps", "eval_every",
+               "n_eval")
 BASE = "adam"
-
-# The LM's sizes: what fits 2 CPU cores, and a size for one accelerator.
-LM_SIZES = {
-    "cpu": {"batch": 8, "length": 64, "dim": 128, "layers": 5, "heads": 4,
-            "eval_windows": 64},
-    "gpu": {"batch": 32, "length": 128, "dim": 256, "layers": 6, "heads": 8,
-            "eval_windows": 256},
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Workload:
-  """A model, its data and budget.
-
-  Attributes:
-    name: short name.
-    init: ``init(key) -> params``.
-    loss: ``loss(params, inputs, targets) -> (mean loss, correct [n])``.
-    minibatch: ``minibatch(train, sample) -> (inputs, targets)``, the
-      training examples of one row of :attr:`sample`.
-    train: the training split's arrays (what :attr:`minibatch` reads).
-    valid, test: ``(inputs, targets)`` of the validation and test splits.
-    sample: ``sample(rng, steps) -> [steps, batch]``, one row per step.
-    steps: training steps of every run.
-    eval_every: steps between evaluations.
-    peaks: the warmup-cosine peak grid the baseline is tuned on.
-    size: the size preset (:data:`LM_SIZES`; ``"cpu"`` for the CNN).
-    note: what was cut to fit the budget.
-  """
-
-  name: str
-  init: Callable[[Any], Any]
-  loss: Callable[..., Any]
-  minibatch: Callable[..., Any]
-  train: Any
-  valid: Any
-  test: Any
-  sample: Callable[[np.random.Generator, int], np.ndarray]
-  steps: int
-  eval_every: int
-  peaks: tuple = (3e-4, 1e-3, 3e-3)
-  size: str = "cpu"
-  note: str = ""
-
-
-def xent(logits, targets):
-  loss = optax.losses.softmax_cross_entropy_with_integer_labels(
-      logits, targets).mean()
-  correct = (jnp.argmax(logits, -1) == targets).reshape(-1)
-  return loss, correct
-
-
-def gather_windows(train, starts):
-  """Windows of bytes from their start offsets: ``(inputs, targets)``."""
-  codes, offsets = train
-  seqs = codes[starts[:, None] + offsets]
-  return seqs[:, :-1], seqs[:, 1:]
-
-
-def _take(train, idx):
-  """Rows ``idx`` of ``(inputs, targets)``."""
-  inputs, targets = train
-  return inputs[idx], targets[idx]
-
-
-# ------------------------------------------------------------------ LM ----
-
-
-def lm(steps=2000, size="cpu", eval_every=100):
-  """Byte-level transformer LM on the standard library's source."""
-  s = LM_SIZES[size]
-  length = s["length"]
-  train, held = D.library_split()
-  half = len(held) // 2
-
-  def windows(codes, n):
-    starts = np.linspace(0, len(codes) - length - 2, n).astype(int)
-    seqs = np.stack([codes[i:i + length + 1] for i in starts])
-    return seqs[:, :-1], seqs[:, 1:]
-
-  module = M.CharTransformer(dim=s["dim"], heads=s["heads"],
-                             layers=s["layers"], length=length, vocab=256)
-
-  def loss(params, inputs, targets):
-    return xent(module.apply(params, inputs), targets)
-
-  def sample(rng, steps):
-    return rng.integers(0, len(train) - length - 1, (steps, s["batch"]),
-                        dtype=np.int32)
-
-  return Workload(
-      "lm", lambda key: module.init(key, jnp.zeros((1, length), jnp.int32)),
-      loss, gather_windows, (train, np.arange(length + 1)),
-      windows(held[:half], s["eval_windows"]),
-      windows(held[half:], s["eval_windows"]), sample, steps, eval_every,
-      peaks=(1e-3, 3e-3, 1e-2), size=size,
-      note=(f"batch {s['batch']} windows of {length} bytes (the {size} "
-            "size; real LMs use far longer contexts and batches)"))
-
-
-# ----------------------------------------------------------------- CNN ----
-
-
-class CNN(nn.Module):
-  """conv 32, conv 64, pool, conv 128, pool, dense 256, dense 10 (3x3
-  'SAME' convolutions as im2col + dense, :class:`bench.core.models.Conv3x3`:
-  the same function, about 15x less CPU time than XLA's CPU convolution
-  here)."""
-
-  @nn.compact
-  def __call__(self, x):
-    x = nn.relu(M.Conv3x3(32)(x))
-    x = nn.relu(M.Conv3x3(64)(x))
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(M.Conv3x3(128)(x))
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1)))
-    return nn.Dense(10)(x)
-
-
-def cnn(steps=1000, batch=64, eval_every=50):
-  """CNN on scikit-learn's digits, 1197 / 300 / 300 images."""
-  train, valid, test = D.digits_images((1197, 300, 300))
-  module = CNN()
-
-  def loss(params, inputs, targets):
-    return xent(module.apply(params, inputs), targets)
-
-  def sample(rng, steps):
-    return rng.integers(0, len(train[1]), (steps, batch), dtype=np.int32)
-
-  return Workload(
-      "cnn", lambda key: module.init(key, train[0][:1]), loss, _take, train,
-      valid, test, sample, steps, eval_every,
-      note="digits is the largest image set shipped with an installed "
-           "package; 8x8 images")
-
-
-WORKLOADS = {"cnn": cnn, "lm": lm}
-
-
-def make(name, size="cpu", scale=1.0):
-  """Workload ``name`` (the LM at ``size``), every step budget times
-  ``scale`` (at least 2 steps; 20 evaluations)."""
-  factory = WORKLOADS[name]
-  kwargs = {"size": size} if name == "lm" else {}
-  steps = max(2, int(factory(**kwargs).steps * scale))
-  return factory(steps=steps, eval_every=max(1, steps // 20), **kwargs)
+# The LM's sizes (the command line's ``--size``).
+LM_SIZES = LM.SIZES
+# The workloads (``--only``), in report order.
+WORKLOADS = WL.WORKLOADS
+make = WL.make
+problem = WK.problem
+# The grid is extended while its best point is at an edge, by this factor,
+# at most this many times.
+GRID_STEP, GRID_EXTENSIONS = 3.0, 3
 
 
 # ----------------------------------------------------------------- rows ---
@@ -265,9 +129,12 @@ MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
 MIDDLE = ("0.333", "1", "3")
 # The sweep's rows in summary.json: registry entry -> key.
 SWEEP_KEYS = {"fixed": "cosine", "wsd": "wsd", "greedy_budget": "greedy",
+              "greedy_probe": "greedy_probe", "wsd_probe": "wsd_probe",
               "hd_budget": "hd_adam", "learned_budget": "learned",
-              "schedule_free": "schedule_free", "prodigy": "prodigy",
-              "dog": "dog"}
+              "schedule_free": "schedule_free", "mechanic": "mechanic",
+              "prodigy_sweep": "prodigy", "dog_sweep": "dog",
+              "dowg_sweep": "dowg", "dadapt_adamw_sweep": "dadapt_adamw",
+              "momo": "momo", "cocob_sweep": "cocob"}
 
 
 def sweep_rows(only=None):
@@ -282,7 +149,7 @@ def sweep_row(key, ctrl, peak, mult, steps):
   ``peak``: ``(row, rate)``. Its label is the main table's at ``mult`` 1
   (the cosine at a rate is the grid's ``cosine@rate``), else
   ``key@xmult``; a rate-free row has one label."""
-  rate = peak * MULTIPLIERS[mult]
+  rate = MULTIPLIERS[mult] * (1.0 if ctrl.rate_is_multiplier else peak)
   if ctrl.name == "fixed":
     return cosine_row(rate, steps), rate
   label = ctrl.name if ctrl.lr_free or mult == "1" else f"{key}@x{mult}"
@@ -290,22 +157,6 @@ def sweep_row(key, ctrl, peak, mult, steps):
 
 
 # ------------------------------------------------------------ training ----
-
-
-def problem(workload):
-  """The workload as the loop's :class:`bench.core.loop.Problem`: data are
-  ``{"train", "valid", "test"}``; the evaluation loss is the validation
-  loss, with the test loss and per-example correctness as extras."""
-  def train_loss(params, data, sample):
-    inputs, targets = workload.minibatch(data["train"], sample)
-    return workload.loss(params, inputs, targets)[0]
-
-  def evaluate(params, data):
-    val, _ = workload.loss(params, *data["valid"])
-    test, correct = workload.loss(params, *data["test"])
-    return val, (test, correct)
-
-  return L.Problem(train_loss, evaluate)
 
 
 def _loop(workload, row, rate):
@@ -577,7 +428,36 @@ def analyse(entry):
   entry["tuned_cosine_test_loss"] = target
   entry["baseline"] = base
   entry["sweep"], entry["sweep_runs"] = sweep_summary(entry)
+  entry["sweep_ci"] = sweep_intervals(entry)
+  tuned_on = [str(x) for x in entry["tuned_on_seeds"]]
+  entry["grid"] = {f"{p:g}": mean_of(f"cosine@{p:g}", "val_loss", tuned_on)
+                   for p in entry["peaks"]}
   return results
+
+
+def sweep_intervals(entry):
+  """``{key: {mult: [low, high]}}``: the 95% paired bootstrap interval
+  (:func:`bench.core.verdict.paired_interval`) of the mean over seeds of
+  the per-seed ratio of a sweep run's final test loss to the tuned
+  cosine's on the same seed (one seed: no interval, omitted)."""
+  peak, runs = entry.get("tuned_peak"), entry["runs"]
+  base = runs.get(f"cosine@{peak:g}", {}) if peak is not None else {}
+  out = {}
+  for key, ctrl in sweep_rows():
+    for mult in ("1",) if ctrl.lr_free else MULTIPLIERS:
+      row, _ = sweep_row(key, ctrl, peak, mult, entry["steps"])
+      done = runs.get(row.label, {})
+      seeds = [s for s in done if s in base]
+      if len(seeds) < 2:
+        continue
+      ratios = V.finite_or_inf(
+          [done[s]["curve"]["test_loss"][-1] for s in seeds]) / np.asarray(
+              [base[s]["curve"]["test_loss"][-1] for s in seeds])
+      if not np.all(np.isfinite(ratios)):
+        continue
+      low, high = V.paired_interval(ratios)
+      out.setdefault(key, {})[mult] = [float(low), float(high)]
+  return out
 
 
 def _lost(curve):
@@ -916,16 +796,18 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
         jax.eval_shape(w.init, jax.random.PRNGKey(0))))
     entry = {"name": w.name, "size": w.size, "n_params": int(n_params),
              "steps": w.steps, "eval_every": w.eval_every,
+             "n_eval": [int(len(w.valid[1])), int(len(w.test[1]))],
              "seeds": list(seeds), "peaks": list(grid), "note": w.note,
-             "description": (WORKLOADS[name].__doc__ or "").split("\n")[0]
-                            .rstrip("."),
+             "description": (WORKLOADS[name].__doc__ or "").split("\n\n")[0]
+                            .replace("\n", " ").rstrip("."),
              "notes": {r.label: r.ctrl.label for r in candidates},
              "errors": {}, "runs": {}, "results": {}, "tuned_peak": None}
     if resume:
       entry["runs"] = _finished(out_dir, entry, log)
     entries.append(entry)
     plan = Plan(grid, candidates, seeds,
-                sweep_rows(sweep_only) if sweep else [], sweep_seeds)
+                sweep_rows(sweep_only) if sweep else [], sweep_seeds,
+                extend=peaks is None)
     _run_workload(w, entry, plan, vmap,
                   lambda: _write(out_dir, entries, machine), log)
     sub = pathlib.Path(out_dir) / "workloads"
@@ -966,14 +848,17 @@ def redraw(out_dir, log=print):
 
 class Plan(NamedTuple):
   """What a workload runs: the cosine grid's peaks, the rows at the tuned
-  peak, the seeds, the sweep's ``[(key, entry)]`` and its seeds
-  (``"cut"`` or ``"all"``)."""
+  peak, the seeds, the sweep's ``[(key, entry)]``, its seeds (``"cut"`` or
+  ``"all"``) and whether the grid is extended until its best point is
+  interior (the workload's own grid; a grid given as ``peaks`` runs as
+  given)."""
 
   grid: tuple
   rows: list
   seeds: tuple
   sweep: list
   sweep_seeds: str
+  extend: bool = True
 
   def sweep_runs(self, peak, steps, seed=None):
     """``[(row, rate, seed)]`` of the sweep (of one ``seed``, or all)."""
@@ -1036,11 +921,34 @@ def _run_workload(w, entry, plan, vmap, save, log):
     entry["results"] = analyse(entry)
     return entry.get("tuned_peak") or grid[len(grid) // 2]
 
+  def bracket(seeds):
+    """Extends the grid (and ``entry["peaks"]``) past an edge that holds
+    its best point, running the new peak on ``seeds``, until the best is
+    interior (at most :data:`GRID_EXTENSIONS` times)."""
+    if not plan.extend:
+      return
+    for _ in range(GRID_EXTENSIONS):
+      entry["tuned_peak"] = None
+      best = tuned()
+      if min(grid) < best < max(grid):
+        return
+      new = best * GRID_STEP if best == max(grid) else best / GRID_STEP
+      log(f"[workloads] {w.name}: best peak {best:g} at the grid's edge; "
+          f"adding {new:g}")
+      grid.append(new)
+      grid.sort()
+      entry["peaks"] = list(grid)
+      cosine[new] = cosine_row(new, w.steps)
+      do([(cosine[new], new, s) for s in seeds])
+    entry["tuned_peak"] = None
+
+  grid = sorted(grid)
   cosine = {peak: cosine_row(peak, w.steps) for peak in grid}
+  swept = {ctrl.name for _, ctrl in plan.sweep}
   if vmap:
     do([(cosine[p], p, s) for p in grid for s in seeds])
+    bracket(seeds)
     peak = tuned()
-    swept = {ctrl.name for _, ctrl in plan.sweep}
     for row in candidates:
       # A row of the sweep runs at the tuned peak in the sweep's program.
       if row.ctrl.name not in swept:
@@ -1050,11 +958,14 @@ def _run_workload(w, entry, plan, vmap, save, log):
       do([r for r in sweep if r[0].ctrl.name == ctrl])
   else:
     for seed in seeds:
-      for p in grid:
+      for p in list(grid):
         do([(cosine[p], p, seed)])
+      if seed == seeds[0]:
+        bracket([seed])
       peak = tuned()
       for row in candidates:
-        do([(row, peak, seed)])
+        if row.ctrl.name not in swept:
+          do([(row, peak, seed)])
       for run in plan.sweep_runs(peak, w.steps, seed):
         do([run])
   entry["results"] = analyse(entry)
