@@ -262,7 +262,7 @@ def workloads_markdown(summary_path: pathlib.Path, machine: str) -> str:
     errors = entry.get("errors")
     if errors:
       out += [f"Errors recorded: {', '.join(map(str, errors))}.", ""]
-  out.append(f"Source: [{_rel(summary_path)}]({_link(summary_path)}), "
+  out.append(f"Source: [{_rel(summary_path)}](path:{_link(summary_path)}), "
              "section `workloads`.")
   return "\n".join(out) + "\n"
 
@@ -301,7 +301,7 @@ def report_markdown(path: pathlib.Path, level: int = 4) -> str:
     if m:
       line = "#" * shift[len(m.group(1))] + " " + m.group(2)
     lines.append(line)
-  lines += ["", f"Source: [{_rel(path)}]({_link(path)}) "
+  lines += ["", f"Source: [{_rel(path)}](path:{_link(path)}) "
             "(written by the benchmark, included unchanged but for its "
             "headings)."]
   return "\n".join(lines) + "\n"
