@@ -85,5 +85,14 @@ def _join_grouped_args(app, what, name, obj, options, lines):
     i += 1
 
 
+def _warn_missing_docstrings(app):
+  """A public name without a docstring is a warning, so ``-W`` fails."""
+  from sphinx.util import logging
+  for name in optax_greedy_docs.missing_docstrings():
+    logging.getLogger(__name__).warning(
+        "public name without a docstring: %s", name)
+
+
 def setup(app):
+  app.connect("builder-inited", _warn_missing_docstrings)
   app.connect("autodoc-process-docstring", _join_grouped_args, priority=400)

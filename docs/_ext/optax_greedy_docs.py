@@ -180,6 +180,8 @@ def sweep_table(entry: dict) -> str:
   multipliers = sorted({m for row in sweep.values() for m in row},
                        key=_number)
   ci = entry.get("sweep_ci") or {}
+  seeds = entry.get("seeds")
+  most_seeds = len(seeds) if isinstance(seeds, list) else 0
   lines = ["| row | " + " | ".join(map(_multiplier_label, multipliers)) + " |",
            "|---|" + "---|" * len(multipliers)]
   for row, values in sweep.items():
@@ -191,6 +193,13 @@ def sweep_table(entry: dict) -> str:
       if (cell and isinstance(interval, (list, tuple)) and len(interval) == 2
           and all(isinstance(v, (int, float)) for v in interval)):
         cell += f" [{_fmt(interval[0] / base)}, {_fmt(interval[1] / base)}]"
+      runs = ((entry.get("sweep_runs") or {}).get(row) or {}).get(m) or {}
+      if cell and isinstance(runs, dict):
+        seeds, lost = runs.get("seeds"), runs.get("lost")
+        if isinstance(seeds, int) and seeds < most_seeds:
+          cell += f" ({seeds} seed{'s' if seeds > 1 else ''})"
+        if isinstance(lost, int) and lost:
+          cell += f" ({lost} lost)"
       cells.append(cell)
     label = ROW_LABELS.get(row, f"`{row}`")
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -252,7 +261,9 @@ def workloads_markdown(summary_path: pathlib.Path, machine: str) -> str:
               + f": `{entry['baseline']}`, held-out test loss "
               f"{_fmt(base, 4)}. Each cell: the row's mean held-out test loss"
               " started at that multiple of the tuned peak, over the tuned "
-              "warmup-cosine's (below 1 is better).", ""]
+              "warmup-cosine's (below 1 is better); fewer seeds than the "
+              "workload's, and seeds lost (ended non-finite or above their "
+              "starting test loss), are noted in the cell.", ""]
     table = sweep_table(entry)
     out += [table or "*(no rate sweep in these results)*", ""]
     grid = grid_table(entry)
