@@ -93,6 +93,23 @@ def _warn_missing_docstrings(app):
         "public name without a docstring: %s", name)
 
 
+# jax.typing.ArrayLike is a Union that autodoc spells out in full; show it by
+# its name, as the source does.
+_ARRAY_LIKE = re.compile(
+    r"(?:[\w.]*\.)?Array \| (?:[\w.]*\.)?ndarray \| (?:[\w.]*\.)?bool \| "
+    r"(?:[\w.]*\.)?number \| bool \| int \| float \| complex")
+
+
+def _short_array_like(app, what, name, obj, options, signature,
+                      return_annotation):
+  if signature:
+    signature = _ARRAY_LIKE.sub("ArrayLike", signature)
+  if return_annotation:
+    return_annotation = _ARRAY_LIKE.sub("ArrayLike", return_annotation)
+  return signature, return_annotation
+
+
 def setup(app):
+  app.connect("autodoc-process-signature", _short_array_like)
   app.connect("builder-inited", _warn_missing_docstrings)
   app.connect("autodoc-process-docstring", _join_grouped_args, priority=400)
