@@ -99,6 +99,9 @@ def api_entries() -> dict[str, list[str]]:
     home = getattr(obj, "__module__", PACKAGE).split(".")[-1]
     title = SECTIONS.get(home, home.lstrip("_").replace("_", " ").capitalize())
     sections.setdefault(title, []).append(f"{PACKAGE}.{name}")
+  order = {title: i for i, title in enumerate(dict.fromkeys(SECTIONS.values()))}
+  sections = dict(sorted(sections.items(),
+                         key=lambda item: order.get(item[0], len(order))))
   for module_name in public_submodules(package):
     module = importlib.import_module(module_name)
     title = f"`{module_name}`"
