@@ -339,14 +339,6 @@ REPORTS = {
 
 # The committed figures, by the page's name for them.
 FIGURES = {
-    "sweep_cpu": ("workloads/sweep.png",
-                  "Held-out loss against the starting rate, CPU workloads"),
-    "workloads_cpu": ("workloads/workloads.png",
-                      "Loss and applied rate over training, CPU workloads"),
-    "sweep_gpu": ("gpu/workloads/sweep.png",
-                  "Held-out loss against the starting rate, GPU workload"),
-    "workloads_gpu": ("gpu/workloads/workloads.png",
-                      "Loss and applied rate over training, GPU workload"),
     "nmf": ("nmf/nmf.png", "Schedules for stochastic NMF of the digits"),
     "learned_nmf": ("learned/learned.png",
                     "The learned NMF schedule on held-out problems"),
@@ -356,6 +348,27 @@ FIGURES = {
                        "Learning rates over training, standard grid"),
     "grid_losses": ("loss_histories.png", "Losses over training, standard grid"),
 }
+
+
+# Captions of the workloads' figures; every PNG of a workloads folder is
+# shown, so a figure the benchmark adds appears under its file name.
+WORKLOAD_CAPTIONS = {
+    "sweep.png": "Held-out loss against the starting rate (top) and the rate "
+                 "each reactive controller applied (bottom)",
+    "workloads.png": "Test loss over training, and a performance profile of "
+                     "steps to the target",
+}
+
+
+def workload_figures(folder: pathlib.Path, machine: str) -> str:
+  """Every committed PNG of a workloads results folder, as figures."""
+  pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+  if not pngs:
+    return f"*No figures in `{_rel(folder)}` in this checkout.*\n"
+  return "\n".join(
+      figure(png, f"{machine}: "
+             + WORKLOAD_CAPTIONS.get(png.name, png.stem.replace("_", " ")))
+      for png in pngs)
 
 
 def generate() -> None:
@@ -368,6 +381,10 @@ def generate() -> None:
       workloads_markdown(RESULTS / "summary.json", "CPU"))
   (GENERATED / "bench_workloads_gpu.md").write_text(
       workloads_markdown(RESULTS / "gpu" / "summary.json", "GPU"))
+  (GENERATED / "figures_workloads_cpu.md").write_text(
+      workload_figures(RESULTS / "workloads", "CPU"))
+  (GENERATED / "figures_workloads_gpu.md").write_text(
+      workload_figures(RESULTS / "gpu" / "workloads", "GPU"))
   for name, relative in REPORTS.items():
     (GENERATED / f"report_{name}.md").write_text(
         report_markdown(RESULTS / relative))
