@@ -162,3 +162,22 @@ def test_readme_keeps_the_two_commands_and_the_headline_markers():
   assert 'pip install -e ".[test]" && pytest -q' in readme
   start = readme.index("<!-- headline:start -->")
   assert start < readme.index("<!-- headline:end -->")
+
+
+def test_workloads_page_survives_new_and_partial_results(tmp_path):
+  """A workload added without a sweep, a bracketing grid, a missing file:
+  the page still renders, naming what it has."""
+  summary = tmp_path / "summary.json"
+  summary.write_text(json.dumps({"workloads": [
+      {"name": "mnist1d", "size": "cpu", "n_params": 1000, "steps": 10,
+       "seeds": [0, 1], "tuned_cosine_test_loss": 0.5,
+       "sweep": {"rate_probe": {"1": 0.25}},
+       "grid": {"0.001": 0.6, "0.003": 0.5}},
+      {"name": "partial"},
+  ]}))
+  text = gen.workloads_markdown(summary, "CPU")
+  assert "mnist1d" in text and "`rate_probe`" in text and "0.500" in text
+  assert "peak 0.001" in text and "0.6000" in text
+  assert "no rate sweep" in text
+  assert "No results file" in gen.workloads_markdown(
+      tmp_path / "missing.json", "GPU")

@@ -166,7 +166,10 @@ def _fmt(value, digits=3):
 
 
 def _rel(path: pathlib.Path) -> str:
-  return path.relative_to(ROOT).as_posix()
+  try:
+    return path.resolve().relative_to(ROOT).as_posix()
+  except ValueError:  # outside the repository (the tests' files)
+    return path.as_posix()
 
 
 def _multiplier_label(m: str) -> str:
