@@ -10,6 +10,8 @@ writes into ``docs/_generated/`` (ignored by git):
 * ``bench_*.md`` and the figures: the benchmark's tables, computed from the
   committed results under ``bench/results/`` (JSON, and the Markdown
   reports the benchmark writes next to it), so they cannot drift from them.
+* ``changelog.md``: ``CHANGELOG.md`` with its headings under the page's
+  title.
 * ``greedy_lr_tour.ipynb``: a copy of the tour notebook (rendered, not
   executed).
 
@@ -374,6 +376,29 @@ def workload_figures(folder: pathlib.Path, machine: str) -> str:
       for png in pngs)
 
 
+def changelog_markdown(path: pathlib.Path = ROOT / "CHANGELOG.md") -> str:
+  """``CHANGELOG.md`` below the page's own title: its H1 title (if any)
+  dropped and its headings moved to start at H2, so that a changelog with or
+  without a title of its own builds without a heading warning."""
+  if not path.exists():
+    return "*No `CHANGELOG.md` in this checkout.*\n"
+  lines = path.read_text().splitlines()
+  heading = re.compile(r"^(#{1,6})\s+(.*)$")
+  first = next((i for i, line in enumerate(lines) if line.strip()), None)
+  if first is not None and re.match(r"^#\s", lines[first]):
+    del lines[first]
+  levels = sorted({len(m.group(1)) for line in lines
+                   if (m := heading.match(line))})
+  shift = {old: min(6, 2 + i) for i, old in enumerate(levels)}
+  out, fenced = [], False
+  for line in lines:
+    if line.startswith("```"):
+      fenced = not fenced
+    m = None if fenced else heading.match(line)
+    out.append("#" * shift[len(m.group(1))] + " " + m.group(2) if m else line)
+  return "\n".join(out) + "\n"
+
+
 def generate() -> None:
   """Write every generated page (called by ``conf.py`` on each build)."""
   if GENERATED.exists():
@@ -396,6 +421,7 @@ def generate() -> None:
     text = (figure(path, caption) if path.exists()
             else f"*No figure `{_rel(path)}` in this checkout.*\n")
     (GENERATED / f"figure_{name}.md").write_text(text)
+  (GENERATED / "changelog.md").write_text(changelog_markdown())
   notebook = ROOT / "examples" / "greedy_lr_tour.ipynb"
   if notebook.exists():
     shutil.copyfile(notebook, GENERATED / notebook.name)
