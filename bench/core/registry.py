@@ -482,6 +482,22 @@ def _mechanic_budget_build(base, rate, steps, context):
       optimizer(base, optax_greedy.budget_schedule(rate, steps)))
 
 
+def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0):
+  """Mechanic around the base optimizer at ``headroom`` times the rate
+  with the envelope: the learned scale then only has to come down, which
+  it does fast, instead of climbing from its tiny start."""
+  return _mechanic_budget_build(base, rate * headroom, steps, context)
+
+
+def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0):
+  """Mechanic around GreedyLR with the budget at ``headroom`` times the
+  rate."""
+  del context
+  return optax.contrib.mechanize(optax.chain(
+      direction(base),
+      optax_greedy.greedy_lr(rate * headroom, total_steps=steps)))
+
+
 def _mechanic_probe_build(base, rate, steps, context, **options):
   """:func:`_mechanic_budget_build`, then the rate probe."""
   return optax.chain(_mechanic_budget_build(base, rate, steps, context),
@@ -561,6 +577,13 @@ def controllers():
       Controller("mechanic_probe", "budget", _mechanic_probe_build, "probe",
                  rate=_no_rate, scope=(),
                  label="Mechanic with the envelope, then rate_probe"),
+      Controller("mechanic_headroom", "budget", _mechanic_headroom_build,
+                 rate=_no_rate, scope=(),
+                 label="Mechanic with the envelope at headroom x the rate"),
+      Controller("greedy_mechanic", "budget", _greedy_mechanic_build,
+                 "train", rate=_no_rate, scope=(),
+                 label="Mechanic around GreedyLR with total_steps at "
+                       "headroom x the rate"),
       Controller("reduce_on_plateau", "baseline", _plateau_build, "train",
                  rate=_plateau_rate),
       Controller("backtracking", "baseline", _linesearch_build, "linesearch",

@@ -30,13 +30,13 @@ import pathlib
 import jax.numpy as jnp
 import numpy as np
 
-from bench.core import models as M
 from bench.core import output as O
 from bench.core import registry as R
 from bench.studies import workloads as W
+from bench.workloads import sklearn_lm as SL
+from bench.workloads.sklearn_lm import make as sklearn_lm
 
-STEPS = 1500
-PEAKS = (1e-3, 3e-3, 1e-2)
+STEPS, PEAKS = SL.STEPS, SL.PEAKS
 MULTIPLIERS = {"0.333": 1 / 3, "1": 1.0, "3": 3.0}
 # Candidates: options of the registry's ``greedy_budget`` entry (GreedyLR's
 # factor and patience; the envelope's decay shape and length).
@@ -52,46 +52,6 @@ CANDIDATES = {
 }
 
 
-# The selection LM's shape (module doc).
-MODEL = {"dim": 96, "heads": 4, "layers": 4}
-
-
-def sklearn_lm(steps=STEPS, model=None):
-  """The selection workload (module doc), as a :class:`W.Workload`
-  (``model``: another shape, for the smoke test)."""
-  import sklearn  # pylint: disable=import-outside-toplevel
-  root = pathlib.Path(sklearn.__file__).parent
-  files = [f for f in sorted(root.rglob("*.py")) if "tests" not in f.parts]
-  train, held = [], []
-  for i, f in enumerate(files):
-    (held if i % 10 == 0 else train).append(f.read_bytes())
-  join = lambda parts: np.frombuffer(b"\n".join(parts), np.uint8).astype(
-      np.int32)
-  train, held = join(train), join(held)
-  length, batch, half = 64, 8, len(held) // 2
-
-  def windows(codes, n=64):
-    starts = np.linspace(0, len(codes) - length - 2, n).astype(int)
-    seqs = np.stack([codes[i:i + length + 1] for i in starts])
-    return seqs[:, :-1], seqs[:, 1:]
-
-  module = M.CharTransformer(**(model or MODEL), length=length, vocab=256)
-
-  def loss(params, inputs, targets):
-    return W.xent(module.apply(params, inputs), targets)
-
-  def sample(rng, n):
-    return rng.integers(0, len(train) - length - 1, (n, batch),
-                        dtype=np.int32)
-
-  return W.Workload(
-      "sklearn_lm",
-      lambda key: module.init(key, jnp.zeros((1, length), jnp.int32)),
-      loss, W.gather_windows, (train, np.arange(length + 1)),
-      windows(held[:half]), windows(held[half:]), sample, steps,
-      eval_every=max(steps // 15, 1), peaks=PEAKS,
-      note="selection only: scikit-learn's source")
-
 
 def _final(results):
   return [r["curve"]["test_loss"][-1] for r in results]
@@ -104,7 +64,7 @@ def study(out_dir, steps=STEPS, candidates=None, model=None, log=print):
     out_dir: output folder (``out_dir/budget_defaults``).
     steps: the budget (smaller for the smoke test).
     candidates: the names of :data:`CANDIDATES` to run (all if None).
-    model: the LM's shape (:data:`MODEL` if None; smaller for the smoke
+    model: the LM's shape (:data:`bench.workloads.sklearn_lm.MODEL` if None; smaller for the smoke
       test).
     log: where progress lines go.
   """

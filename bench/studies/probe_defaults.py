@@ -19,6 +19,7 @@ below the envelope alone's.
 ``DIR/probe_defaults/probe_defaults.{json,md}``.
 """
 
+import json
 import pathlib
 
 import numpy as np
@@ -36,6 +37,12 @@ CANDIDATES = {
     "wsd_probe, fraction 1": ("wsd_probe", {"fraction": 1.0}),
     "greedy_probe, fraction 0.5": ("greedy_probe", {"fraction": 0.5}),
     "mechanic_probe, fraction 0.5": ("mechanic_probe", {"fraction": 0.5}),
+    # A learned scale that only has to come down (the second round, after
+    # the first showed the probe cannot tell a rate 10x too high).
+    "mechanic, headroom 10": ("mechanic_headroom", {"headroom": 10.0}),
+    "mechanic, headroom 30": ("mechanic_headroom", {"headroom": 30.0}),
+    "greedy inside mechanic, headroom 10": ("greedy_mechanic",
+                                            {"headroom": 10.0}),
 }
 REFERENCES = {"wsd": ("wsd", {}), "mechanic": ("mechanic", {}),
               "greedy (total_steps)": ("greedy_budget", {})}
@@ -68,8 +75,11 @@ def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
                for name, (entry, options) in {**REFERENCES,
                                               **CANDIDATES}.items()
                if candidates is None or name in candidates})
-  ratios, traces = {}, {}
+  sub = pathlib.Path(out_dir) / "probe_defaults"
+  ratios, traces = _earlier(sub / "probe_defaults.json", w.steps, peak)
   for name, row in rows.items():
+    if name in ratios and name != "warmup-cosine":
+      continue
     results = W.train_vmapped(w, row, rates, seeds)
     finals = [r["curve"]["test_loss"][-1] for r in results]
     ratios[name] = dict(zip(MULTIPLIERS, np.asarray(finals) / tuned))
@@ -88,12 +98,23 @@ def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
          "rate_traces": traces}
   if steps != BD.STEPS or model is not None:
     doc["note"] = "a smoke run, not the study"
-  sub = pathlib.Path(out_dir) / "probe_defaults"
   sub.mkdir(parents=True, exist_ok=True)
   O.write_json(sub / "probe_defaults.json", doc, indent=1)
   (sub / "probe_defaults.md").write_text(markdown(doc))
   log(markdown(doc))
   return doc
+
+
+def _earlier(path, steps, peak):
+  """``(ratios, traces)`` of the rows an earlier run of the same
+  configuration wrote to ``path`` (so that a new candidate runs alone);
+  empty if none."""
+  if not path.exists():
+    return {}, {}
+  doc = json.loads(path.read_text())
+  if doc.get("steps") != steps or doc.get("tuned_peak") != peak:
+    return {}, {}
+  return doc["ratios"], doc.get("rate_traces", {})
 
 
 def markdown(doc):

@@ -5,10 +5,12 @@ the ``mnist1d`` package (the ``[bench]`` extra; no download).
 50,000 examples are drawn with a fixed seed and cut into 40,000 training,
 5,000 validation and 5,000 test examples: enough training data that 2,000
 steps of 128 (6.4 epochs) do not memorise it, and held-out sets large
-enough that a ratio of test losses is stable to about 1%. The model
-(about 196k parameters) is small next to that set, so the tuned baseline
-ends clearly below 100% test accuracy with its training loss above zero:
-the task separates optimisers rather than saturating.
+enough that a ratio of test losses is stable to about 1%. The signals
+carry more noise than the package's defaults (correlated noise 0.35
+instead of 0.25, independent noise 0.05 instead of 0.02): with the
+defaults this 196k-parameter CNN reaches 99.4% test accuracy on 40,000
+examples (measured: a saturated task again), with these about 90%, with
+its training loss well above zero, so the task separates optimisers.
 """
 
 import functools
@@ -24,6 +26,7 @@ SIZES = {"cpu": {"examples": 50_000, "batch": 128},
          "gpu": {"examples": 50_000, "batch": 128}}
 SPLITS = (40_000, 5_000, 5_000)
 SEED = 0
+NOISE = {"corr_noise_scale": 0.35, "iid_noise_scale": 0.05}
 # Factors of 3, as the sweep's x1/3 and x3 (which then reuse grid runs).
 PEAKS = tuple(3e-3 * 3.0 ** k for k in (-2, -1, 0, 1, 2))
 
@@ -71,6 +74,8 @@ def splits(examples=SIZES["cpu"]["examples"], seed=SEED):
                       "install 'optax_greedy[bench]'") from e
   args = mnist1d_data.get_dataset_args()
   args.num_samples, args.seed, args.train_split = examples, seed, 1.0
+  for key, value in NOISE.items():
+    setattr(args, key, value)
   ds = mnist1d_data.make_dataset(args)
   x, y = ds["x"].astype(np.float32), ds["y"].astype(np.int32)
   sizes = np.asarray(SPLITS) * len(y) // sum(SPLITS)
