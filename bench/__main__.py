@@ -111,6 +111,10 @@ def _parser():
   p.add_argument("--report-only", action="store_true",
                  help="rebuild OUT/workloads' tables and figures from its "
                       "JSON, without training")
+  p.add_argument("--readme", metavar="FILE",
+                 help="with --report-only: rewrite FILE's headline block "
+                      "(between its headline markers) with the summary "
+                      "table")
   p.add_argument("--step-cost", action="store_true",
                  help="instead of training: time the train step of Adam, "
                       "the hypergradient (each reduction) and GreedyLR on "
@@ -237,6 +241,8 @@ def _workloads(args):
   from bench.studies import workloads
   if args.report_only:
     workloads.redraw(args.out)
+    if args.readme:
+      workloads.write_headline(args.out, args.readme)
     return 0
   if args.step_cost:
     workloads.step_cost_study(args.out, names=tuple(args.only or WORKLOADS),

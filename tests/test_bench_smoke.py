@@ -37,6 +37,7 @@ from bench.grid import tasks as T
 from bench.studies import cost
 from bench.studies import hd_defaults
 from bench.studies import learned_nmf
+from bench.core import workload
 from bench.studies import workloads
 # pylint: enable=wrong-import-position
 
@@ -332,6 +333,10 @@ def test_workloads_sweep_smoke(tmp_path):
   # Prodigy's learning_rate is the multiplier it documents: every point.
   assert list(sweep["greedy"]) == mults and list(sweep["prodigy"]) == mults
   assert [counts["greedy"][m]["seeds"] for m in mults] == [1, 2, 2, 2, 1]
+  # Intervals where two seeds ran, none where one did.
+  ci = entry["sweep_ci"]["greedy"]
+  assert set(ci) == {"0.333", "1", "3"}
+  assert all(low <= high for low, high in ci.values())
   # x1 of a sweep row is the main table's run at the tuned peak.
   assert sweep["greedy"]["1"] == entry["results"]["greedy_budget"][
       "test_loss_mean"]
@@ -344,6 +349,61 @@ def test_workloads_sweep_smoke(tmp_path):
   assert "#### Rate sensitivity: cnn" in (
       tmp_path / "workloads" / "workloads.md").read_text()
   assert (tmp_path / "workloads" / "sweep.png").exists()
+
+
+def test_workloads_grid_is_extended_until_its_best_peak_is_interior(
+    tmp_path, monkeypatch):
+  """A workload whose own grid has its best point (by validation loss) at
+  the upper edge gets a peak 3x higher, run and recorded, and the tuned
+  peak is then interior; ``grid`` in summary.json lists every peak's
+  validation loss."""
+  from bench import workloads as registry  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(registry.digits_cnn, "PEAKS", (1e-4, 3e-4, 1e-3))
+  out = str(tmp_path)
+  workloads.run(out, names=("cnn",), seeds=(0,), scale=0.01, only=(),
+                sweep=False, log=lambda _: None)
+  (entry,) = _json(tmp_path / "summary.json")["workloads"]
+  peaks = entry["peaks"]
+  assert peaks[:3] == [1e-4, 3e-4, 1e-3] and len(peaks) > 3
+  assert min(peaks) < entry["tuned_peak"] < max(peaks)
+  assert set(entry["grid"]) == {f"{p:g}" for p in peaks}
+  assert entry["tuned_peak"] == min(peaks, key=lambda p: entry["grid"][
+      f"{p:g}"])
+
+
+def test_mnist1d_workload_shapes_and_splits():
+  """MNIST-1D: 40-sample signals, ten classes, the splits in the ratio
+  40k / 5k / 5k and disjoint, a model of over 100k parameters."""
+  from bench.workloads import mnist1d  # pylint: disable=import-outside-toplevel
+  w = mnist1d.make(steps=4, eval_every=2, examples=1000)
+  (xt, yt), (xv, yv), (xs, ys) = w.train, w.valid, w.test
+  assert (len(yt), len(yv), len(ys)) == (800, 100, 100)
+  assert xt.shape[1:] == (40,) and set(np.unique(yt)) == set(range(10))
+  assert not np.any(np.all(xt[:, None] == xs[None], axis=-1))
+  n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(
+      w.init, jax.random.PRNGKey(0))))
+  assert n > 100_000
+  loss, correct = w.loss(w.init(jax.random.PRNGKey(0)), xv, yv)
+  assert np.isfinite(loss) and correct.shape == (100,)
+
+
+def test_probe_defaults_smoke(tmp_path):
+  """The probe study at a few steps, one candidate beside the envelope: a
+  second call with another candidate reuses the first call's rows."""
+  from bench.studies import probe_defaults  # pylint: disable=import-outside-toplevel
+  model = {"dim": 8, "heads": 1, "layers": 1}
+  name = next(iter(probe_defaults.CANDIDATES))
+  doc = probe_defaults.study(tmp_path, steps=4, candidates=("wsd", name),
+                             model=model, log=lambda _: None)
+  assert doc["chosen"] == name
+  assert set(doc["ratios"]) == {"warmup-cosine", "wsd", name}
+  assert list(doc["ratios"][name]) == list(probe_defaults.MULTIPLIERS)
+  lines = []
+  doc = probe_defaults.study(tmp_path, steps=4, candidates=("mechanic",),
+                             model=model, log=lines.append)
+  assert set(doc["ratios"]) == {"warmup-cosine", "wsd", name, "mechanic"}
+  assert not any(line.startswith(f"[probe-defaults] {name}:")
+                 for line in lines)
 
 
 def test_budget_defaults_smoke(tmp_path):
@@ -371,7 +431,7 @@ def _linear_workload(steps=8):
     return optax.losses.softmax_cross_entropy_with_integer_labels(
         logits, targets).mean(), correct
 
-  return workloads.Workload(
+  return workload.Workload(
       "linear", lambda key: module.init(key, np.zeros((1, 64), np.float32)),
       loss, lambda split, idx: (split[0][idx], split[1][idx]), train, valid,
       test, lambda rng, n: rng.integers(0, 200, (n, 16), dtype=np.int32),
@@ -391,6 +451,18 @@ def test_workloads_vmapped_runs_match_one_by_one():
       np.testing.assert_allclose(a["curve"][key], b["curve"][key],
                                  rtol=1e-5)
     np.testing.assert_array_equal(a["correct"], b["correct"])
+
+
+def test_workloads_step_cost_smoke():
+  """The train-step cost table on a tiny workload: every row timed
+  against Adam through the loop's block (the probe row fed another
+  minibatch), ratios positive and Adam's exactly 1."""
+  result = workloads.step_cost(_linear_workload(), inner=4, rounds=1)
+  assert set(result["seconds_per_step"]) == set(
+      workloads.step_cost_rows(8))
+  assert "greedy_adam[total_steps] + rate_probe" in result["vs_adam"]
+  assert result["vs_adam"]["adam"] == 1.0
+  assert all(v > 0 for v in result["vs_adam"].values())
 
 
 def test_workloads_lm_sizes():

@@ -482,11 +482,19 @@ def _mechanic_budget_build(base, rate, steps, context):
       optimizer(base, optax_greedy.budget_schedule(rate, steps)))
 
 
-def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0):
+def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0,
+                             start=None, weight_decay=0.01):
   """Mechanic around the base optimizer at ``headroom`` times the rate
-  with the envelope: the learned scale then only has to come down, which
-  it does fast, instead of climbing from its tiny start."""
-  return _mechanic_budget_build(base, rate * headroom, steps, context)
+  with the envelope: the learned scale then only has to come down instead
+  of climbing from its tiny start. ``start``: the scale's initial sum as a
+  share of ``1 / headroom`` (1: the run starts at the rate itself; None:
+  Mechanic's own tiny start); ``weight_decay``: Mechanic's own."""
+  del context
+  num_betas = 6
+  s_init = 1e-6 if start is None else start / (headroom * num_betas)
+  return optax.contrib.mechanize(
+      optimizer(base, optax_greedy.budget_schedule(rate * headroom, steps)),
+      weight_decay=weight_decay, s_init=s_init, num_betas=num_betas)
 
 
 def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0):

@@ -280,44 +280,39 @@ def train_vmapped(workload, row, rates, seeds):
 def step_cost_rows(steps):
   """``{name: (transform, feed)}``: Adam at the rate 1e-3, the
   hypergradient with each reduction of its sums (``"auto"`` is what a user
-  gets on this backend), and GreedyLR told the budget."""
+  gets on this backend), GreedyLR told the budget, and the same followed by
+  the rate probe (fed the next minibatch's loss; a probe every 20 steps)."""
   rows = {"adam": (optax.adam(1e-3), "none")}
   for reduction in ("auto", "blocked", "per_term", "concatenated"):
     rows[f"hd_adam[{reduction}]"] = (
         optax_greedy.hd_adam(1e-3, reduction=reduction), "none")
   rows["greedy_adam[total_steps]"] = (
       optax_greedy.greedy_adam(1e-3, total_steps=steps), "train")
+  rows["greedy_adam[total_steps] + rate_probe"] = (optax.chain(
+      optax_greedy.greedy_adam(1e-3, total_steps=steps),
+      optax_greedy.rate_probe(steps)), "probe")
   return rows
 
 
-def step_cost(workload, inner=50, rounds=15):
+def step_cost(workload, inner=60, rounds=15):
   """Seconds per training step of the workload (forward, backward, update
-  and apply, ``inner`` steps under ``lax.scan`` per timed call, no
-  evaluation) for every :func:`step_cost_rows` entry, timed round robin
-  against Adam in one process: ``{"seconds_per_step", "vs_adam",
-  "compile_seconds", "inner", "rounds"}``."""
+  and apply: one block of ``inner`` steps of the benchmark's loop per timed
+  call, no evaluation) for every :func:`step_cost_rows` entry, timed round
+  robin against Adam in one process: ``{"seconds_per_step", "vs_adam",
+  "compile_seconds", "inner", "rounds"}``. ``inner`` is a multiple of the
+  probe's period, so the probe's share is its average."""
   data = _data(workload)
   params = workload.init(jax.random.PRNGKey(0))
-  stream = jnp.asarray(workload.sample(np.random.default_rng(0), inner))
-  lp = problem(workload)
+  xs = (jnp.arange(inner),
+        jnp.asarray(workload.sample(np.random.default_rng(0), inner)))
   fns, compile_s = {}, {}
   for name, (tx, feed) in step_cost_rows(workload.steps).items():
-    def many(params, state, stream, tx=tx, feed=feed):
-      def one(carry, xs):
-        params, state = carry
-        i, sample = xs
-        loss, grads = jax.value_and_grad(lp.train_loss)(params, data, sample)
-        kwargs = L.feed_args(feed, i, workload.eval_every, loss, grads, loss,
-                             None)
-        updates, state = tx.update(grads, state, params, **kwargs)
-        return (optax.apply_updates(params, updates), state), loss
-      return jax.lax.scan(one, (params, state),
-                          (jnp.arange(stream.shape[0]), stream))
-    state = tx.init(params)
+    lp = L.loop(problem(workload), tx, feed, workload.eval_every)
+    carry, _ = jax.jit(lp.init)(data, params)
     start = time.perf_counter()
-    compiled = jax.jit(many).lower(params, state, stream).compile()
+    compiled = jax.jit(lp.train).lower(data, carry, xs).compile()
     compile_s[name] = time.perf_counter() - start
-    fns[name] = lambda c=compiled, s=state: c(params, s, stream)
+    fns[name] = lambda c=compiled, carry=carry: c(data, carry, xs)
   seconds = timing.round_robin(fns, rounds)
   per_step = {k: v / inner for k, v in seconds.items()}
   return {"seconds_per_step": per_step,
@@ -340,7 +335,7 @@ def step_cost_markdown(name, size, n_params, result, machine_line):
   return "\n".join(lines) + "\n"
 
 
-def step_cost_study(out_dir, names=("lm",), size="cpu", inner=50, rounds=15,
+def step_cost_study(out_dir, names=("lm",), size="cpu", inner=60, rounds=15,
                     machine=None, log=print):
   """Writes ``out_dir/workloads/step_cost.json`` and ``step_cost.md``: the
   train step of each workload, Adam against the hypergradient (each
@@ -504,7 +499,8 @@ def markdown(entries):
       lines += ["(no complete row yet)", ""]
       continue
     lines += [
-        f"Baseline: warmup-cosine Adam, peak tuned on {e['peaks']} by "
+        "Baseline: warmup-cosine Adam, peak tuned on "
+        f"{', '.join(f'{p:g}' for p in e['peaks'])} by "
         f"validation loss (seeds {e.get('tuned_on_seeds', e['seeds'])}): "
         f"**{e['baseline']}**; target = its mean final "
         f"test loss {e['target_test_loss']:.4f}. Held-out **test** loss "
@@ -537,6 +533,67 @@ def markdown(entries):
           f"`{n}`: {v}" for n, v in e["errors"].items()), ""]
     lines += sweep_markdown(e)
   return "\n".join(lines) + "\n"
+
+
+def summary_rows(e):
+  """``{key: {"x1", "worst_middle", "worst_all", "beats", "points"}}`` of
+  workload entry ``e``'s sweep: each row's held-out test loss over the tuned
+  cosine's at x1, the worst over x1/3..x3 and over x1/10..x10 (over the
+  points run; ``None`` where none), and at how many of its points it is
+  below the tuned cosine."""
+  tuned, out = e["tuned_cosine_test_loss"], {}
+  for key, by in (e.get("sweep") or {}).items():
+    ratio = {m: v / tuned for m, v in by.items()}
+    middle = [ratio[m] for m in MIDDLE if m in ratio]
+    out[key] = {"x1": ratio.get("1"),
+                "worst_middle": max(middle) if middle else None,
+                "worst_all": max(ratio.values()),
+                "beats": sum(r < 1 for r in ratio.values()),
+                "points": len(ratio)}
+  return out
+
+
+def summary_markdown(entries):
+  """One table over the workloads: per sweep row, its ratio at x1, its
+  worst in x1/3..x3 and in x1/10..x10, and the points where it beats the
+  tuned cosine (:func:`summary_rows`)."""
+  done = [e for e in entries if e.get("sweep")]
+  if not done:
+    return ""
+  keys = list(dict.fromkeys(k for e in done for k in e["sweep"]))
+  head = " | ".join(f"{e['name']} ({e.get('size', 'cpu')}): x1 / worst "
+                    "x1/3..x3 / worst x1/10..x10 / beats" for e in done)
+  lines = ["Held-out **test** loss over the grid-tuned warmup-cosine's "
+           "(below 1 is better), by starting rate; beats: points below 1 "
+           "of those run.", "", f"| row | {head} |",
+           "|---|" + "---|" * len(done)]
+  fmt = lambda x: "-" if x is None else f"{x:.3f}"
+  for key in keys:
+    cells = []
+    for e in done:
+      r = summary_rows(e).get(key)
+      cells.append("-" if r is None else
+                   f"{fmt(r['x1'])} / {fmt(r['worst_middle'])} / "
+                   f"{fmt(r['worst_all'])} / {r['beats']} of {r['points']}")
+    lines.append(f"| {key} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+HEADLINE = ("<!-- headline:start -->", "<!-- headline:end -->")
+
+
+def write_headline(out_dir, readme):
+  """Rewrites the block of ``readme`` between the :data:`HEADLINE` markers
+  with :func:`summary_markdown` of ``out_dir/summary.json``."""
+  summary = json.loads((pathlib.Path(out_dir) / "summary.json").read_text())
+  table = summary_markdown(summary.get("workloads", []))
+  path = pathlib.Path(readme)
+  text = path.read_text()
+  start, end = text.index(HEADLINE[0]), text.index(HEADLINE[1])
+  source = (f"(generated by `python -m bench workloads --report-only --out "
+            f"{out_dir} --readme {readme}` from `{out_dir}/summary.json`)")
+  path.write_text(text[:start] + HEADLINE[0] + "\n" + table + "\n" + source
+                  + "\n" + text[end:])
 
 
 def sweep_markdown(e):
@@ -717,7 +774,9 @@ def _write(out_dir, entries, machine):
                    "runs": runs})
   O.write_json(sub / "workloads.json", {"machine": machine,
                                         "workloads": public}, indent=1)
-  (sub / "workloads.md").write_text(markdown(entries))
+  (sub / "workloads.md").write_text(
+      "### Summary\n\n" + summary_markdown(entries) + "\n"
+      + markdown(entries))
   summary = out / "summary.json"
   data = json.loads(summary.read_text()) if summary.exists() else {}
   data["workloads"] = [{k: v for k, v in e.items() if k != "runs"}

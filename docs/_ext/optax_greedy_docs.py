@@ -276,7 +276,8 @@ def workloads_markdown(summary_path: pathlib.Path, machine: str) -> str:
     out += [table or "*(no rate sweep in these results)*", ""]
     grid = grid_table(entry)
     if grid:
-      out += ["The baseline's bracketing grid (held-out test loss per peak):",
+      out += ["The baseline's bracketing grid (validation loss per peak, "
+              "the loss that tunes it):",
               "", grid, ""]
     errors = entry.get("errors")
     if errors:
@@ -330,6 +331,7 @@ def report_markdown(path: pathlib.Path, level: int = 4) -> str:
 # for them. A report missing from the checkout is named as missing.
 REPORTS = {
     "budget_defaults": "budget_defaults/budget_defaults.md",
+    "probe_defaults": "probe_defaults/probe_defaults.md",
     "hd_defaults": "hd/hd_defaults.md",
     "hd_cost": "hd/cost.md",
     "gpu_step_cost": "gpu/workloads/step_cost.md",
