@@ -486,24 +486,29 @@ def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0,
                              start=None, weight_decay=0.01):
   """Mechanic around the base optimizer at ``headroom`` times the rate
   with the envelope: the learned scale then only has to come down instead
-  of climbing from its tiny start. ``start``: the scale's initial sum as a
-  share of ``1 / headroom`` (1: the run starts at the rate itself; None:
-  Mechanic's own tiny start); ``weight_decay``: Mechanic's own."""
+  of climbing from its tiny start. ``start``: Mechanic's ``s_init`` in
+  units of ``1 / headroom`` (its scale, summed over its betas, stays near
+  ``s_init`` until it has evidence, so 1 starts the run near the rate
+  itself; None: Mechanic's own 1e-6); ``weight_decay``: Mechanic's own."""
   del context
   num_betas = 6
-  s_init = 1e-6 if start is None else start / (headroom * num_betas)
+  s_init = 1e-6 if start is None else start / headroom
   return optax.contrib.mechanize(
       optimizer(base, optax_greedy.budget_schedule(rate * headroom, steps)),
       weight_decay=weight_decay, s_init=s_init, num_betas=num_betas)
 
 
-def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0):
+def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0,
+                           start=None):
   """Mechanic around GreedyLR with the budget at ``headroom`` times the
-  rate."""
+  rate (``start`` as in :func:`_mechanic_headroom_build`)."""
   del context
+  num_betas = 6
+  s_init = 1e-6 if start is None else start / headroom
   return optax.contrib.mechanize(optax.chain(
       direction(base),
-      optax_greedy.greedy_lr(rate * headroom, total_steps=steps)))
+      optax_greedy.greedy_lr(rate * headroom, total_steps=steps)),
+                                 s_init=s_init, num_betas=num_betas)
 
 
 def _mechanic_probe_build(base, rate, steps, context, **options):

@@ -46,13 +46,18 @@ CANDIDATES = {
     "mechanic, headroom 30": ("mechanic_headroom", {"headroom": 30.0}),
     "greedy inside mechanic, headroom 10": ("greedy_mechanic",
                                             {"headroom": 10.0}),
-    # The third round: the scale starts at the rate given (not at
-    # Mechanic's 1e-6), with and without Mechanic's own weight decay.
-    "mechanic, headroom 10, starts at the rate": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1.0}),
-    "mechanic, headroom 10, starts at the rate, no decay": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1.0,
+    # The third round: the scale starts near a sixth of the rate given
+    # (not at Mechanic's 1e-6), with and without Mechanic's own weight
+    # decay.
+    "mechanic, headroom 10, starts at 1/6 of the rate": (
+        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6}),
+    "mechanic, headroom 10, starts at 1/6 of the rate, no decay": (
+        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
                               "weight_decay": 0.0}),
+    # The fourth round: more headroom, the scale started at the rate.
+    "mechanic, headroom 30, starts at the rate": (
+        "mechanic_headroom", {"headroom": 30.0, "start": 1.0}),
+    "mechanic, headroom 100": ("mechanic_headroom", {"headroom": 100.0}),
 }
 REFERENCES = {"wsd": ("wsd", {}), "mechanic": ("mechanic", {}),
               "greedy (total_steps)": ("greedy_budget", {})}

@@ -1,0 +1,127 @@
+"""The learned scale: Mechanic around the budget's envelope, with headroom.
+
+A rate that is too high is hard to see in one step (the loss surface
+adapts to the rate), but it shows in the whole run's displacement: when the
+gradient points against the path travelled so far, the steps overshoot.
+Mechanic (Cutkosky, Defazio and Mehta, 2023; ``optax.contrib.mechanize``)
+learns one scale of that displacement online from exactly this
+correlation, and lowers a rate far too high within a few hundred steps;
+what it does badly is climb from its tiny initial scale. Given the base
+optimizer at ``headroom`` times the rate, the scale only has to come down.
+"""
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+import optax.contrib
+from jax.typing import ArrayLike
+
+from optax_greedy import _budget
+from optax_greedy import _checks
+
+NUM_BETAS = 6
+
+
+class LearnedScaleState(NamedTuple):
+  """State of :func:`learned_scale`.
+
+  Attributes:
+    mechanic: ``optax.contrib.MechanicState`` of the wrapped base optimizer
+      (the direction at ``headroom`` times the enveloped rate).
+    learning_rate: the rate the last update applied: the base optimizer's
+      rate times the learned scale (float32).
+  """
+
+  mechanic: optax.contrib.MechanicState
+  learning_rate: jax.Array
+
+
+def learned_scale(
+    learning_rate: ArrayLike,
+    *,
+    total_steps: int,
+    direction: Optional[optax.GradientTransformation] = None,
+    headroom: float = 30.0,
+    start: Optional[float] = None,
+    weight_decay: float = 0.01,
+    envelope: Optional[_budget.Envelope] = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""A rate that a learned scale brings down to what the run can take.
+
+  The base optimizer is ``direction`` at the rate :math:`H \eta\, e_t`
+  (:math:`H` = ``headroom``, :math:`\eta` = ``learning_rate``, :math:`e_t`
+  the step budget's envelope, :func:`budget_schedule`); Mechanic
+  (``optax.contrib.mechanize``) learns a scale :math:`s_t` of the
+  displacement that this optimizer accumulates, from the correlation of
+  each gradient with it:
+
+  .. math::
+
+    \theta_t = \theta_0 + s_t \sum_{k<t} u_k,
+
+  so the rate the run applies is :math:`H \eta\, e_t\, s_t`. With the
+  headroom the scale only has to come down, which Mechanic does fast,
+  instead of climbing from its tiny start; the run is then nearly
+  insensitive to a rate chosen 10x too high or too low. It costs the
+  Mechanic's memory (a copy of the initial parameters) and about one more
+  pass over the parameters per step, and needs no ``value`` or
+  ``value_fn``.
+
+  Args:
+    learning_rate: :math:`\eta`, the rate you would give ``direction``;
+      > 0 and finite.
+    total_steps: the run's number of updates (the envelope's budget).
+    direction: the base direction (default ``optax.scale_by_adam()``).
+    headroom: :math:`H`, how far above ``learning_rate`` the base
+      optimizer runs, >= 1.
+    start: Mechanic's initial scale in units of :math:`1/H` (its scale
+      stays near it until the run gives it evidence; 1 starts near
+      ``learning_rate`` itself); ``None``: Mechanic's own ``1e-6``.
+    weight_decay: Mechanic's own weight decay (its default 0.01), >= 0.
+    envelope: the budget's ramp and decay
+      (:data:`DEFAULT_ENVELOPE` if None).
+
+  Returns:
+    An ``optax.GradientTransformationExtraArgs`` whose state is
+    :class:`LearnedScaleState`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax_greedy
+    >>> tx = optax_greedy.learned_scale(1e-3, total_steps=1000)
+    >>> state = tx.init({"w": jnp.zeros(3)})
+
+  References:
+    Cutkosky, Defazio and Mehta, `Mechanic: A Learning Rate Tuner
+    <https://arxiv.org/abs/2306.00144>`_, NeurIPS 2023.
+  """
+  _checks.check_rate("learning_rate", learning_rate)
+  _checks.check_number("headroom", headroom)
+  _checks.check_range("headroom", headroom, 1)
+  if start is not None:
+    _checks.check_number("start", start)
+    _checks.check_range("start", start, 0, low_open=True)
+  _checks.check_number("weight_decay", weight_decay)
+  _checks.check_range("weight_decay", weight_decay, 0)
+  base_rate = _budget.budget_schedule(learning_rate * headroom,
+                                      total_steps=total_steps,
+                                      envelope=envelope)
+  base = optax.chain(
+      optax.scale_by_adam() if direction is None else direction,
+      optax.scale_by_learning_rate(base_rate))
+  s_init = 1e-6 if start is None else start / headroom
+  mechanic = optax.contrib.mechanize(base, weight_decay=weight_decay,
+                                     s_init=s_init, num_betas=NUM_BETAS)
+
+  def init_fn(params):
+    return LearnedScaleState(mechanic.init(params),
+                             jnp.zeros([], jnp.float32))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates, inner = mechanic.update(updates, state.mechanic, params,
+                                     **extra_args)
+    applied = base_rate(state.mechanic.count) * jnp.sum(inner.s)
+    return updates, LearnedScaleState(inner, applied.astype(jnp.float32))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
