@@ -29,28 +29,31 @@ class HypergradientState(NamedTuple):
 
   Attributes:
     learning_rate: the rate(s) applied by the most recent update (before the
-      first update, the initial rate): a scalar (``"global"``), a tree of
-      scalars with the params' structure (``"per_tensor"`` and groups, where
-      the leaves of a group hold the same value), or a params-shaped tree
-      (``"per_parameter"``). Always a prefix of the params' tree, so it can
-      be broadcast leaf by leaf; a value written here between updates (e.g.
-      by :func:`optax_greedy.stability_clip`) is where the next update
-      continues from.
+      first update, the rate the first update would apply): a scalar
+      (``"global"``), a tree of scalars with the params' structure
+      (``"per_tensor"`` and groups, where the leaves of a group hold the
+      same value), or a params-shaped tree (``"per_parameter"``). Always a
+      prefix of the params' tree, so it can be broadcast leaf by leaf. A
+      record: overwriting it (as :func:`optax_greedy.stability_clip` does)
+      changes no later update.
     prev_direction: the direction ``d_{t-1}`` of the last update (params'
       structure and dtypes, zero before the first update), or ``None`` when
       the direction's own state determines it (:func:`hd_adam`,
       :func:`hd_sgd` with non-Nesterov momentum), which then recompute it.
     inner_state: the state of the wrapped direction transform.
-    own_rate: with ``total_steps``, the hypergradient's own rate(s), which
-      the next update continues from (``learning_rate`` is this times the
-      budget's envelope); ``None`` without it.
+    next_learning_rate: the hypergradient's own rate(s), same structure as
+      ``learning_rate``, from which the next update takes its hypergradient
+      step; without ``total_steps`` equal to ``learning_rate`` after every
+      update, with it ``learning_rate`` is this times the budget's envelope.
+      A value written here between updates is where the next update
+      continues from.
     step: with ``total_steps``, the number of updates; ``None`` without it.
   """
 
   learning_rate: Any
   prev_direction: Optional[optax.Updates]
   inner_state: optax.OptState
-  own_rate: Any = None
+  next_learning_rate: Any
   step: Optional[jax.Array] = None
 
 
@@ -195,11 +198,13 @@ def _hypergradient(
     prev_direction = (optax.tree.zeros_like(params) if previous is None
                       else None)
     if budget is None:
-      return HypergradientState(rates, prev_direction, inner_state)
+      return HypergradientState(
+          learning_rate=rates, prev_direction=prev_direction,
+          inner_state=inner_state, next_learning_rate=rates)
     step = jnp.zeros([], jnp.int32)
     return HypergradientState(
         learning_rate=enveloped(rates, step), prev_direction=prev_direction,
-        inner_state=inner_state, own_rate=rates, step=step)
+        inner_state=inner_state, next_learning_rate=rates, step=step)
 
   def enveloped(rates, step):
     scale = budget.scale(step)
@@ -261,7 +266,7 @@ def _hypergradient(
     return jax.tree.map(guard, candidate, rates)
 
   def update_fn(updates, state, params=None, **extra_args):
-    own = state.learning_rate if budget is None else state.own_rate
+    own = state.next_learning_rate
 
     def step():
       prev = (state.prev_direction if previous is None
@@ -291,11 +296,10 @@ def _hypergradient(
         directions, leaf_rates, updates)
     stored = None if previous is not None else jax.tree.map(
         lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
-    if budget is None:
-      return new_updates, HypergradientState(rates, stored, inner_state)
     return new_updates, HypergradientState(
         learning_rate=applied, prev_direction=stored, inner_state=inner_state,
-        own_rate=rates, step=optax.safe_increment(state.step))
+        next_learning_rate=rates,
+        step=None if budget is None else optax.safe_increment(state.step))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -375,11 +379,12 @@ def hypergradient(
     ``static_args``.
 
   The state's ``learning_rate`` is the rate applied by the most recent
-  update (the initial rate before any). The next update starts from the
-  value found there, so a transform that overwrites it between updates
-  (:func:`optax_greedy.stability_clip` writes the rate it actually applied)
-  projects the rate: HD continues from the capped rate. For groups each
-  leaf continues from its own stored value, with its group's step.
+  update (the initial rate before any), a record; the rate the next
+  hypergradient step starts from is ``next_learning_rate``, the same name
+  as in :func:`optax_greedy.greedy_lr`. A value written into
+  ``next_learning_rate`` between updates is where the rate continues from
+  (for groups each leaf continues from its own stored value, with its
+  group's step); one written into ``learning_rate`` changes nothing.
 
   Guard: where the new rate would be non-finite (a NaN or infinite gradient,
   an overflowing hypergradient), the rate keeps its previous value: the
@@ -398,8 +403,9 @@ def hypergradient(
 
   Memory and passes: this function stores the previous direction (one
   params-sized copy, params' dtypes) on top of ``direction``'s own state,
-  plus the rates (one params-sized copy in ``rate_dtype`` for
-  ``"per_parameter"``, one scalar per leaf at most otherwise). Scalar rates
+  plus the rates, twice (the one applied and the next one: two
+  params-sized copies in ``rate_dtype`` for ``"per_parameter"``, one
+  scalar per leaf at most otherwise). Scalar rates
   add one reduction that reads the gradient and ``d_{t-1}`` (all three sums
   of the multiplicative rule in the same pass); per-parameter rates read
   and write the rate array. :func:`hd_adam` and :func:`hd_sgd` (momentum
@@ -446,7 +452,7 @@ def hypergradient(
       times an envelope that ramps up over the first ``ramp_fraction`` of
       the budget and decays to zero over the last ``decay_fraction`` (shape
       ``decay_shape``); the hypergradient steps only in between, and
-      continues from its own rate (``own_rate`` in the state).
+      continues from its own rate (``next_learning_rate`` in the state).
     ramp_fraction, decay_fraction, decay_shape: the envelope (used only
       with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``; see
       :func:`optax_greedy.budget_schedule`.
@@ -454,7 +460,8 @@ def hypergradient(
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`HypergradientState`; ``optax.tree.get(state, "learning_rate")``
-    gives the rate(s). Updates keep the dtype of the incoming updates.
+    gives the rate(s) applied by the last update and ``optax.tree.get(state,
+    "next_learning_rate")`` the rate(s) the next one steps from. Updates keep the dtype of the incoming updates.
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_greedy

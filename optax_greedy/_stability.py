@@ -104,18 +104,6 @@ def _on_common_blocks(rates, caps, params):
   return jax.tree.broadcast(rates, params), jax.tree.broadcast(caps, params)
 
 
-def _as_own_rate(stored, own):
-  """``stored`` (on the blocks of the caps) back on the wrapped transform's
-  own structure ``own``: where one of its rates covers several blocks, the
-  largest rate applied to them (a projection onto the largest cap)."""
-  def one(like, blocks):
-    leaves = jax.tree.leaves(blocks)
-    if len(leaves) == 1 and jnp.shape(leaves[0]) == like.shape:
-      return leaves[0].astype(like.dtype)
-    return jnp.max(jnp.stack([jnp.max(x) for x in leaves])).astype(like.dtype)
-  return jax.tree.map(one, own, stored)
-
-
 def stability_clip(
     max_rate: Union[ArrayLike, Callable[..., Any]],
     learning_rate: Optional[optax.ScalarOrSchedule] = None,
@@ -156,12 +144,11 @@ def stability_clip(
   The rate applied, :math:`\min(\eta, c_b)`, is written back into the wrapped
   state's ``learning_rate`` field, so ``optax.tree.get(state,
   "learning_rate")`` is the rate actually applied, on the finer of the
-  rate's and the caps' blocks. The wrapped transform reads that field at its
-  next update: a hypergradient rate continues from the capped value (where
-  one of its rates covers several blocks, from the largest of their applied
-  rates; with ``total_steps`` it keeps its own rate and the cap applies to
-  each update); GreedyLR and the learned schedule keep their own state and
-  only record the rate there.
+  rate's and the caps' blocks. That field is a record in every family: the
+  wrapped transform keeps its own rate (``next_learning_rate`` in
+  :func:`optax_greedy.greedy_lr` and :func:`optax_greedy.hypergradient`,
+  the fraction in :func:`optax_greedy.learned_schedule`) and the cap
+  applies to each update.
 
   Keep the factors non-negative by adding :func:`optax.keep_params_nonnegative`
   after this transform (it replaces ``u`` by ``-p`` where ``p + u < 0``,
@@ -318,10 +305,14 @@ def stability_clip(
             state.bound),
         lambda: state.bound,
     )
+    # The wrapped transform's own record had its structure, which the capped
+    # record may not have (it is on the finer of the rate's and the caps'
+    # blocks); no transform reads its record, so a placeholder of the own
+    # structure stands in (and XLA drops it).
     own = _read_rate(jax.eval_shape(inner.init, params))
     inner_state = optax.tree.set(
         state.inner_state,
-        learning_rate=_as_own_rate(_read_rate(state.inner_state), own))
+        learning_rate=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), own))
     updates, inner_state = inner.update(updates, inner_state, params,
                                         **extra_args)
     scales, applied = capped(_read_rate(inner_state), bounds, params)

@@ -85,7 +85,7 @@ def test_without_a_budget_nothing_changes():
   state = plain.init(jnp.zeros(3))
   assert state.step is None
   hd = optax_greedy.hd_adam(0.1).init(jnp.zeros(3))
-  assert hd.own_rate is None and hd.step is None
+  assert hd.step is None
 
 
 def test_an_empty_envelope_is_the_controller_alone():
@@ -114,7 +114,7 @@ def test_hypergradient_rates_hold_still_outside_the_reacting_phase():
   def step(carry, _):
     p, s = carry
     updates, s = tx.update(jax.grad(loss)(p), s, p)
-    return (optax.apply_updates(p, updates), s), (s.own_rate, s.learning_rate)
+    return (optax.apply_updates(p, updates), s), (s.next_learning_rate, s.learning_rate)
 
   _, (own, applied) = jax.lax.scan(step, (params, tx.init(params)), None,
                                    length=25)
