@@ -66,19 +66,20 @@ class LearnedScheduleState(NamedTuple):
   count: jax.Array
 
 
-def _ema(decay, old, new):
+def _ema(average_decay, old, new):
   """Moving average that starts at the first value (``old`` NaN)."""
-  return jnp.where(jnp.isnan(old), new, decay * old + (1.0 - decay) * new)
+  return jnp.where(jnp.isnan(old), new,
+                   average_decay * old + (1.0 - average_decay) * new)
 
 
-def _observe(state, updates, value, decay):
+def _observe(state, updates, value, average_decay):
   """The state's statistics after observing ``value`` and ``updates``."""
   log_loss = jnp.log(jnp.asarray(value, jnp.float32))
   log_norm = jnp.log(optax.tree.norm(updates).astype(jnp.float32))
   ok_loss = jnp.isfinite(log_loss)
   ok_norm = jnp.isfinite(log_norm)
   first = jnp.isnan(state.log_loss)
-  new_log_loss = _ema(decay, state.log_loss, log_loss)
+  new_log_loss = _ema(average_decay, state.log_loss, log_loss)
   step = jnp.where(first, 0.0, new_log_loss - state.log_loss)
   deviation = jnp.where(first, 0.0, log_loss - state.log_loss)
   keep_if_bad = lambda new, old: jnp.where(ok_loss, new, old)
@@ -88,16 +89,16 @@ def _observe(state, updates, value, decay):
       log_loss=keep_if_bad(new_log_loss, state.log_loss),
       log_loss_min=keep_if_bad(
           jnp.fmin(state.log_loss_min, new_log_loss), state.log_loss_min),
-      slope=keep_if_bad(decay * state.slope + (1 - decay) * step,
+      slope=keep_if_bad(average_decay * state.slope + (1 - average_decay) * step,
                         state.slope),
       loss_variance=keep_if_bad(
-          decay * state.loss_variance + (1 - decay) * deviation ** 2,
+          average_decay * state.loss_variance + (1 - average_decay) * deviation ** 2,
           state.loss_variance),
       log_grad_norm0=jnp.where(
           jnp.isnan(state.log_grad_norm0) & ok_norm, log_norm,
           state.log_grad_norm0),
       log_grad_norm=jnp.where(
-          ok_norm, _ema(decay, state.log_grad_norm, log_norm),
+          ok_norm, _ema(average_decay, state.log_grad_norm, log_norm),
           state.log_grad_norm),
   )
 
@@ -130,13 +131,13 @@ def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
         stacklevel=4)
 
 
-@_checks.renamed_keywords(budget="total_steps")
+@_checks.renamed_keywords(budget="total_steps", decay="average_decay")
 def learned_schedule(
     policy: _policy.Policy,
     max_rate: Union[ArrayLike, Callable[[optax.Params], Any]],
     *,
     total_steps: int,
-    decay: ArrayLike = 0.9,
+    average_decay: ArrayLike = 0.9,
     ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
     decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
     decay_shape: str = _budget.DECAY_SHAPE,
@@ -187,9 +188,11 @@ def learned_schedule(
       a prefix of the params (per-block rates, e.g. ``{"W": bW, "H": bH}``).
     total_steps: the number of updates of the run, an integer >= 1; the
       policy sees the share used, and the envelope spans it.
-    decay: of the moving averages of the log loss, its slope and noise and
-      the log update norm, in [0, 1). Default 0.9 (the one both shipped
-      policies were trained with): about 10 steps of memory.
+    average_decay: the decay of the moving averages of the log loss, its
+      slope and noise and the log update norm, in [0, 1) (``decay=`` before
+      0.2.0, a name now left to the envelope's ``decay_*``). Default 0.9
+      (the one both shipped policies were trained with): about 10 steps of
+      memory.
     ramp_fraction, decay_fraction, decay_shape: the envelope, as in
       :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
       ``"linear"``). A policy records the envelope it is meant to act
@@ -227,8 +230,8 @@ def learned_schedule(
   budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
                           decay_shape)
   _warn_if_other_envelope(policy, ramp_fraction, decay_fraction, decay_shape)
-  _checks.check_number("decay", decay)
-  _checks.check_range("decay", decay, 0, 1, high_open=True)
+  _checks.check_number("average_decay", average_decay)
+  _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
   callable_rate = callable(max_rate)
   if not callable_rate:
     _checks.check_number("max_rate", max_rate)
@@ -266,7 +269,7 @@ def learned_schedule(
       value = None
     if value is not None:
       _checks.check_scalar_value(value)
-      new_state = _observe(state, updates, value, decay)
+      new_state = _observe(state, updates, value, average_decay)
       features = _features.policy_features(new_state, budget.total_steps,
                                            policy.features)
       new_state = new_state._replace(fraction=_policy.policy_fraction(

@@ -13,7 +13,7 @@ import functools
 import importlib.resources
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -205,7 +205,7 @@ def policy_config(name_or_path) -> dict:
   return {**config, "envelope": envelope}
 
 
-def load_policy(name_or_path: Optional[Any] = None, *,
+def load_policy(name_or_path: Union[str, "os.PathLike[str]"], *,
                 features: Optional[tuple] = None) -> Policy:
   """Reads a policy: a shipped one by name, or a file.
 
@@ -213,9 +213,9 @@ def load_policy(name_or_path: Optional[Any] = None, *,
     name_or_path: ``"nmf"`` (the NMF policy, trained inside NMF's
       stability bound), ``"dnn"`` (the deep-network policy, a fraction
       of a peak rate, meant for the step budget's default envelope),
-      or a path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
-      argument) means ``"nmf"``, the first policy shipped, for backward
-      compatibility; name the policy you want.
+      or a path to a ``.npz`` written by :func:`save_policy`. Required:
+      there is no default policy (before 0.2.0 no argument meant
+      ``"nmf"``).
     features: if given, the feature names the file must list, in order
       (e.g. those an environment feeds).
 
@@ -231,7 +231,10 @@ def load_policy(name_or_path: Optional[Any] = None, *,
       expected.
   """
   if name_or_path is None:
-    name_or_path = "nmf"
+    raise ValueError(
+        "load_policy needs a policy: a shipped name"
+        f" ({', '.join(map(repr, SHIPPED))}) or a path to a .npz file, got"
+        " name_or_path=None.")
   with _resolve(name_or_path) as path:
     with np.load(path, allow_pickle=False) as data:
       files = dict(data)

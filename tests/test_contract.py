@@ -140,6 +140,29 @@ def test_state_has_one_learning_rate_field(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_learning_rate_field_is_a_record(name):
+  """Writing the state's ``learning_rate`` changes no later update: the rate
+  a family carries forward has another name (``next_learning_rate``, at
+  most one field), or is recomputed."""
+  _, records, _ = _trajectory(name)
+  state, params = records[2]["state"], records[3]["params"]
+  assert len(optax.tree.get_all_with_path(state, "next_learning_rate")) <= 1
+  tx = _registry.build(name)
+  x, y = _registry.batch(3)
+
+  @jax.jit
+  def update(state):
+    value, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+    return tx.update(grads, state, params, value=value)
+
+  written = optax.tree.set(
+      state, learning_rate=jax.tree.map(lambda r: 3 * r + 0.5, _rate(state)))
+  (updates, after), (updates_w, after_w) = update(state), update(written)
+  jax.tree.map(np.testing.assert_array_equal, updates_w, updates)
+  jax.tree.map(np.testing.assert_array_equal, after_w, after)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_rate_before_the_first_update_is_the_initial_rate(name):
   initial, _, _ = _trajectory(name)
   expected = _registry.REGISTRY[name].rate_before_first_update(PARAMS)

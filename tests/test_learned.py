@@ -49,12 +49,13 @@ def test_shipped_policy_matches_numpy_on_its_stored_weights(name):
       _numpy_fraction(path, features), rtol=1e-5, atol=1e-6)
 
 
-def test_load_policy_default_is_nmf_and_names_differ():
-  default = optax_greedy.load_policy()
+def test_load_policy_needs_a_name():
+  with pytest.raises(TypeError):
+    optax_greedy.load_policy()  # pylint: disable=no-value-for-parameter
+  with pytest.raises(ValueError, match="load_policy needs a policy: .*'nmf'"):
+    optax_greedy.load_policy(None)
   nmf_policy = optax_greedy.load_policy("nmf")
-  assert default.features == nmf_policy.features == nmf_problems.FEATURES
-  for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(nmf_policy)):
-    np.testing.assert_array_equal(a, b)
+  assert nmf_policy.features == nmf_problems.FEATURES
   assert nmf_policy.hidden == (8, 8)
 
 
@@ -253,8 +254,11 @@ def test_bad_arguments_raise():
     optax_greedy.learned_schedule(policy, -1.0, total_steps=5)
   with pytest.raises(ValueError, match="max_rate must be a number"):
     optax_greedy.learned_schedule(policy, "1e-3", total_steps=5)
-  with pytest.raises(ValueError, match="decay must be a number"):
-    optax_greedy.learned_schedule(policy, 0.1, total_steps=5, decay="0.9")
+  with pytest.raises(ValueError, match="average_decay must be a number"):
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=5,
+                                  average_decay="0.9")
+  with pytest.raises(TypeError, match=r"pass average_decay=0\.8"):
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=5, decay=0.8)
   with pytest.raises(ValueError, match="policy must be a Policy"):
     optax_greedy.learned_schedule({"params": {}}, 0.1, total_steps=5)
   tx = optax_greedy.learned_schedule(policy, 0.1, total_steps=5)
