@@ -122,10 +122,11 @@ def budget(total_steps: Optional[ArrayLike],
                 decay_shape=decay_shape)
 
 
+@_checks.keyword_only_after(1, ("total_steps",))
 def budget_schedule(
     learning_rate: ArrayLike,
-    total_steps: int,
     *,
+    total_steps: int,
     ramp_fraction: ArrayLike = RAMP_FRACTION,
     decay_fraction: ArrayLike = DECAY_FRACTION,
     decay_shape: str = DECAY_SHAPE,
@@ -161,6 +162,7 @@ def budget_schedule(
     Training Durations <https://arxiv.org/abs/2405.18392>`_, NeurIPS 2024.
   """
   _checks.check_number("learning_rate", learning_rate)
-  _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
   envelope = budget(total_steps, ramp_fraction, decay_fraction, decay_shape)
   return lambda count: learning_rate * envelope.scale(count)

@@ -12,6 +12,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+from jax.typing import DTypeLike
 import optax
 
 from optax_greedy import _budget
@@ -250,7 +251,8 @@ def greedy_lr(
     numbers_in["max_lr"] = max_lr
   for name, val in numbers_in.items():
     _checks.check_number(name, val)
-  _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
   _checks.check_choice("mode", mode, ("min", "max"))
   _checks.check_range("factor", factor, 0, 1, low_open=True, high_open=True)
   for name in ("patience", "cooldown", "warmup", "threshold", "min_change",
@@ -443,11 +445,13 @@ _GREEDY_KEYWORDS = (
     "decay_shape")
 
 
+@_checks.keyword_only_after(1, ("momentum", "nesterov"))
 def greedy_sgd(
     learning_rate: ArrayLike,
+    *,
     momentum: Optional[ArrayLike] = None,
     nesterov: bool = False,
-    *,
+    accumulator_dtype: Optional[DTypeLike] = None,
     mode: str = "min",
     factor: ArrayLike = 0.95,
     patience: ArrayLike = 20,
@@ -473,6 +477,8 @@ def greedy_sgd(
     momentum: decay of :func:`optax.trace`, in [0, 1); ``None`` (the
       default) for plain SGD, with no momentum buffer in the state.
     nesterov: use Nesterov momentum (needs ``momentum``).
+    accumulator_dtype: the dtype of the momentum buffer, as in
+      :func:`optax.sgd` (default ``None``: the params').
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
       total_steps, ramp_fraction, decay_fraction, decay_shape: as in
@@ -489,17 +495,22 @@ def greedy_sgd(
   if momentum is None:
     direction = optax.identity()
   else:
-    direction = optax.trace(decay=momentum, nesterov=nesterov)
+    direction = optax.trace(decay=momentum, nesterov=nesterov,
+                            accumulator_dtype=accumulator_dtype)
   return optax.chain(
       direction, greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 
 
+@_checks.keyword_only_after(1, ("b1", "b2", "eps"))
 def greedy_adam(
     learning_rate: ArrayLike,
+    *,
     b1: ArrayLike = 0.9,
     b2: ArrayLike = 0.999,
     eps: ArrayLike = 1e-8,
-    *,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: Optional[DTypeLike] = None,
+    nesterov: bool = False,
     mode: str = "min",
     factor: ArrayLike = 0.95,
     patience: ArrayLike = 20,
@@ -525,31 +536,41 @@ def greedy_adam(
     b1, b2: Adam's decay rates, in [0, 1), as in :func:`optax.adam`.
     eps: Adam's ``eps`` >= 0, as in :func:`optax.adam` (GreedyLR's own
       threshold on rate changes is ``min_change``).
+    eps_root, mu_dtype, nesterov: as in :func:`optax.adam` (defaults 0,
+      ``None`` and ``False``).
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
       total_steps, ramp_fraction, decay_fraction, decay_shape: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
-    ``optax.chain(optax.scale_by_adam(b1, b2, eps), greedy_lr(...))``.
+    ``optax.chain(optax.scale_by_adam(...), greedy_lr(...))``.
 
   Example:
     >>> tx = greedy_adam(1e-3, patience=5)
   """
-  _checks.check_adam(b1, b2, eps)
+  _checks.check_adam(b1, b2, eps, eps_root)
   return optax.chain(
-      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                          mu_dtype=mu_dtype, nesterov=nesterov),
       greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 
 
+@_checks.keyword_only_after(
+    1, ("b1", "b2", "eps", "weight_decay", "mask"),
+    note="(greedy_adamw read its fifth positional as weight_decay before"
+    " 0.2.0, where optax.adamw reads eps_root.)")
 def greedy_adamw(
     learning_rate: ArrayLike,
+    *,
     b1: ArrayLike = 0.9,
     b2: ArrayLike = 0.999,
     eps: ArrayLike = 1e-8,
+    eps_root: ArrayLike = 0.0,
+    mu_dtype: Optional[DTypeLike] = None,
     weight_decay: ArrayLike = 1e-4,
     mask: Any = None,
-    *,
+    nesterov: bool = False,
     mode: str = "min",
     factor: ArrayLike = 0.95,
     patience: ArrayLike = 20,
@@ -574,7 +595,7 @@ def greedy_adamw(
 
   Args:
     learning_rate: the initial rate, > 0.
-    b1, b2, eps: as in :func:`greedy_adam`.
+    b1, b2, eps, eps_root, mu_dtype, nesterov: as in :func:`greedy_adam`.
     weight_decay: decoupled weight decay >= 0 (default 1e-4, as optax).
     mask: as in :func:`optax.add_decayed_weights`.
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
@@ -588,11 +609,12 @@ def greedy_adamw(
   Example:
     >>> tx = greedy_adamw(1e-3, weight_decay=1e-2)
   """
-  _checks.check_adam(b1, b2, eps)
+  _checks.check_adam(b1, b2, eps, eps_root)
   _checks.check_number("weight_decay", weight_decay)
   _checks.check_range("weight_decay", weight_decay, 0)
   return optax.chain(
-      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+      optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
+                          mu_dtype=mu_dtype, nesterov=nesterov),
       optax.add_decayed_weights(weight_decay, mask),
       greedy_lr(learning_rate, **_greedy_lr_args(locals())))
 

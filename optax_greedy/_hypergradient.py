@@ -151,7 +151,7 @@ def _hypergradient(
   if hasattr(rate_dtype, "shape"):
     _checks.check_static("rate_dtype", rate_dtype, "a dtype or None", ())
   _checks.check_range("learning_rate", learning_rate, 0,
-                      low_open=multiplicative)
+                      low_open=multiplicative, finite=True)
   _checks.check_range("hypergrad_lr", hypergrad_lr, 0, 1 if multiplicative
                       else None, high_open=multiplicative)
   concrete = _checks.is_concrete
@@ -304,11 +304,12 @@ def _hypergradient(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+@_checks.keyword_only_after(2, ("hypergrad_lr",))
 def hypergradient(
     direction: optax.GradientTransformation,
     learning_rate: ArrayLike,
-    hypergrad_lr: Optional[ArrayLike] = None,
     *,
+    hypergrad_lr: Optional[ArrayLike] = None,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
     min_lr: Optional[ArrayLike] = 0.0,
@@ -485,14 +486,17 @@ def hypergradient(
       reduction=reduction)
 
 
-@_checks.positional_only_rate(optax_twin="sgd", twin_keywords=(
-    "momentum", "nesterov"))
+@_checks.keyword_only_after(
+    1, ("momentum", "nesterov"),
+    note="(optax.sgd's order; the hypergradient's step size is"
+    " hypergrad_lr=.)")
 def hd_sgd(
     learning_rate: ArrayLike,
     *,
     hypergrad_lr: Optional[ArrayLike] = None,
     momentum: Optional[ArrayLike] = None,
     nesterov: bool = False,
+    accumulator_dtype: Optional[DTypeLike] = None,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
     min_lr: Optional[ArrayLike] = 0.0,
@@ -536,6 +540,8 @@ def hd_sgd(
     momentum: ``mu`` in [0, 1), or ``None`` (default: plain SGD-HD, no
       momentum buffer).
     nesterov: Nesterov momentum (SGDN-HD); needs ``momentum``.
+    accumulator_dtype: the dtype of the momentum buffer, as in
+      :func:`optax.sgd` (default ``None``: the params').
     granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
       ramp_fraction, decay_fraction, decay_shape: as in
       :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
@@ -559,7 +565,8 @@ def hd_sgd(
   if momentum is None:
     direction = _hd_directions.Direction(optax.identity())
   else:
-    direction = _hd_directions.momentum(momentum, nesterov)
+    direction = _hd_directions.momentum(momentum, nesterov,
+                                        accumulator_dtype)
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-3,
@@ -568,8 +575,10 @@ def hd_sgd(
       reduction=reduction)
 
 
-@_checks.positional_only_rate(optax_twin="adam", twin_keywords=(
-    "b1", "b2", "eps", "eps_root"))
+@_checks.keyword_only_after(
+    1, ("b1", "b2", "eps", "eps_root", "mu_dtype"),
+    note="(optax.adam's order; the hypergradient's step size is"
+    " hypergrad_lr=.)")
 def hd_adam(
     learning_rate: ArrayLike,
     *,
@@ -578,6 +587,8 @@ def hd_adam(
     b2: ArrayLike = 0.999,
     eps: ArrayLike = 1e-8,
     eps_root: ArrayLike = 0.0,
+    mu_dtype: Optional[DTypeLike] = None,
+    nesterov: bool = False,
     eps_placement: str = "optax",
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
@@ -619,6 +630,12 @@ def hd_adam(
     b1, b2: Adam's decay rates in [0, 1), defaults 0.9 and 0.999.
     eps: Adam's ``eps`` >= 0, default 1e-8.
     eps_root: added to ``v_hat`` under the square root, >= 0, default 0.
+    mu_dtype: the dtype of the first moment, as in :func:`optax.adam`
+      (default ``None``: the params').
+    nesterov: Nesterov's Adam (NAdam), as in :func:`optax.adam`; its
+      direction needs ``g_{t-1}``, which the moments do not determine, so
+      ``d_{t-1}`` is stored (one params-sized copy) instead of recomputed.
+      Only with ``eps_placement="optax"``.
     eps_placement: ``"optax"`` (default: ``eps`` added after bias correction,
       as :func:`optax.scale_by_adam`) or ``"reference"`` (``eps`` added to
       the uncorrected ``sqrt(v)``, as PyTorch and the reference, i.e.
@@ -642,12 +659,21 @@ def hd_adam(
     Baydin et al., `Online Learning Rate Adaptation with Hypergradient
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  _checks.check_adam(b1, b2, eps)
-  _checks.check_number("eps_root", eps_root)
-  _checks.check_range("eps_root", eps_root, 0)
+  _checks.check_adam(b1, b2, eps, eps_root)
   _checks.check_choice("eps_placement", eps_placement, ("optax", "reference"))
-  direction = _hd_directions.adam(b1, b2, eps, eps_root,
-                                  reference_eps=eps_placement == "reference")
+  _checks.check_static("nesterov", nesterov, "True or False", bool)
+  if nesterov and eps_placement == "reference":
+    raise ValueError(
+        "nesterov=True takes optax's eps placement: pass"
+        " eps_placement='optax', got eps_placement='reference'.")
+  if nesterov:
+    direction = _hd_directions.Direction(optax.scale_by_adam(
+        b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
+        nesterov=True))
+  else:
+    direction = _hd_directions.adam(
+        b1, b2, eps, eps_root, mu_dtype,
+        reference_eps=eps_placement == "reference")
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-7,

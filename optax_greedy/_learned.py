@@ -235,7 +235,8 @@ def learned_schedule(
   callable_rate = callable(max_rate)
   if not callable_rate:
     _checks.check_number("max_rate", max_rate)
-    _checks.check_range("max_rate", max_rate, 0, low_open=True)
+    _checks.check_range("max_rate", max_rate, 0, low_open=True,
+                      finite=True)
   warn_without_value = _checks.warn_once_without_value(
       "learned_schedule",
       "the policy observes no loss and the fraction never changes")

@@ -252,7 +252,8 @@ def stability_clip(
     if not callable(learning_rate):
       _checks.check_number("learning_rate", learning_rate,
                            " > 0 or a schedule")
-      _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+      _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
     inner = _scheduled_rate(learning_rate)
 
   def bounds_of(params, **kwargs):

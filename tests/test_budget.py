@@ -26,7 +26,8 @@ def _expected_scale(t, total=100, ramp=5, decay=20, shape="linear"):
 @pytest.mark.parametrize("shape", ["linear", "1-sqrt", "cosine"])
 def test_budget_schedule_is_the_envelope(shape):
   schedule = optax_greedy.budget_schedule(
-      2.0, 100, ramp_fraction=0.05, decay_fraction=0.2, decay_shape=shape)
+      2.0, total_steps=100, ramp_fraction=0.05, decay_fraction=0.2,
+      decay_shape=shape)
   for t in (0, 1, 4, 5, 50, 79, 80, 81, 90, 99, 100, 1000):
     np.testing.assert_allclose(float(schedule(t)),
                                2.0 * _expected_scale(t, shape=shape),
@@ -153,7 +154,7 @@ def test_learned_schedule_scales_the_policy_by_the_envelope():
      ValueError, "ramp_fraction \\+ decay_fraction must be <= 1"),
     (lambda: optax_greedy.hd_sgd(1e-3, total_steps=10, decay_shape="exp"),
      ValueError, "decay_shape must be one of"),
-    (lambda: optax_greedy.budget_schedule(0.0, 10), ValueError,
+    (lambda: optax_greedy.budget_schedule(0.0, total_steps=10), ValueError,
      r"learning_rate must be in \(0, inf\)"),
     (lambda: optax_greedy.learned_schedule(
         optax_greedy.load_policy("dnn"), 0.1, total_steps=None), ValueError,

@@ -420,15 +420,15 @@ def test_recomputed_previous_direction_matches_the_stored_one(
   kwargs = dict(granularity=granularity, rule=rule)
   if name == "adam":
     recomputed = optax_greedy.hd_adam(0.05, hypergrad_lr=beta, **kwargs)
-    stored = optax_greedy.hypergradient(optax.scale_by_adam(), 0.05, beta,
-                                        **kwargs)
+    stored = optax_greedy.hypergradient(optax.scale_by_adam(), 0.05,
+                                        hypergrad_lr=beta, **kwargs)
     extra = 2  # mu and nu, nothing else
   else:
     nesterov = name == "nesterov"
     recomputed = optax_greedy.hd_sgd(0.05, hypergrad_lr=beta, momentum=0.9,
                                      nesterov=nesterov, **kwargs)
     stored = optax_greedy.hypergradient(optax.trace(0.9, nesterov=nesterov),
-                                        0.05, beta, **kwargs)
+                                        0.05, hypergrad_lr=beta, **kwargs)
     extra = 2 if nesterov else 1  # (a copy of d_{t-1} and) the trace
   params = _params()
   s_re = recomputed.init(params)
@@ -696,7 +696,7 @@ def test_exactly_one_learning_rate_in_state():
 
 def test_direction_with_a_learning_rate_is_refused():
   tx = optax_greedy.hypergradient(
-      optax.inject_hyperparams(optax.sgd)(learning_rate=1.0), 0.1, 1e-3)
+      optax.inject_hyperparams(optax.sgd)(learning_rate=1.0), 0.1, hypergrad_lr=1e-3)
   with pytest.raises(ValueError, match="direction"):
     tx.init(_params())
 

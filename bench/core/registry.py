@@ -417,7 +417,7 @@ def _wsd_build(base, rate, steps, context):
   return optax.chain(
       direction(base),
       optax.scale_by_learning_rate(
-          optax_greedy.budget_schedule(rate, steps)))
+          optax_greedy.budget_schedule(rate, total_steps=steps)))
 
 
 
