@@ -63,7 +63,7 @@ class Budget:
     where :math:`s` is the decay shape (:math:`1 - p`, :math:`1 -
     \sqrt{p}` or :math:`\frac{1}{2}(1 + \cos \pi p)`). The first update is
     never zero and the last is :math:`s(1 - 1/D)`, above zero: no update
-    of the budget is wasted.
+    of the budget is wasted. See :func:`budget_schedule` for short budgets.
     """
     t = jnp.minimum(jnp.asarray(step, jnp.float32), self.total_steps - 1)
     ramp = jnp.minimum(1.0, (t + 1.0) / (self.ramp_steps + 1.0))
@@ -140,6 +140,17 @@ def budget_schedule(
   as a schedule of its own it is the warmup-stable-decay schedule (Hägele
   et al., NeurIPS 2024, who found a short decay, in particular ``1-sqrt``,
   as good as a cosine over the whole run).
+
+  Short budgets: the phases are whole updates, ``R =
+  round(ramp_fraction * total_steps)`` and ``D = round(decay_fraction *
+  total_steps)`` (halves to even), so a phase shorter than half an update
+  vanishes, and the last update applies :math:`s(1 - 1/D)` of the rate
+  (``1/D`` for ``"linear"``). With the defaults, ``total_steps=2`` has no
+  ramp and no decay (every controller is then itself alone),
+  ``total_steps=10`` no ramp and a 2-update decay whose last update
+  applies half the rate; from ``total_steps=30`` (a 2-update ramp, a
+  6-update decay) the envelope has its shape. This holds for every
+  controller given ``total_steps``.
 
   Args:
     learning_rate: the constant rate, > 0.

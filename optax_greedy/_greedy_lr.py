@@ -173,6 +173,13 @@ def greedy_lr(
     ``observe=is_eval_step`` (a boolean array) instead, or use
     :func:`optax_greedy.validation_feed`.
 
+  One rate controller per chain: this transform applies a rate, and so do
+  :func:`greedy_adam`, :func:`optax_greedy.hd_adam`, :func:`optax.adam`...;
+  chained, their rates multiply (``chain(greedy_adam(1e-3),
+  greedy_lr(1e-3))`` moves the parameters by about ``1e-6``), and
+  :func:`optax_greedy.get_learning_rate` refuses such a state. Put
+  preconditioners without a rate before it (``optax.scale_by_adam()``).
+
   Omitting ``value`` altogether is almost always a mistake (the rate then
   never moves): tracing an update without it emits a ``UserWarning`` once;
   pass ``value=None`` to skip observing on purpose.

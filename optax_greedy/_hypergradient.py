@@ -190,10 +190,11 @@ def _hypergradient(
     inner_state = transform.init(params)
     if optax.tree.get_all_with_path(inner_state, "learning_rate"):
       raise ValueError(
-          "direction's state has a field named 'learning_rate', so"
-          " optax.tree.get(state, 'learning_rate') would be ambiguous; pass"
-          " a direction without a learning rate (e.g. optax.scale_by_adam"
-          " rather than optax.adam).")
+          "direction's state has a field named 'learning_rate': it applies"
+          " a rate of its own, which the hypergradient's would multiply"
+          " (and optax.tree.get(state, 'learning_rate') would be"
+          " ambiguous); pass a direction without a learning rate (e.g."
+          " optax.scale_by_adam rather than optax.adam or greedy_adam).")
     rates = init_rates(params)
     prev_direction = (optax.tree.zeros_like(params) if previous is None
                       else None)

@@ -183,3 +183,22 @@ def test_budget_under_inject_hyperparams():
     if tx is plain:
       expected = updates
   np.testing.assert_allclose(updates, expected, rtol=1e-5)
+
+
+def test_short_budgets_behave_as_documented():
+  """budget_schedule's docstring: total_steps=2 has no ramp and no decay,
+  total_steps=10 no ramp and a 2-update decay ending at half the rate."""
+  two = optax_greedy.budget_schedule(1.0, total_steps=2)
+  np.testing.assert_allclose([float(two(t)) for t in range(3)], [1.0] * 3)
+  ten = optax_greedy.budget_schedule(1.0, total_steps=10)
+  np.testing.assert_allclose([float(ten(t)) for t in range(10)],
+                             [1.0] * 9 + [0.5], rtol=1e-6)
+  thirty = optax_greedy.budget_schedule(1.0, total_steps=30)
+  np.testing.assert_allclose([float(thirty(t)) for t in (0, 1, 2, 29)],
+                             [1 / 3, 2 / 3, 1.0, 1 / 6], rtol=1e-6)
+  # The controllers react over the whole of a 2-update budget.
+  tx = optax_greedy.greedy_lr(0.1, patience=0, smooth=False, total_steps=2)
+  state = tx.init(jnp.zeros(1))
+  for value in (2.0, 1.0):
+    _, state = tx.update(jnp.ones(1), state, value=value)
+  assert int(state.count) == 2

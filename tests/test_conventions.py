@@ -117,3 +117,11 @@ def test_accumulator_dtype_is_the_momentum_buffers():
                              accumulator_dtype=jnp.bfloat16)),
       _updates(optax.sgd(0.1, momentum=0.9, accumulator_dtype=jnp.bfloat16)),
       rtol=1e-6)
+
+
+def test_two_chained_controllers_are_named_in_the_rate_message():
+  tx = optax.chain(og.greedy_adam(1e-3), og.greedy_lr(1e-3))
+  with pytest.raises(ValueError, match="multiply their rates"):
+    og.get_learning_rate(tx.init({"w": jnp.zeros(2)}))
+  with pytest.raises(ValueError, match="a rate of its own"):
+    og.hypergradient(og.greedy_adam(1e-3), 1e-3).init({"w": jnp.zeros(2)})
