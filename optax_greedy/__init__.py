@@ -20,8 +20,7 @@ from optax_greedy._learned import learned_schedule
 from optax_greedy._multihost import checked_value
 from optax_greedy._policy import load_policy
 from optax_greedy._rate import get_learning_rate
-from optax_greedy._stability import ScheduledRateState
 from optax_greedy._stability import StabilityClipState
 from optax_greedy._stability import stability_clip
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

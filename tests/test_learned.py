@@ -358,15 +358,16 @@ def test_dnn_tiny_training_run_improves_on_the_cosine_start():
   for info in history:
     assert np.isfinite(info["mean_fitness"])
     assert 0 <= info["val_equal_or_better"] <= 1
-  start, _ = dnn_problems.cosine_policy(
-      jax.random.fold_in(jax.random.key(1), 1), steps=50)
+  start, _ = dnn_problems.imitation_policy(
+      jax.random.fold_in(jax.random.key(1), 1), "cosine", steps=50)
   moved = sum(float(jnp.sum(jnp.abs(a - s))) for a, s in zip(
       jax.tree.leaves(policy), jax.tree.leaves(start)))
   assert moved > 0
 
 
-def test_cosine_policy_follows_cosine_annealing():
-  policy, fit = dnn_problems.cosine_policy(jax.random.key(0), steps=400)
+def test_cosine_imitation_policy_follows_cosine_annealing():
+  policy, fit = dnn_problems.imitation_policy(jax.random.key(0), "cosine",
+                                              steps=400)
   assert fit < 0.05
   used = np.linspace(0, 0.9, 10)
   features = np.zeros((10, len(policy.features)))

@@ -99,7 +99,6 @@ from optax_greedy.learning.dnn_problems.problem import HIDDEN
 from optax_greedy.learning.dnn_problems.problem import MAX_OUT
 from optax_greedy.learning.dnn_problems.trainer import ES_CONFIG
 from optax_greedy.learning.dnn_problems.trainer import TARGETS
-from optax_greedy.learning.dnn_problems.trainer import cosine_policy
 from optax_greedy.learning.dnn_problems.trainer import imitation_policy
 from optax_greedy.learning.dnn_problems.trainer import initial_policy
 from optax_greedy.learning.dnn_problems.trainer import train

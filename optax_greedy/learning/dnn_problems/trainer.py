@@ -23,12 +23,6 @@ TARGETS = {
 }
 
 
-def cosine_policy(key, features=FEATURES, hidden=HIDDEN, steps=2000):
-  """A policy fitted to cosine annealing, ``f = (1 + cos(pi t / T)) / 2``
-  (:func:`imitation_policy` of ``"cosine"``)."""
-  return imitation_policy(key, "cosine", features, hidden, steps)
-
-
 def imitation_policy(key, target="cosine", features=FEATURES, hidden=HIDDEN,
                      steps=2000, envelope=None):
   """A policy fitted to a fixed schedule of :data:`TARGETS`.
