@@ -1,6 +1,7 @@
 """optax_greedy: learning-rate controllers that react to training itself."""
 
 from optax_greedy import nmf
+from optax_greedy import policy
 from optax_greedy._budget import budget_schedule
 from optax_greedy._checkpoint import abstract_opt_state
 from optax_greedy._checkpoint import check_state_compatible
@@ -18,7 +19,7 @@ from optax_greedy._hypergradient import hypergradient
 from optax_greedy._learned import LearnedScheduleState
 from optax_greedy._learned import learned_schedule
 from optax_greedy._multihost import checked_value
-from optax_greedy._policy import load_policy
+from optax_greedy.policy import load_policy
 from optax_greedy._rate import get_learning_rate
 from optax_greedy._stability import StabilityClipState
 from optax_greedy._stability import stability_clip

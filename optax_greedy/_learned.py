@@ -11,11 +11,11 @@ largest rate allowed* (``max_rate``): a stability bound for NMF, the peak
 rate the user gives for deep networks. No output of the policy can exceed
 it.
 
-The policy (:class:`optax_greedy.learning.Policy`, a tiny MLP in plain
+The policy (:class:`optax_greedy.policy.Policy`, a tiny MLP in plain
 jax.numpy) reads named, scale-free features of the state (see
-:func:`optax_greedy.learning.policy_features`). Two policies ship with the
+:func:`optax_greedy.policy.policy_features`). Two policies ship with the
 package and are read by :func:`optax_greedy.load_policy`;
-``optax_greedy.learning`` trains them.
+``optax_greedy_lab`` trains them.
 """
 
 from typing import Any, Callable, NamedTuple, Union
@@ -29,7 +29,7 @@ import optax
 from optax_greedy import _budget
 from optax_greedy import _checks
 from optax_greedy import _features
-from optax_greedy import _policy
+from optax_greedy import policy as _policy
 
 
 class LearnedScheduleState(NamedTuple):
@@ -147,7 +147,7 @@ def learned_schedule(
   Each call ``update(updates, state, params, value=loss)`` observes ``loss``
   (the loss at ``params``, e.g. the minibatch loss) and the norm of
   ``updates``, computes the policy's features
-  (:func:`optax_greedy.learning.policy_features`),
+  (:func:`optax_greedy.policy.policy_features`),
   asks the policy for
 
   .. math::
@@ -180,7 +180,7 @@ def learned_schedule(
   reinforcement learning", ICLR 2023 Tiny Papers (Amazon).
 
   Args:
-    policy: a :class:`optax_greedy.learning.Policy`, e.g.
+    policy: a :class:`optax_greedy.policy.Policy`, e.g.
       ``load_policy("dnn")``. May be traced (training vmaps over a
       population of them).
     max_rate: the rate that a fraction of 1 means: a number > 0, or a

@@ -49,6 +49,14 @@ def test_import_needs_only_the_core():
   assert out.strip() == "", f"import optax_greedy imported {out.strip()}"
 
 
+def test_the_core_does_not_import_the_lab():
+  """The lab (policy training) sits beside the core, not inside it."""
+  code = "import sys, optax_greedy; print('optax_greedy_lab' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == "False"
+
+
 def _scaled(rate, directions):
   """``-rate * directions``, each rate over the block of params it covers."""
   return jax.tree.map(

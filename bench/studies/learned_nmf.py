@@ -5,7 +5,7 @@ Every method sets the rate of projected minibatch SGD on
 and the same minibatch stream per seed. ``B(params)`` is
 ``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
 scale of the learned policy's action, see
-``optax_greedy.learning.nmf_problems``):
+``optax_greedy_lab.nmf_problems``):
 
 * ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
   (:func:`optax_greedy.load_policy`), ``f_t * B``;
@@ -59,7 +59,7 @@ from bench.core import models as M
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict
-from optax_greedy.learning import nmf_problems
+from optax_greedy_lab import nmf_problems
 from optax_greedy import nmf
 
 SAFETY = 0.9

@@ -5,7 +5,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from optax_greedy import _policy
+from optax_greedy import policy as _policy
 
 #: The features of the deep-network policy.
 FEATURES = _policy.KNOWN_FEATURES
@@ -79,7 +79,7 @@ class EnvConfig(NamedTuple):
       (each problem draws its fraction uniformly below it).
     train_weight: the weight of the training-loss term of the reward.
     families: the names of the training families
-      (:data:`optax_greedy.learning.dnn_problems.FAMILIES`).
+      (:data:`optax_greedy_lab.dnn_problems.FAMILIES`).
     envelope: the step budget's envelope the policy acts inside,
       ``(ramp_fraction, decay_fraction, decay_shape)``; ``(0.0, 0.0,
       "linear")``: none, the policy alone.

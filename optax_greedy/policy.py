@@ -5,6 +5,14 @@ A :class:`Policy` maps a vector of named, scale-free features (see
 rate the user allows. Its weights are a pytree (so evolution strategies can
 ``vmap`` over a population of them); the names of its features are static
 metadata, recorded in its file and checked when it is read.
+
+This module is what a learned schedule needs at run time, and what a
+trainer needs to write a policy: reading the shipped policies
+(:func:`load_policy`, also ``optax_greedy.load_policy``), making, saving
+and evaluating one (:func:`init_policy`, :func:`save_policy`,
+:func:`policy_fraction`, :func:`policy_features`). Training lives in the
+separate lab package, ``optax_greedy_lab`` (``pip install
+"optax_greedy[train]"``), which the core never imports.
 """
 
 import contextlib
@@ -21,6 +29,7 @@ import numpy as np
 
 from optax_greedy._features import KNOWN_FEATURES
 from optax_greedy._features import clean_features
+from optax_greedy._features import policy_features
 
 #: Version of the policy file format written by :func:`save_policy`.
 POLICY_VERSION = 1
@@ -67,9 +76,9 @@ class Policy:
     return tuple(int(layer["bias"].shape[0]) for layer in self.layers[:-1])
 
 
-# Users meet the class as optax_greedy.learning.Policy (in signatures,
+# Users meet the class as optax_greedy.policy.Policy (in signatures,
 # reprs and help()), its public home.
-Policy.__module__ = "optax_greedy.learning"
+Policy.__module__ = "optax_greedy.policy"
 
 
 def policy_fraction(policy: Policy, features) -> jax.Array:
@@ -242,7 +251,7 @@ def load_policy(name_or_path: Union[str, "os.PathLike[str]"], *,
   if version != POLICY_VERSION:
     raise ValueError(
         f"policy file {path}: version {version}, expected {POLICY_VERSION}"
-        " (retrain it with optax_greedy.learning).")
+        " (retrain it with optax_greedy_lab).")
   names = tuple(str(f) for f in files.get("features", ()))
   _check_features(f"policy file {path}", names)
   if features is not None and names != tuple(features):
