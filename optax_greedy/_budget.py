@@ -12,7 +12,7 @@ Durations", NeurIPS 2024).
 """
 
 import dataclasses
-from typing import Any, Optional
+from typing import Optional, overload
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +78,18 @@ class Budget:
     step = jnp.asarray(step, jnp.float32)
     return (step >= self.ramp_steps) & (
         step < self.total_steps - self.decay_steps)
+
+
+@overload
+def budget(total_steps: None, ramp_fraction: ArrayLike = ...,
+           decay_fraction: ArrayLike = ..., decay_shape: str = ...) -> None:
+  ...
+
+
+@overload
+def budget(total_steps: ArrayLike, ramp_fraction: ArrayLike = ...,
+           decay_fraction: ArrayLike = ..., decay_shape: str = ...) -> Budget:
+  ...
 
 
 def budget(total_steps: Optional[ArrayLike],

@@ -13,12 +13,13 @@ import math
 import numbers
 import os
 import sys
+from typing import TypeGuard
 import warnings
 
 import numpy as np
 
 
-def is_concrete(value) -> bool:
+def is_concrete(value: object) -> TypeGuard[float]:
   """True for a plain Python number (not a JAX array or tracer)."""
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -244,9 +245,10 @@ def warn_once_without_value(who, consequence):
 # Packages between the user's call and a transform's update: optax's chain
 # and wrappers, JAX's tracing, and this package itself.
 _LIBRARY_DIRS = tuple(
-    os.path.dirname(importlib.util.find_spec(name).origin) + os.sep
-    for name in ("optax", "jax", "optax_greedy", "flax")
-    if importlib.util.find_spec(name) is not None)
+    os.path.dirname(spec.origin) + os.sep
+    for spec in map(importlib.util.find_spec,
+                    ("optax", "jax", "optax_greedy", "flax"))
+    if spec is not None and spec.origin is not None)
 
 
 def _callers_stacklevel():

@@ -19,10 +19,12 @@ from optax_greedy import _budget
 from optax_greedy import _checks
 
 
-_RELATIVE_MIN_LR = _checks.Marker("learning_rate / 100")
-_RELATIVE_MAX_LR = _checks.Marker("10 * learning_rate")
+# Defaults that depend on other arguments: markers, typed ``Any`` so that
+# they may stand where the argument's own type is declared.
+_RELATIVE_MIN_LR: Any = _checks.Marker("learning_rate / 100")
+_RELATIVE_MAX_LR: Any = _checks.Marker("10 * learning_rate")
 _WINDOW_SIZE = 50
-_DEFAULT_WINDOW_SIZE = _checks.Marker(str(_WINDOW_SIZE))
+_DEFAULT_WINDOW_SIZE: Any = _checks.Marker(str(_WINDOW_SIZE))
 
 
 class GreedyLRState(NamedTuple):
@@ -437,7 +439,10 @@ def greedy_lr(
       observed = optax.tree.where(observe, observed, applied)
     return updates, observed
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  # A None field (``step`` without a budget) is an empty pytree node, which
+  # optax's ArrayTree alias does not spell.
+  return optax.GradientTransformationExtraArgs(
+      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
 def _greedy_lr_args(kwargs):
@@ -575,7 +580,7 @@ def greedy_adamw(
     eps: ArrayLike = 1e-8,
     eps_root: ArrayLike = 0.0,
     mu_dtype: Optional[DTypeLike] = None,
-    weight_decay: ArrayLike = 1e-4,
+    weight_decay: optax.ScalarOrSchedule = 1e-4,
     mask: Any = None,
     nesterov: bool = False,
     mode: str = "min",
@@ -603,7 +608,8 @@ def greedy_adamw(
   Args:
     learning_rate: the initial rate, > 0.
     b1, b2, eps, eps_root, mu_dtype, nesterov: as in :func:`greedy_adam`.
-    weight_decay: decoupled weight decay >= 0 (default 1e-4, as optax).
+    weight_decay: decoupled weight decay >= 0, or a schedule of it
+      (default 1e-4), as in :func:`optax.adamw`.
     mask: as in :func:`optax.add_decayed_weights`.
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
@@ -617,8 +623,9 @@ def greedy_adamw(
     >>> tx = greedy_adamw(1e-3, weight_decay=1e-2)
   """
   _checks.check_adam(b1, b2, eps, eps_root)
-  _checks.check_number("weight_decay", weight_decay)
-  _checks.check_range("weight_decay", weight_decay, 0)
+  if not callable(weight_decay):
+    _checks.check_number("weight_decay", weight_decay, " or a schedule")
+    _checks.check_range("weight_decay", weight_decay, 0)
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                           mu_dtype=mu_dtype, nesterov=nesterov),

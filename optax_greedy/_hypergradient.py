@@ -235,7 +235,7 @@ def _hypergradient(
         shared = list(by_label.values())
       else:
         shared = [[i] for i in range(len(g_leaves))]
-      sums = [None] * len(g_leaves)
+      sums: list[Any] = [None] * len(g_leaves)
       for members in shared:
         parts = _reductions.shared_sums(
             [g_leaves[i] for i in members], [d_leaves[i] for i in members],
@@ -245,7 +245,7 @@ def _hypergradient(
       if kind == "global":
         sums, r_leaves = sums[:1], [rates]
 
-      def step(r, parts):
+      def shared_step(r, parts):
         parts = [x.astype(r.dtype) for x in parts]
         if multiplicative:
           gd, gg, dd = parts
@@ -254,7 +254,7 @@ def _hypergradient(
           return r * (1 + hypergrad_lr * cosine)
         return r + hypergrad_lr * parts[0]
 
-      candidate = [step(r, parts) for r, parts in zip(r_leaves, sums)]
+      candidate = [shared_step(r, parts) for r, parts in zip(r_leaves, sums)]
       candidate = (candidate[0] if kind == "global"
                    else treedef.unflatten(candidate))
 
@@ -300,9 +300,13 @@ def _hypergradient(
     return new_updates, HypergradientState(
         learning_rate=applied, prev_direction=stored, inner_state=inner_state,
         next_learning_rate=rates,
-        step=None if budget is None else optax.safe_increment(state.step))
+        step=None if budget is None else jnp.asarray(
+            optax.safe_increment(state.step)))
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  # A None field (``prev_direction``, ``step``) is an empty pytree node,
+  # which optax's ArrayTree alias does not spell.
+  return optax.GradientTransformationExtraArgs(
+      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
 @_checks.keyword_only_after(2, ("hypergrad_lr",))

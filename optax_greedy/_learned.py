@@ -232,8 +232,8 @@ def learned_schedule(
   _warn_if_other_envelope(policy, ramp_fraction, decay_fraction, decay_shape)
   _checks.check_number("average_decay", average_decay)
   _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
-  callable_rate = callable(max_rate)
-  if not callable_rate:
+  rate_fn = max_rate if callable(max_rate) else None
+  if rate_fn is None:
     _checks.check_number("max_rate", max_rate)
     _checks.check_range("max_rate", max_rate, 0, low_open=True,
                       finite=True)
@@ -242,14 +242,14 @@ def learned_schedule(
       "the policy observes no loss and the fraction never changes")
 
   def rate_tree(params):
-    if not callable_rate:
+    if rate_fn is None:
       return jnp.asarray(max_rate, jnp.float32)
     if params is None:
       raise ValueError(
           "learned_schedule: max_rate is a function of the params, so"
           " update() needs params=...")
     return jax.tree.map(lambda b: jnp.asarray(b, jnp.float32),
-                        max_rate(params))
+                        rate_fn(params))
 
   def init_fn(params):
     nan = jnp.asarray(jnp.nan, jnp.float32)

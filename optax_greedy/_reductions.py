@@ -37,6 +37,7 @@ import math
 from typing import Sequence
 
 import jax
+import jax.core
 import jax.numpy as jnp
 
 REDUCTIONS = ("auto", "blocked", "per_term", "concatenated")

@@ -69,7 +69,8 @@ def _scheduled_rate(learning_rate) -> optax.GradientTransformationExtraArgs:
     rate = rate_at(state.count)
     updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
     return updates, ScheduledRateState(
-        learning_rate=rate, count=optax.safe_increment(state.count))
+        learning_rate=rate,
+        count=jnp.asarray(optax.safe_increment(state.count)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -292,7 +293,9 @@ def stability_clip(
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
-      raise ValueError(optax.NO_PARAMS_MSG)
+      raise ValueError(
+          "stability_clip computes its bound from the params: pass"
+          " params=... to update().")
     missing = [k for k in bound_args if k not in extra_args]
     if missing:
       raise ValueError(
@@ -321,10 +324,11 @@ def stability_clip(
         lambda s, block: jax.tree.map(lambda u: (u * s).astype(u.dtype), block),
         scales, updates)
     if max_update is not None:
-      updates = optax.tree.clip(updates, -max_update, max_update)
+      limit = jnp.asarray(max_update)
+      updates = optax.tree.clip(updates, -limit, limit)
     new_state = StabilityClipState(
         bound=bounds,
-        count=optax.safe_increment(state.count),
+        count=jnp.asarray(optax.safe_increment(state.count)),
         inner_state=optax.tree.set(inner_state, learning_rate=applied),
     )
     return updates, new_state

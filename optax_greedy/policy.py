@@ -25,6 +25,7 @@ from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
 from optax_greedy._features import KNOWN_FEATURES
@@ -81,7 +82,7 @@ class Policy:
 Policy.__module__ = "optax_greedy.policy"
 
 
-def policy_fraction(policy: Policy, features) -> jax.Array:
+def policy_fraction(policy: Policy, features: ArrayLike) -> jax.Array:
   """The fraction of ``max_rate`` chosen by ``policy`` for ``features``.
 
   Features are cleaned by :func:`clean_features` first, and a non-finite
@@ -103,8 +104,9 @@ def policy_fraction(policy: Policy, features) -> jax.Array:
   return jnp.where(jnp.isfinite(fraction), fraction, 1.0)
 
 
-def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8),
-                envelope=None) -> Policy:
+def init_policy(key: jax.Array, features: tuple[str, ...] = KNOWN_FEATURES[:5],
+                hidden: tuple[int, ...] = (8, 8),
+                envelope: Optional[tuple] = None) -> Policy:
   """A random :class:`Policy` (LeCun-normal kernels, zero biases).
 
   Args:
@@ -153,8 +155,8 @@ def _check_envelope(where, envelope):
   return envelope
 
 
-def save_policy(path, policy: Policy, *, config: Optional[dict] = None,
-                **metadata) -> None:
+def save_policy(path: Union[str, "os.PathLike[str]"], policy: Policy, *,
+                config: Optional[dict] = None, **metadata: Any) -> None:
   """Writes ``policy`` as a versioned ``.npz`` read by :func:`load_policy`.
 
   The file holds ``version`` (:data:`POLICY_VERSION`), ``features`` (the
@@ -195,7 +197,7 @@ def _resolve(name_or_path):
   return contextlib.nullcontext(name_or_path)
 
 
-def policy_config(name_or_path) -> dict:
+def policy_config(name_or_path: Union[str, "os.PathLike[str]"]) -> dict:
   """The training configuration recorded in a policy file.
 
   Args:
