@@ -47,7 +47,7 @@ from optax_greedy import policy as policy_lib
 from optax_greedy_lab import dnn_problems
 from optax_greedy_lab import es
 
-ENVELOPE = (0.05, 0.2, "linear")
+ENVELOPE = optax_greedy.DEFAULT_ENVELOPE
 #: The settings of the shipped policy, and of the first one (``v1``).
 PRESETS = {
     "scale": dict(iterations=50, pairs=8, sigma=0.08, es_learning_rate=0.02,
@@ -128,7 +128,7 @@ def main(argv=None):
                           sigma=s["sigma"],
                           learning_rate=s["es_learning_rate"],
                           strategy=s["strategy"])
-  envelope = ENVELOPE if s["envelope"] == "on" else dnn_problems.NO_ENVELOPE
+  envelope = ENVELOPE if s["envelope"] == "on" else optax_greedy.NO_ENVELOPE
   config = dnn_problems.EnvConfig(
       problems=s["problems"], max_steps=s["max_steps"],
       min_budget=min(s["min_steps"], s["max_steps"]),

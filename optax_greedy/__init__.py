@@ -2,6 +2,9 @@
 
 from optax_greedy import nmf
 from optax_greedy import policy
+from optax_greedy._budget import DEFAULT_ENVELOPE
+from optax_greedy._budget import Envelope
+from optax_greedy._budget import NO_ENVELOPE
 from optax_greedy._budget import budget_schedule
 from optax_greedy._checkpoint import abstract_opt_state
 from optax_greedy._checkpoint import check_state_compatible

@@ -171,6 +171,24 @@ def renamed_keywords(**renamed):
   return decorate
 
 
+def envelope_keywords(fn):
+  """Decorator: ``ramp_fraction=``, ``decay_fraction=`` and
+  ``decay_shape=``, separate keywords before 0.2.0, raise a ``TypeError``
+  naming the one argument that holds them, ``envelope=Envelope(...)``."""
+  members = ("ramp_fraction", "decay_fraction", "decay_shape")
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    given = [f"{k}={kwargs[k]!r}" for k in members if k in kwargs]
+    if given:
+      raise TypeError(
+          f"{fn.__name__}() takes the step budget's envelope as one argument"
+          f" since 0.2.0: pass envelope=optax_greedy.Envelope("
+          f"{', '.join(given)}).")
+    return fn(*args, **kwargs)
+  return wrapper
+
+
 def check_momentum(momentum, nesterov):
   """``momentum`` is ``None`` or a number in [0, 1); Nesterov needs one > 0."""
   if momentum is not None:

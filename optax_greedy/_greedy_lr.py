@@ -104,6 +104,7 @@ def _divide(numerator, denominator):
   return best
 
 
+@_checks.envelope_keywords
 def greedy_lr(
     learning_rate: ArrayLike,
     *,
@@ -121,9 +122,7 @@ def greedy_lr(
     window_size: int = _DEFAULT_WINDOW_SIZE,
     reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-learning_rate_t``, a rate that reacts to the loss.
 
@@ -224,12 +223,12 @@ def greedy_lr(
       budget, exactly the reference's rule). With a number, the rate applied
       is the controller's rate times an envelope that ramps up over the
       first ``ramp_fraction`` of the budget and decays to zero over the
-      last ``decay_fraction`` (shape ``decay_shape``); the controller
-      observes only in between. These are not ``warmup`` and ``cooldown``,
-      which hold the rate after a change.
-    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
-      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``;
-      see :func:`optax_greedy.budget_schedule`.
+      last ``decay_fraction`` (shape ``decay_shape``) of ``envelope``; the
+      controller observes only in between. These are not ``warmup`` and
+      ``cooldown``, which hold the rate after a change.
+    envelope: an :class:`optax_greedy.Envelope` (used only with
+      ``total_steps``); default ``Envelope()`` (0.05, 0.2, ``"linear"``).
+      See :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -285,8 +284,7 @@ def greedy_lr(
       and min_lr > max_lr):
     raise ValueError(
         f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
-  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
-                          decay_shape)
+  budget = _budget.budget(total_steps, envelope)
   sign = 1.0 if mode == "min" else -1.0
   warn_without_value = _checks.warn_once_without_value(
       "greedy_lr", "the learning rate will never change")
@@ -453,11 +451,11 @@ def _greedy_lr_args(kwargs):
 _GREEDY_KEYWORDS = (
     "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
     "warmup", "min_lr", "max_lr", "min_change", "smooth", "window_size",
-    "reset_start", "total_steps", "ramp_fraction", "decay_fraction",
-    "decay_shape")
+    "reset_start", "total_steps", "envelope")
 
 
 @_checks.keyword_only_after(1, ("momentum", "nesterov"))
+@_checks.envelope_keywords
 def greedy_sgd(
     learning_rate: ArrayLike,
     *,
@@ -478,9 +476,7 @@ def greedy_sgd(
     window_size: int = _DEFAULT_WINDOW_SIZE,
     reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   """SGD (optionally with momentum) whose rate is set by :func:`greedy_lr`.
 
@@ -493,7 +489,7 @@ def greedy_sgd(
       :func:`optax.sgd` (default ``None``: the params').
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
+      total_steps, envelope: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
@@ -514,6 +510,7 @@ def greedy_sgd(
 
 
 @_checks.keyword_only_after(1, ("b1", "b2", "eps"))
+@_checks.envelope_keywords
 def greedy_adam(
     learning_rate: ArrayLike,
     *,
@@ -537,9 +534,7 @@ def greedy_adam(
     window_size: int = _DEFAULT_WINDOW_SIZE,
     reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   """Adam whose rate is set by :func:`greedy_lr`.
 
@@ -552,7 +547,7 @@ def greedy_adam(
       ``None`` and ``False``).
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
+      total_steps, envelope: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:
@@ -572,6 +567,7 @@ def greedy_adam(
     1, ("b1", "b2", "eps", "weight_decay", "mask"),
     note="(greedy_adamw read its fifth positional as weight_decay before"
     " 0.2.0, where optax.adamw reads eps_root.)")
+@_checks.envelope_keywords
 def greedy_adamw(
     learning_rate: ArrayLike,
     *,
@@ -597,9 +593,7 @@ def greedy_adamw(
     window_size: int = _DEFAULT_WINDOW_SIZE,
     reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   """AdamW (decoupled weight decay) whose rate is set by :func:`greedy_lr`.
 
@@ -613,7 +607,7 @@ def greedy_adamw(
     mask: as in :func:`optax.add_decayed_weights`.
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
+      total_steps, envelope: as in
       :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
 
   Returns:

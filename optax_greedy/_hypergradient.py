@@ -310,6 +310,7 @@ def _hypergradient(
 
 
 @_checks.keyword_only_after(2, ("hypergrad_lr",))
+@_checks.envelope_keywords
 def hypergradient(
     direction: optax.GradientTransformation,
     learning_rate: ArrayLike,
@@ -322,9 +323,7 @@ def hypergradient(
     rate_dtype: Optional[DTypeLike] = None,
     reduction: str = "auto",
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Applies ``-alpha_t * d_t``, with rates tuned online by hypergradients.
 
@@ -457,11 +456,12 @@ def hypergradient(
       budget). With a number, the rate applied is the hypergradient's rate
       times an envelope that ramps up over the first ``ramp_fraction`` of
       the budget and decays to zero over the last ``decay_fraction`` (shape
-      ``decay_shape``); the hypergradient steps only in between, and
-      continues from its own rate (``next_learning_rate`` in the state).
-    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
-      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``; see
-      :func:`optax_greedy.budget_schedule`.
+      ``decay_shape``) of ``envelope``; the hypergradient steps only in
+      between, and continues from its own rate (``next_learning_rate`` in
+      the state).
+    envelope: an :class:`optax_greedy.Envelope` (used only with
+      ``total_steps``); default ``Envelope()`` (0.05, 0.2, ``"linear"``).
+      See :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -486,8 +486,7 @@ def hypergradient(
   return _hypergradient(
       _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
       granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
+      budget=_budget.budget(total_steps, envelope),
       reduction=reduction)
 
 
@@ -495,6 +494,7 @@ def hypergradient(
     1, ("momentum", "nesterov"),
     note="(optax.sgd's order; the hypergradient's step size is"
     " hypergrad_lr=.)")
+@_checks.envelope_keywords
 def hd_sgd(
     learning_rate: ArrayLike,
     *,
@@ -509,9 +509,7 @@ def hd_sgd(
     rate_dtype: Optional[DTypeLike] = None,
     reduction: str = "auto",
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-HD and SGDN-HD: SGD (with momentum) with a hypergradient rate.
 
@@ -548,7 +546,7 @@ def hd_sgd(
     accumulator_dtype: the dtype of the momentum buffer, as in
       :func:`optax.sgd` (default ``None``: the params').
     granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      ramp_fraction, decay_fraction, decay_shape: as in
+      envelope: as in
       :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
       0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
       with the default ``hypergrad_lr`` is the paper's SGD-HD.
@@ -575,8 +573,7 @@ def hd_sgd(
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-3,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
+      budget=_budget.budget(total_steps, envelope),
       reduction=reduction)
 
 
@@ -584,6 +581,7 @@ def hd_sgd(
     1, ("b1", "b2", "eps", "eps_root", "mu_dtype"),
     note="(optax.adam's order; the hypergradient's step size is"
     " hypergrad_lr=.)")
+@_checks.envelope_keywords
 def hd_adam(
     learning_rate: ArrayLike,
     *,
@@ -602,9 +600,7 @@ def hd_adam(
     rate_dtype: Optional[DTypeLike] = None,
     reduction: str = "auto",
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam-HD: Adam with a hypergradient rate.
 
@@ -647,7 +643,7 @@ def hd_adam(
       ``eps / sqrt(1 - b2**t)`` after correction). The two differ only
       where ``sqrt(v_hat)`` is comparable to ``eps``.
     granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      ramp_fraction, decay_fraction, decay_shape: as in
+      envelope: as in
       :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
       0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
       with the default ``hypergrad_lr`` is the paper's Adam-HD.
@@ -682,6 +678,5 @@ def hd_adam(
   return _hypergradient(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-7,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
+      budget=_budget.budget(total_steps, envelope),
       reduction=reduction)

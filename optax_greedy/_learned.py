@@ -103,44 +103,33 @@ def _observe(state, updates, value, average_decay):
   )
 
 
-def _same_envelope(trained, used):
-  """Whether two ``(ramp, decay, shape)`` envelopes are the same (the shape
-  matters only where there is a decay); ``None`` where unknown (traced)."""
-  try:
-    ramp, decay = float(used[0]), float(used[1])
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return None
-  same = abs(ramp - trained[0]) < 1e-9 and abs(decay - trained[1]) < 1e-9
-  return same and (decay == 0 or str(used[2]) == trained[2])
-
-
-def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
-                            decay_shape):
+def _warn_if_other_envelope(policy, envelope):
   if policy.envelope is None:
     return
-  used = (ramp_fraction, decay_fraction, decay_shape)
-  if _same_envelope(policy.envelope, used) is False:
-    ramp, decay, shape = policy.envelope
+  trained, used = _budget.Envelope(*policy.envelope), _budget.Envelope(
+      *envelope)
+  if not trained.same_as(used):
     warnings.warn(
         f"learned_schedule: the policy was trained for the envelope"
-        f" ramp_fraction={ramp}, decay_fraction={decay},"
-        f" decay_shape={shape!r}, and is used with"
-        f" ramp_fraction={ramp_fraction}, decay_fraction={decay_fraction},"
-        f" decay_shape={decay_shape!r}; pass the training envelope (see"
-        " policy.envelope) for the schedule it learned.", UserWarning,
-        stacklevel=4)
+        f" ramp_fraction={trained.ramp_fraction},"
+        f" decay_fraction={trained.decay_fraction},"
+        f" decay_shape={trained.decay_shape!r}, and is used with"
+        f" ramp_fraction={used.ramp_fraction},"
+        f" decay_fraction={used.decay_fraction},"
+        f" decay_shape={used.decay_shape!r}; pass the training envelope"
+        " (envelope=policy.envelope) for the schedule it learned.",
+        UserWarning, stacklevel=5)
 
 
 @_checks.renamed_keywords(budget="total_steps", decay="average_decay")
+@_checks.envelope_keywords
 def learned_schedule(
     policy: _policy.Policy,
     max_rate: Union[ArrayLike, Callable[[optax.Params], Any]],
     *,
     total_steps: int,
     average_decay: ArrayLike = 0.9,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-fraction_t * max_rate``, a learned schedule.
 
@@ -157,8 +146,9 @@ def learned_schedule(
 
   where :math:`e_t` is the step budget's envelope (a ramp over the first
   ``ramp_fraction`` of ``total_steps``, a decay to zero over the last
-  ``decay_fraction``; see :func:`optax_greedy.budget_schedule`; pass both
-  fractions as 0 for none), and returns ``-lr_t * updates``. No policy
+  ``decay_fraction`` of ``envelope``; see
+  :func:`optax_greedy.budget_schedule`; ``envelope=optax_greedy.NO_ENVELOPE``
+  for none), and returns ``-lr_t * updates``. No policy
   output can exceed ``max_rate``. ``value=None`` keeps the last fraction
   (``max_rate`` and the envelope are still recomputed) and observes
   nothing; omitting ``value`` does the same but warns once, at trace time.
@@ -193,11 +183,11 @@ def learned_schedule(
       0.2.0, a name now left to the envelope's ``decay_*``). Default 0.9
       (the one both shipped policies were trained with): about 10 steps of
       memory.
-    ramp_fraction, decay_fraction, decay_shape: the envelope, as in
-      :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
-      ``"linear"``). A policy records the envelope it is meant to act
-      inside (``policy.envelope``; the shipped ``"dnn"`` policy: these
-      defaults); another one here warns (``UserWarning``).
+    envelope: an :class:`optax_greedy.Envelope`, as in
+      :func:`optax_greedy.budget_schedule` (default ``Envelope()``: ramp
+      0.05, linear decay 0.2). A policy records the envelope it is meant to
+      act inside (``policy.envelope``; the shipped ``"dnn"`` policy: the
+      default); another one here warns (``UserWarning``).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -227,9 +217,8 @@ def learned_schedule(
     raise ValueError(
         "learned_schedule needs total_steps (an integer >= 1): its policy"
         " reads the share of the budget used, got total_steps=None.")
-  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
-                          decay_shape)
-  _warn_if_other_envelope(policy, ramp_fraction, decay_fraction, decay_shape)
+  budget = _budget.budget(total_steps, envelope)
+  _warn_if_other_envelope(policy, envelope)
   _checks.check_number("average_decay", average_decay)
   _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
   rate_fn = max_rate if callable(max_rate) else None

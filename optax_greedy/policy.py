@@ -28,6 +28,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 import numpy as np
 
+from optax_greedy import _budget
 from optax_greedy._features import KNOWN_FEATURES
 from optax_greedy._features import clean_features
 from optax_greedy._features import policy_features
@@ -60,16 +61,15 @@ class Policy:
     envelope: the step budget's envelope the policy is meant to act
       inside -- the one it was trained in, or one chosen by evaluation (its
       file's :func:`policy_config` says which) --
-      ``(ramp_fraction, decay_fraction, decay_shape)`` as in
-      :func:`optax_greedy.budget_schedule` (``(0.0, 0.0, "linear")``: none,
-      the policy alone), or ``None`` where unknown.
+      an :class:`optax_greedy.Envelope` (``optax_greedy.NO_ENVELOPE``:
+      none, the policy alone), or ``None`` where unknown.
       :func:`optax_greedy.learned_schedule` warns when it is used with
       another one.
   """
 
   layers: list
   features: tuple
-  envelope: Optional[tuple] = None
+  envelope: Optional[_budget.Envelope] = None
 
   @property
   def hidden(self) -> tuple:
@@ -106,7 +106,8 @@ def policy_fraction(policy: Policy, features: ArrayLike) -> jax.Array:
 
 def init_policy(key: jax.Array, features: tuple[str, ...] = KNOWN_FEATURES[:5],
                 hidden: tuple[int, ...] = (8, 8),
-                envelope: Optional[tuple] = None) -> Policy:
+                envelope: Optional[tuple[float, float, str]] = None
+                ) -> Policy:
   """A random :class:`Policy` (LeCun-normal kernels, zero biases).
 
   Args:
@@ -137,12 +138,12 @@ def _check_features(where, features):
 
 
 def _check_envelope(where, envelope):
-  """``envelope`` as a ``(float, float, str)`` tuple, or ``None``."""
+  """``envelope`` as an :class:`optax_greedy.Envelope`, or ``None``."""
   if envelope is None:
     return None
   try:
     ramp, decay, shape = envelope
-    envelope = (float(ramp), float(decay), str(shape))
+    envelope = _budget.Envelope(float(ramp), float(decay), str(shape))
   except (TypeError, ValueError) as error:
     raise ValueError(
         f"{where}: envelope {envelope!r}; expected (ramp_fraction,"

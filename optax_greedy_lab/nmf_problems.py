@@ -160,7 +160,7 @@ def run_episode(policy_params, problem: NMFProblem, key, *, max_steps=200,
   tx = optax.chain(
       optax_greedy.learned_schedule(policy_params, nmf_bound,
                                 total_steps=problem.budget,
-                                ramp_fraction=0.0, decay_fraction=0.0),
+                                envelope=optax_greedy.NO_ENVELOPE),
       optax.keep_params_nonnegative())
   state = tx.init(params)
 

@@ -26,8 +26,7 @@ def _expected_scale(t, total=100, ramp=5, decay=20, shape="linear"):
 @pytest.mark.parametrize("shape", ["linear", "1-sqrt", "cosine"])
 def test_budget_schedule_is_the_envelope(shape):
   schedule = optax_greedy.budget_schedule(
-      2.0, total_steps=100, ramp_fraction=0.05, decay_fraction=0.2,
-      decay_shape=shape)
+      2.0, total_steps=100, envelope=optax_greedy.Envelope(0.05, 0.2, shape))
   for t in (0, 1, 4, 5, 50, 79, 80, 81, 90, 99, 100, 1000):
     np.testing.assert_allclose(float(schedule(t)),
                                2.0 * _expected_scale(t, shape=shape),
@@ -98,8 +97,9 @@ def test_an_empty_envelope_is_the_controller_alone():
       lambda **kw: optax_greedy.hypergradient(optax.identity(), 0.1,
                                               granularity="per_tensor", **kw)):
     _, plain, _ = _trace(make(), 40, values)
-    _, budgeted, _ = _trace(make(total_steps=40, ramp_fraction=0.0,
-                                 decay_fraction=0.0), 40, values)
+    _, budgeted, _ = _trace(make(total_steps=40,
+                                 envelope=optax_greedy.NO_ENVELOPE), 40,
+                            values)
     np.testing.assert_allclose(np.asarray(budgeted), np.asarray(plain),
                                rtol=1e-6)
 
@@ -110,7 +110,7 @@ def test_hypergradient_rates_hold_still_outside_the_reacting_phase():
   params = {"w": jnp.linspace(-1.0, 1.0, 4)}
   loss = lambda p: jnp.sum(jnp.cosh(p["w"] - 0.3))  # noqa: E731
   tx = optax_greedy.hd_sgd(0.2, hypergrad_lr=0.2, total_steps=20,
-                           ramp_fraction=0.2, decay_fraction=0.3)
+                           envelope=optax_greedy.Envelope(0.2, 0.3))
 
   def step(carry, _):
     p, s = carry
@@ -144,15 +144,18 @@ def test_learned_schedule_scales_the_policy_by_the_envelope():
      "total_steps must be an integer"),
     (lambda: optax_greedy.greedy_lr(1e-3, total_steps="100"), ValueError,
      "total_steps must be an integer"),
-    (lambda: optax_greedy.greedy_lr(1e-3, total_steps=10, ramp_fraction=1.0),
+    (lambda: optax_greedy.greedy_lr(
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(1.0)),
      ValueError, r"ramp_fraction must be in \[0, 1\)"),
     (lambda: optax_greedy.hypergradient(
-        optax.identity(), 1e-3, total_steps=10, decay_fraction=-0.1),
+        optax.identity(), 1e-3, total_steps=10,
+        envelope=optax_greedy.Envelope(decay_fraction=-0.1)),
      ValueError, r"decay_fraction must be in \[0, 1\]"),
     (lambda: optax_greedy.greedy_sgd(
-        1e-3, total_steps=10, ramp_fraction=0.5, decay_fraction=0.6),
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(0.5, 0.6)),
      ValueError, "ramp_fraction \\+ decay_fraction must be <= 1"),
-    (lambda: optax_greedy.hd_sgd(1e-3, total_steps=10, decay_shape="exp"),
+    (lambda: optax_greedy.hd_sgd(
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(decay_shape="exp")),
      ValueError, "decay_shape must be one of"),
     (lambda: optax_greedy.budget_schedule(0.0, total_steps=10), ValueError,
      r"learning_rate must be in \(0, inf\)"),
@@ -162,6 +165,14 @@ def test_learned_schedule_scales_the_policy_by_the_envelope():
     (lambda: optax_greedy.learned_schedule(
         optax_greedy.load_policy("dnn"), 0.1, budget=100), TypeError,
      "pass total_steps=100"),
+    (lambda: optax_greedy.greedy_adam(1e-3, total_steps=10,
+                                      decay_shape="cosine"), TypeError,
+     r"pass envelope=optax_greedy.Envelope\(decay_shape='cosine'\)"),
+    (lambda: optax_greedy.hd_adam(1e-3, total_steps=10, ramp_fraction=0.1,
+                                  decay_fraction=0.3), TypeError,
+     r"Envelope\(ramp_fraction=0.1, decay_fraction=0.3\)"),
+    (lambda: optax_greedy.greedy_lr(1e-3, envelope=(0.1, 0.2)), ValueError,
+     "envelope must be an optax_greedy.Envelope"),
 ])
 def test_bad_budgets_raise(call, error, match):
   with pytest.raises(error, match=match):

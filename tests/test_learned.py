@@ -480,9 +480,9 @@ def test_learned_schedule_warns_outside_the_training_envelope():
   with pytest.warns(UserWarning, match="trained for the envelope"
                     " ramp_fraction=0.05, decay_fraction=0.2"):
     optax_greedy.learned_schedule(policy, 0.1, total_steps=10,
-                                  ramp_fraction=0.0, decay_fraction=0.0)
+                                  envelope=optax_greedy.NO_ENVELOPE)
   alone = policy_lib.init_policy(jax.random.key(0),
-                               envelope=dnn_problems.NO_ENVELOPE)
+                               envelope=optax_greedy.NO_ENVELOPE)
   with pytest.warns(UserWarning, match="decay_fraction=0.0"):
     optax_greedy.learned_schedule(alone, 0.1, total_steps=10)
 

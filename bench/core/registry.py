@@ -377,8 +377,8 @@ def _learned_build(base, rate, steps, context, policy=None):
     return optax.chain(
         direction(base),
         optax_greedy.learned_schedule(policy or dnn_policy(), rate,
-                                      total_steps=steps, ramp_fraction=0.0,
-                                      decay_fraction=0.0))
+                                      total_steps=steps,
+                                      envelope=optax_greedy.NO_ENVELOPE))
 
 
 # ---------------------------------------------- knowing the step budget ---

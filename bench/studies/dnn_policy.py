@@ -26,7 +26,7 @@ policy was trained in):
   total_steps=200)`` -- with the step budget's default envelope (ramp over
   the first 5%, linear decay to zero over the last 20%; ``--envelope on``,
   the default, what a user gets) or without it (``--envelope off``: the
-  policy alone, ``ramp_fraction=0, decay_fraction=0``);
+  policy alone, ``envelope=optax_greedy.NO_ENVELOPE``);
 * ``cosine``: the fixed cosine schedule from the peak to 0;
 * ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
   budget);
@@ -260,7 +260,7 @@ def write_report(out_dir, report):
                " step budget's default envelope (ramp over the first 5%,"
                " linear decay to zero over the last 20%)."
                if report.get("envelope", "off") == "on" else
-               "the policy alone (`ramp_fraction=0, decay_fraction=0`)."),
+               "the policy alone (`envelope=optax_greedy.NO_ENVELOPE`)."),
            ""]
   lines += _table("Held-out families (never seen in training)",
                   summaries["held_out"])

@@ -79,7 +79,6 @@ from optax_greedy_lab.dnn_problems.data import tabular
 from optax_greedy_lab.dnn_problems.episodes import cosine_optimizer
 from optax_greedy_lab.dnn_problems.episodes import direction
 from optax_greedy_lab.dnn_problems.episodes import fitness
-from optax_greedy_lab.dnn_problems.episodes import NO_ENVELOPE
 from optax_greedy_lab.dnn_problems.episodes import learned_optimizer
 from optax_greedy_lab.dnn_problems.episodes import reward
 from optax_greedy_lab.dnn_problems.episodes import run_episode

@@ -72,20 +72,15 @@ def cosine_optimizer(problem, multiplier=1.0):
           1 + jnp.cos(jnp.pi * jnp.minimum(t / problem.budget, 1.0)))))
 
 
-#: No envelope: the policy alone.
-NO_ENVELOPE = (0.0, 0.0, "linear")
-
-
-def learned_optimizer(policy, envelope=NO_ENVELOPE):
+def learned_optimizer(policy, envelope=optax_greedy.NO_ENVELOPE):
   """``problem -> optimizer``: the direction, then the policy's schedule
-  inside ``envelope`` (``(ramp_fraction, decay_fraction, decay_shape)``)."""
-  ramp, decay, shape = envelope
+  inside ``envelope`` (an :class:`optax_greedy.Envelope`, or its tuple)."""
+  envelope = optax_greedy.Envelope(*envelope)
   return lambda problem: optax.chain(
       direction(problem.adam),
       optax_greedy.learned_schedule(policy, problem.peak,
                                     total_steps=problem.budget,
-                                    ramp_fraction=ramp, decay_fraction=decay,
-                                    decay_shape=shape))
+                                    envelope=envelope))
 
 
 def _applied_rate(state):
