@@ -6,7 +6,6 @@ The authors' implementation is gbaydin/hypergradient-descent (PyTorch
 ``SGDHD`` and ``AdamHD``); one ``update`` call is one reference ``step()``.
 """
 
-import functools
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
@@ -17,11 +16,11 @@ import optax
 
 from optax_greedy import _budget
 from optax_greedy import _checks
+from optax_greedy import _granularity
 from optax_greedy import _hd_directions
-from optax_greedy import _reductions
+from optax_greedy import _xla_numerics
 
-_GRANULARITIES = ("global", "per_tensor", "per_parameter")
-_GROUPS = "groups"
+_GROUPS = _granularity.GROUPS
 
 
 class HypergradientState(NamedTuple):
@@ -63,56 +62,7 @@ _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
                            "per_parameter": 0.01}
 
 
-def _granularity_kind(granularity) -> str:
-  """``granularity``'s kind; raises ``ValueError`` if it is none of them."""
-  if hasattr(granularity, "dtype"):
-    # What optax.inject_hyperparams passes for a callable it took for a
-    # schedule.
-    raise ValueError(
-        f"granularity must be a string, a pytree of labels or a callable, got"
-        f" the array {granularity!r}; under optax.inject_hyperparams, name a"
-        " callable granularity in static_args=('granularity',).")
-  if isinstance(granularity, str) or granularity is None:
-    if granularity not in _GRANULARITIES:
-      raise ValueError(
-          "granularity must be one of "
-          f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels"
-          f" or a callable returning one, got granularity={granularity!r}"
-          " (under optax.inject_hyperparams, a callable granularity must be"
-          " named in static_args=('granularity',)).")
-    return granularity
-  if callable(granularity):
-    return _GROUPS
-  if jax.tree_util.treedef_is_leaf(jax.tree.structure(granularity)):
-    raise ValueError(
-        "granularity must be one of "
-        f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels or"
-        f" a callable returning one, got granularity={granularity!r}.")
-  return _GROUPS
-
-
-def _full_labels(granularity, tree):
-  """Group label of every leaf of ``tree`` (the labels may be a prefix)."""
-  labels = granularity(tree) if callable(granularity) else granularity
-  return jax.tree.map(
-      lambda label, sub: jax.tree.map(lambda _: label, sub), labels, tree)
-
-
-def _scalar_rate_dtype(params, rate_dtype):
-  if rate_dtype is not None:
-    return jnp.dtype(rate_dtype)
-  return functools.reduce(
-      jnp.promote_types,
-      [jnp.asarray(p).dtype for p in jax.tree.leaves(params)], jnp.float32)
-
-
-def _leaf_rate_dtype(leaf, rate_dtype):
-  if rate_dtype is not None:
-    return jnp.dtype(rate_dtype)
-  return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
-
-
-def _hypergradient(
+def hypergradient_around(
     direction: _hd_directions.Direction,
     learning_rate,
     hypergrad_lr,
@@ -132,8 +82,8 @@ def _hypergradient(
   additive rule's default ``hypergrad_lr`` (``None``: required).
   ``budget`` is a :class:`optax_greedy._budget.Budget` or ``None``.
   """
-  kind = _granularity_kind(granularity)
-  _checks.check_choice("reduction", reduction, _reductions.REDUCTIONS)
+  kind = _granularity.kind(granularity)
+  _checks.check_choice("reduction", reduction, _xla_numerics.REDUCTIONS)
   _checks.check_choice("rule", rule, ("additive", "multiplicative"))
   multiplicative = rule == "multiplicative"
   if hypergrad_lr is None:
@@ -166,18 +116,18 @@ def _hypergradient(
   previous = direction.previous
 
   def labels_of(tree):
-    return _full_labels(granularity, tree) if kind == _GROUPS else None
+    return _granularity.full_labels(granularity, tree) if kind == _GROUPS else None
 
   def init_rates(params):
     if kind == "per_parameter":
       # full_like: the rates take the params' sharding.
       return jax.tree.map(
           lambda p: jnp.full_like(p, learning_rate,
-                                  _leaf_rate_dtype(p, rate_dtype)), params)
+                                  _granularity.leaf_rate_dtype(p, rate_dtype)), params)
     if kind == "global":
-      return jnp.asarray(learning_rate, _scalar_rate_dtype(params, rate_dtype))
+      return jnp.asarray(learning_rate, _granularity.scalar_rate_dtype(params, rate_dtype))
     return jax.tree.map(
-        lambda p: jnp.asarray(learning_rate, _leaf_rate_dtype(p, rate_dtype)),
+        lambda p: jnp.asarray(learning_rate, _granularity.leaf_rate_dtype(p, rate_dtype)),
         params)
 
   def per_leaf(rates, tree):
@@ -237,7 +187,7 @@ def _hypergradient(
         shared = [[i] for i in range(len(g_leaves))]
       sums: list[Any] = [None] * len(g_leaves)
       for members in shared:
-        parts = _reductions.shared_sums(
+        parts = _xla_numerics.shared_sums(
             [g_leaves[i] for i in members], [d_leaves[i] for i in members],
             r_leaves[members[0]].dtype, multiplicative, reduction)
         for i in members:
@@ -275,11 +225,9 @@ def _hypergradient(
       return new_rates(updates, prev, own, labels_of(updates))
 
     if direction.started is not None and kind == "per_parameter":
-      # No step before the first update (d_{-1} = 0). The conditional also
-      # makes the update read the new rates, instead of recomputing them
-      # with d_{t-1} inside its own loop (as XLA's CPU backend would).
-      rates = jax.lax.cond(direction.started(state.inner_state), step,
-                           lambda: own)
+      # No step before the first update (d_{-1} = 0).
+      rates = _xla_numerics.computed_once(
+          direction.started(state.inner_state), step, lambda: own)
     else:
       rates = step()
     if budget is None:
@@ -290,7 +238,7 @@ def _hypergradient(
       applied = enveloped(rates, state.step)
     leaf_rates = per_leaf(applied, updates)
     directions, inner_state = transform.update(
-        _reductions.after(updates, leaf_rates), state.inner_state, params,
+        _xla_numerics.after(updates, leaf_rates), state.inner_state, params,
         **extra_args)
     new_updates = jax.tree.map(
         lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
@@ -483,200 +431,8 @@ def hypergradient(
     Baydin et al., `Online Learning Rate Adaptation with Hypergradient
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  return _hypergradient(
+  return hypergradient_around(
       _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
       granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
-
-
-@_checks.keyword_only_after(
-    1, ("momentum", "nesterov"),
-    note="(optax.sgd's order; the hypergradient's step size is"
-    " hypergrad_lr=.)")
-@_checks.envelope_keywords
-def hd_sgd(
-    learning_rate: ArrayLike,
-    *,
-    hypergrad_lr: Optional[ArrayLike] = None,
-    momentum: Optional[ArrayLike] = None,
-    nesterov: bool = False,
-    accumulator_dtype: Optional[DTypeLike] = None,
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
-) -> optax.GradientTransformationExtraArgs:
-  r"""SGD-HD and SGDN-HD: SGD (with momentum) with a hypergradient rate.
-
-  The direction is the one SGD applies, after momentum:
-
-  .. math::
-
-    v_t = \mu\, v_{t-1} + g_t, \qquad
-    d_t = g_t \ (\text{no momentum}), \quad v_t \ (\text{momentum}), \quad
-    g_t + \mu\, v_t \ (\text{Nesterov}),
-
-  and :math:`h_t = g_t \cdot d_{t-1}`, as the reference ``SGDHD``
-  (momentum without dampening, ``v_0 = g_0``), with the rate rule of
-  :func:`hypergradient`. For L2 weight decay as the reference's
-  ``weight_decay``, chain :func:`optax.add_decayed_weights` before it: the
-  decayed gradient then enters both ``d_t`` and ``h_t``.
-
-  Memory: without momentum, a copy of the previous gradient; with momentum
-  ``d_{t-1}`` is the trace (recomputed, nothing stored); with Nesterov a
-  copy of ``d_{t-1}`` next to the trace. ``momentum=None`` (no trace) and a
-  number (a trace, even ``0.0``) give different state structures, as in
-  :func:`optax.sgd`; a traced momentum (``optax.inject_hyperparams``)
-  keeps the structure of the number.
-
-  Args:
-    learning_rate: the initial rate, a number >= 0 (> 0 for the
-      multiplicative rule).
-    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
-      default for the multiplicative rule, the paper's 1e-3 for the
-      additive rule (the reference's ``hypergrad_lr``).
-    momentum: ``mu`` in [0, 1), or ``None`` (default: plain SGD-HD, no
-      momentum buffer).
-    nesterov: Nesterov momentum (SGDN-HD); needs ``momentum``.
-    accumulator_dtype: the dtype of the momentum buffer, as in
-      :func:`optax.sgd` (default ``None``: the params').
-    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      envelope: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
-      with the default ``hypergrad_lr`` is the paper's SGD-HD.
-
-  Returns:
-    ``hypergradient(optax.trace(momentum, nesterov), ...)``, or
-    ``hypergradient(optax.identity(), ...)`` for ``momentum=None``.
-
-  Example:
-    >>> tx = hd_sgd(0.01, momentum=0.9, nesterov=True)
-    >>> paper = hd_sgd(0.01, rule="additive")  # beta = 1e-3
-
-  References:
-    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
-    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
-  """
-  _checks.check_static("nesterov", nesterov, "True or False", bool)
-  _checks.check_momentum(momentum, nesterov)
-  if momentum is None:
-    direction = _hd_directions.Direction(optax.identity())
-  else:
-    direction = _hd_directions.momentum(momentum, nesterov,
-                                        accumulator_dtype)
-  return _hypergradient(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-3,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
-
-
-@_checks.keyword_only_after(
-    1, ("b1", "b2", "eps", "eps_root", "mu_dtype"),
-    note="(optax.adam's order; the hypergradient's step size is"
-    " hypergrad_lr=.)")
-@_checks.envelope_keywords
-def hd_adam(
-    learning_rate: ArrayLike,
-    *,
-    hypergrad_lr: Optional[ArrayLike] = None,
-    b1: ArrayLike = 0.9,
-    b2: ArrayLike = 0.999,
-    eps: ArrayLike = 1e-8,
-    eps_root: ArrayLike = 0.0,
-    mu_dtype: Optional[DTypeLike] = None,
-    nesterov: bool = False,
-    eps_placement: str = "optax",
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
-) -> optax.GradientTransformationExtraArgs:
-  r"""Adam-HD: Adam with a hypergradient rate.
-
-  The direction is Adam's bias-corrected step and the hypergradient uses the
-  previous one, as the reference ``AdamHD``:
-
-  .. math::
-
-    d_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon},
-    \qquad h_t = g_t \cdot d_{t-1},
-
-  with the rate rule of :func:`hypergradient`. With ``hypergrad_lr=0`` this
-  is :func:`optax.adam` with a constant rate.
-
-  Memory and passes: ``d_{t-1}`` is recomputed from Adam's moments and
-  count, so the state is :func:`optax.scale_by_adam`'s plus the rates (a
-  scalar, one per leaf, or one per parameter); scalar rates add one
-  reduction pass that reads the gradient and both moments, per-parameter
-  rates read and write the rate array.
-
-  Args:
-    learning_rate: the initial rate, a number >= 0 (> 0 for the
-      multiplicative rule).
-    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
-      default for the multiplicative rule, the paper's 1e-7 for the
-      additive rule (``h`` is a sum of ``|g|``-sized terms, hence far
-      smaller than for SGD-HD).
-    b1, b2: Adam's decay rates in [0, 1), defaults 0.9 and 0.999.
-    eps: Adam's ``eps`` >= 0, default 1e-8.
-    eps_root: added to ``v_hat`` under the square root, >= 0, default 0.
-    mu_dtype: the dtype of the first moment, as in :func:`optax.adam`
-      (default ``None``: the params').
-    nesterov: Nesterov's Adam (NAdam), as in :func:`optax.adam`; its
-      direction needs ``g_{t-1}``, which the moments do not determine, so
-      ``d_{t-1}`` is stored (one params-sized copy) instead of recomputed.
-      Only with ``eps_placement="optax"``.
-    eps_placement: ``"optax"`` (default: ``eps`` added after bias correction,
-      as :func:`optax.scale_by_adam`) or ``"reference"`` (``eps`` added to
-      the uncorrected ``sqrt(v)``, as PyTorch and the reference, i.e.
-      ``eps / sqrt(1 - b2**t)`` after correction). The two differ only
-      where ``sqrt(v_hat)`` is comparable to ``eps``.
-    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      envelope: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
-      with the default ``hypergrad_lr`` is the paper's Adam-HD.
-
-  Returns:
-    ``hypergradient`` around Adam's direction (state
-    :class:`optax.ScaleByAdamState`), recomputing ``d_{t-1}``.
-
-  Example:
-    >>> tx = hd_adam(1e-3)
-    >>> paper = hd_adam(1e-3, rule="additive", eps_placement="reference")
-
-  References:
-    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
-    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
-  """
-  _checks.check_adam(b1, b2, eps, eps_root)
-  _checks.check_choice("eps_placement", eps_placement, ("optax", "reference"))
-  _checks.check_static("nesterov", nesterov, "True or False", bool)
-  if nesterov and eps_placement == "reference":
-    raise ValueError(
-        "nesterov=True takes optax's eps placement: pass"
-        " eps_placement='optax', got eps_placement='reference'.")
-  if nesterov:
-    direction = _hd_directions.Direction(optax.scale_by_adam(
-        b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype,
-        nesterov=True))
-  else:
-    direction = _hd_directions.adam(
-        b1, b2, eps, eps_root, mu_dtype,
-        reference_eps=eps_placement == "reference")
-  return _hypergradient(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-7,
       budget=_budget.budget(total_steps, envelope),
       reduction=reduction)
