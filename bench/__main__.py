@@ -5,6 +5,7 @@ refused at once with the valid choices.
 """
 
 import argparse
+import importlib.util
 import sys
 
 # The grid's tasks and the workloads, by name (checked against the modules
@@ -20,6 +21,8 @@ SWEEP_KEYS = ("cosine", "wsd", "greedy", "greedy_probe", "wsd_probe",
               "dog", "dowg", "dadapt_adamw", "momo", "cocob")
 LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
 BASES = ("sgd", "momentum", "adam")
+# The modules of the [bench] extra (setup.cfg), by the name they import as.
+BENCH_EXTRA = ("flax", "sklearn", "matplotlib", "scipy", "tqdm")
 
 # Command -> one line for --help, with the wall time on 2 idle CPU cores.
 COMMANDS = {
@@ -207,8 +210,10 @@ def _parser():
 # pylint: disable=import-outside-toplevel
 def _preset(args):
   from bench import presets
+  # The bar redraws one line: only on a terminal, not into a redirected log.
   summary = presets.main(args.command, args.out,
-                         progress=not args.no_progress, only=args.only,
+                         progress=not args.no_progress and sys.stderr.isatty(),
+                         only=args.only,
                          reuse=args.reuse)
   rate = summary["win_rate_vs_fixed_schedules"]
   train = (summary.get("train_win_tables") or {}).get("greedy", {})
@@ -324,6 +329,13 @@ def main(argv=None):
   """Parses ``argv`` (``sys.argv[1:]`` if None) and runs the command."""
   argv = sys.argv[1:] if argv is None else list(argv)
   args = _parser().parse_args(argv)
+  missing = [name for name in BENCH_EXTRA
+             if importlib.util.find_spec(name) is None]
+  if missing and args.command != "check-quick":
+    sys.exit(f"python -m bench {args.command} needs the [bench] extra, and"
+             f" {', '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+             " not installed: pip install -e \".[bench]\" (or pip install"
+             " \"optax_greedy[bench]\").")
   if args.command in ("quick", "full", "tiny"):
     return _preset(args)
   if args.command == "greedy-feeds":

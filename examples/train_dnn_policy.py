@@ -5,10 +5,10 @@ from scale-free features of the minibatch loss and the update norm, inside
 the step budget's envelope (a ramp over the first 5% of the steps, a linear
 decay to zero over the last 20%: what ``learned_schedule(...,
 total_steps=T)`` applies by default). It starts as an imitation of a fixed
-schedule (:func:`optax_greedy.learning.dnn_problems.imitation_policy`),
-then evolution strategies (:mod:`optax_greedy.learning.es`) improve it on
+schedule (:func:`optax_greedy_lab.dnn_problems.imitation_policy`),
+then evolution strategies (:mod:`optax_greedy_lab.es`) improve it on
 random MLPs, small CNNs and tiny transformer language models
-(:mod:`optax_greedy.learning.dnn_problems`), rewarded by the final
+(:mod:`optax_greedy_lab.dnn_problems`), rewarded by the final
 validation and training losses relative to cosine annealing tuned over
 three peak rates (half, one and two times the problem's peak) on the same
 problem. Deterministic for a seed::
@@ -16,7 +16,7 @@ problem. Deterministic for a seed::
   python examples/train_dnn_policy.py --seed 0
 
 writes ``out/dnn_policy.npz`` (its training configuration inside: see
-``optax_greedy.learning.policy_config``), the history in
+``optax_greedy.policy.policy_config``), the history in
 ``out/dnn_policy_history.json`` and, after every update, the evolution
 strategy's state in ``out/dnn_policy_state.npz``: stop it at any time and
 run the same command with ``--resume`` to continue exactly where it
@@ -43,11 +43,11 @@ import time
 import jax
 
 import optax_greedy
-from optax_greedy import learning
-from optax_greedy.learning import dnn_problems
-from optax_greedy.learning import es
+from optax_greedy import policy as policy_lib
+from optax_greedy_lab import dnn_problems
+from optax_greedy_lab import es
 
-ENVELOPE = (0.05, 0.2, "linear")
+ENVELOPE = optax_greedy.DEFAULT_ENVELOPE
 #: The settings of the shipped policy, and of the first one (``v1``).
 PRESETS = {
     "scale": dict(iterations=50, pairs=8, sigma=0.08, es_learning_rate=0.02,
@@ -128,7 +128,7 @@ def main(argv=None):
                           sigma=s["sigma"],
                           learning_rate=s["es_learning_rate"],
                           strategy=s["strategy"])
-  envelope = ENVELOPE if s["envelope"] == "on" else dnn_problems.NO_ENVELOPE
+  envelope = ENVELOPE if s["envelope"] == "on" else optax_greedy.NO_ENVELOPE
   config = dnn_problems.EnvConfig(
       problems=s["problems"], max_steps=s["max_steps"],
       min_budget=min(s["min_steps"], s["max_steps"]),
@@ -169,14 +169,14 @@ def main(argv=None):
   def log(i, info):
     history.append(info)
     print(f"iter {i:4d} fitness mean {info['mean_fitness']:+.4f} max"
-          f" {info['max_fitness']:+.4f} val>=baseline"
-          f" {info['val_equal_or_better']:.2f} {info['seconds']:.1f}s"
+          f" {info['max_fitness']:+.4f} val log(baseline/policy)"
+          f" {info['val_log_ratio']:+.4f} {info['seconds']:.1f}s"
           f" (elapsed {elapsed0 + time.perf_counter() - start:.0f}s)",
           flush=True)
 
   def checkpoint(i, policy):
     if (i + 1) % 10 == 0:
-      learning.save_policy(out.with_name(f"{out.stem}_iter{i + 1}.npz"),
+      policy_lib.save_policy(out.with_name(f"{out.stem}_iter{i + 1}.npz"),
                            policy, config=run_config, iterations=i + 1)
 
   def save(es_state):
@@ -195,7 +195,7 @@ def main(argv=None):
                   "train_seconds": round(seconds, 1),
                   "optax_greedy": getattr(optax_greedy, "__version__", "?"),
                   "commit": _commit(), "jax": jax.__version__}
-  learning.save_policy(out, policy, config=final_config,
+  policy_lib.save_policy(out, policy, config=final_config,
                        iterations=es_config.iterations,
                        train_seconds=round(seconds, 1), seed=args.seed)
   history_path.write_text(json.dumps(history, indent=1))

@@ -1,9 +1,9 @@
 """Trains a learned NMF schedule (the policy shipped as ``load_policy("nmf")``).
 
-Evolution strategies (:mod:`optax_greedy.learning.es`) on a tiny MLP that
+Evolution strategies (:mod:`optax_greedy_lab.es`) on a tiny MLP that
 picks the learning rate as a fraction of NMF's stability bound, over a
 vmapped batch of random synthetic stochastic-NMF problems
-(:mod:`optax_greedy.learning.nmf_problems`). Deterministic for a seed::
+(:mod:`optax_greedy_lab.nmf_problems`). Deterministic for a seed::
 
   python examples/train_nmf_policy.py --seed 0
 
@@ -22,8 +22,8 @@ import time
 
 import jax
 
-from optax_greedy import learning
-from optax_greedy.learning import nmf_problems
+from optax_greedy import policy as policy_lib
+from optax_greedy_lab import nmf_problems
 
 
 def main(argv=None):
@@ -54,7 +54,7 @@ def main(argv=None):
   print(f"held-out synthetic problems: {held_out}", flush=True)
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
-  learning.save_policy(out, policy, seed=args.seed,
+  policy_lib.save_policy(out, policy, seed=args.seed,
                        iterations=es_config.iterations,
                        train_seconds=round(seconds, 1))
   print(f"wrote {out}")

@@ -1,10 +1,15 @@
 """The step budget: a ramp up at the start, a decay to zero at the end.
 
-Every controller of this library takes ``total_steps``. Given a number, the
-rate it applies is its own rate times an *envelope* that rises over the
-first ``ramp_fraction`` of the budget and falls to zero over the last
-``decay_fraction``; the controller reacts (observes the loss, takes
-hypergradient steps) only in between, where the envelope is 1. A reactive
+Every controller of this library takes ``total_steps`` and ``envelope``
+(an :class:`Envelope`: the one representation of the envelope's settings).
+Given a number of steps, the rate it applies is its own rate times an
+*envelope* that rises over the first ``ramp_fraction`` of the budget and
+falls to zero over the last ``decay_fraction``; a controller that gates its
+reaction (GreedyLR observing the loss, the hypergradient's steps) reacts
+only in between, where the envelope is 1. This module is the one
+implementation: :class:`Budget` computes the envelope and the reacting
+phase from the update's ``step`` (a family's state holds that counter, and
+nothing else of the budget), and each family implements only its reaction. A reactive
 controller cannot see the end of training coming, and the last part of
 training, where the rate goes to zero, decides the final loss (Hägele et
 al., "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
@@ -12,7 +17,7 @@ Durations", NeurIPS 2024).
 """
 
 import dataclasses
-from typing import Any, Optional
+from typing import NamedTuple, Optional, overload
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +35,48 @@ DECAY_SHAPES = {
 RAMP_FRACTION = 0.05
 DECAY_FRACTION = 0.2
 DECAY_SHAPE = "linear"
+
+
+class Envelope(NamedTuple):
+  """The step budget's envelope, as fractions of ``total_steps``.
+
+  One argument, ``envelope=``, of every controller and of
+  :func:`budget_schedule`, and what a learned schedule's policy records
+  (``policy.envelope``). A tuple, so ``Envelope() == (0.05, 0.2,
+  "linear")``.
+
+  Attributes:
+    ramp_fraction: share of the budget spent ramping up, in [0, 1).
+      Default 0.05.
+    decay_fraction: share of the budget spent decaying to zero, in [0, 1],
+      with ``ramp_fraction + decay_fraction <= 1``. Default 0.2.
+    decay_shape: ``"linear"`` (default), ``"1-sqrt"`` or ``"cosine"``
+      (:data:`DECAY_SHAPES`).
+
+  Example:
+    >>> import optax_greedy
+    >>> tx = optax_greedy.greedy_adam(
+    ...     1e-3, total_steps=1000,
+    ...     envelope=optax_greedy.Envelope(decay_shape="1-sqrt"))
+  """
+
+  ramp_fraction: float = RAMP_FRACTION
+  decay_fraction: float = DECAY_FRACTION
+  decay_shape: str = DECAY_SHAPE
+
+  def same_as(self, other: "Envelope") -> bool:
+    """Whether two envelopes give the same scale at every step (the shape
+    matters only where there is a decay)."""
+    return (abs(self.ramp_fraction - other.ramp_fraction) < 1e-9
+            and abs(self.decay_fraction - other.decay_fraction) < 1e-9
+            and (self.decay_fraction == 0
+                 or self.decay_shape == other.decay_shape))
+
+
+#: The default envelope of every controller: (0.05, 0.2, "linear").
+DEFAULT_ENVELOPE = Envelope()
+#: No envelope: a scale of 1 at every step (the controller alone).
+NO_ENVELOPE = Envelope(0.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +110,7 @@ class Budget:
     where :math:`s` is the decay shape (:math:`1 - p`, :math:`1 -
     \sqrt{p}` or :math:`\frac{1}{2}(1 + \cos \pi p)`). The first update is
     never zero and the last is :math:`s(1 - 1/D)`, above zero: no update
-    of the budget is wasted.
+    of the budget is wasted. See :func:`budget_schedule` for short budgets.
     """
     t = jnp.minimum(jnp.asarray(step, jnp.float32), self.total_steps - 1)
     ramp = jnp.minimum(1.0, (t + 1.0) / (self.ramp_steps + 1.0))
@@ -80,29 +127,38 @@ class Budget:
         step < self.total_steps - self.decay_steps)
 
 
+@overload
+def budget(total_steps: None, envelope: Envelope) -> None:
+  ...
+
+
+@overload
+def budget(total_steps: ArrayLike, envelope: Envelope) -> Budget:
+  ...
+
+
 def budget(total_steps: Optional[ArrayLike],
-           ramp_fraction: ArrayLike = RAMP_FRACTION,
-           decay_fraction: ArrayLike = DECAY_FRACTION,
-           decay_shape: str = DECAY_SHAPE) -> Optional[Budget]:
+           envelope: Envelope) -> Optional[Budget]:
   """Checks the budget's arguments; ``None`` when ``total_steps`` is.
 
-  Concrete numbers are checked; traced ones (``optax.inject_hyperparams``,
-  ``jax.vmap``) pass unchecked, since the envelope is computed with
-  ``jax.numpy``.
+  Concrete numbers are checked; a traced ``total_steps``
+  (``optax.inject_hyperparams``, ``jax.vmap``) passes unchecked, since the
+  envelope is computed with ``jax.numpy``. The envelope is checked even
+  without ``total_steps``.
 
   Args:
     total_steps: an integer >= 1, or ``None`` (no budget).
-    ramp_fraction: share of the budget spent ramping up, in [0, 1).
-    decay_fraction: share of the budget spent decaying to zero, in [0, 1],
-      with ``ramp_fraction + decay_fraction <= 1``.
-    decay_shape: ``"linear"``, ``"1-sqrt"`` or ``"cosine"``.
+    envelope: an :class:`Envelope` (or a ``(ramp_fraction,
+      decay_fraction, decay_shape)`` tuple).
 
   Returns:
     A :class:`Budget`, or ``None``.
   """
-  if total_steps is None:
-    return None
-  _checks.check_integer("total_steps", total_steps, 1)
+  if not (isinstance(envelope, tuple) and len(envelope) == 3):
+    raise ValueError(
+        "envelope must be an optax_greedy.Envelope(ramp_fraction,"
+        f" decay_fraction, decay_shape), got envelope={envelope!r}.")
+  ramp_fraction, decay_fraction, decay_shape = envelope
   for name, value in (("ramp_fraction", ramp_fraction),
                       ("decay_fraction", decay_fraction)):
     _checks.check_number(name, value)
@@ -115,6 +171,9 @@ def budget(total_steps: Optional[ArrayLike],
         f" ramp_fraction={ramp_fraction!r},"
         f" decay_fraction={decay_fraction!r}.")
   _checks.check_choice("decay_shape", decay_shape, tuple(DECAY_SHAPES))
+  if total_steps is None:
+    return None
+  _checks.check_integer("total_steps", total_steps, 1)
   total = jnp.asarray(total_steps, jnp.float32)
   return Budget(total_steps=total,
                 ramp_steps=jnp.round(ramp_fraction * total),
@@ -122,32 +181,39 @@ def budget(total_steps: Optional[ArrayLike],
                 decay_shape=decay_shape)
 
 
+@_checks.keyword_only_after(1, ("total_steps",))
 def budget_schedule(
     learning_rate: ArrayLike,
-    total_steps: int,
     *,
-    ramp_fraction: ArrayLike = RAMP_FRACTION,
-    decay_fraction: ArrayLike = DECAY_FRACTION,
-    decay_shape: str = DECAY_SHAPE,
+    total_steps: int,
+    envelope: Envelope = DEFAULT_ENVELOPE,
 ) -> optax.Schedule:
   r"""The envelope of the step budget times a constant rate, as a schedule.
 
   ``learning_rate`` times :meth:`Budget.scale`: a ramp over the first
-  ``ramp_fraction`` of ``total_steps``, constant, then a decay to zero over
-  the last ``decay_fraction``. This is the envelope that every controller
+  ``envelope.ramp_fraction`` of ``total_steps``, constant, then a decay to
+  zero over the last ``envelope.decay_fraction``. This is the envelope that every controller
   of this library multiplies its own rate by when given ``total_steps``;
   as a schedule of its own it is the warmup-stable-decay schedule (Hägele
   et al., NeurIPS 2024, who found a short decay, in particular ``1-sqrt``,
   as good as a cosine over the whole run).
 
+  Short budgets: the phases are whole updates, ``R =
+  round(ramp_fraction * total_steps)`` and ``D = round(decay_fraction *
+  total_steps)`` (halves to even), so a phase shorter than half an update
+  vanishes, and the last update applies :math:`s(1 - 1/D)` of the rate
+  (``1/D`` for ``"linear"``). With the defaults, ``total_steps=2`` has no
+  ramp and no decay (every controller is then itself alone),
+  ``total_steps=10`` no ramp and a 2-update decay whose last update
+  applies half the rate; from ``total_steps=30`` (a 2-update ramp, a
+  6-update decay) the envelope has its shape. This holds for every
+  controller given ``total_steps``.
+
   Args:
     learning_rate: the constant rate, > 0.
     total_steps: the run's number of updates, >= 1.
-    ramp_fraction: share of the budget spent ramping up, in [0, 1).
-      Default 0.05.
-    decay_fraction: share of the budget spent decaying to zero, in [0, 1].
-      Default 0.2.
-    decay_shape: ``"linear"`` (default), ``"1-sqrt"`` or ``"cosine"``.
+    envelope: an :class:`Envelope`; default ``Envelope()``: a ramp over
+      the first 0.05 of the budget, a linear decay over the last 0.2.
 
   Returns:
     An optax schedule ``count -> rate`` (float32).
@@ -161,6 +227,7 @@ def budget_schedule(
     Training Durations <https://arxiv.org/abs/2405.18392>`_, NeurIPS 2024.
   """
   _checks.check_number("learning_rate", learning_rate)
-  _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
-  envelope = budget(total_steps, ramp_fraction, decay_fraction, decay_shape)
-  return lambda count: learning_rate * envelope.scale(count)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
+  phases = budget(total_steps, envelope)
+  return lambda count: learning_rate * phases.scale(count)

@@ -9,41 +9,48 @@ hyperparameters.
 
 import functools
 import importlib.util
+import math
 import numbers
 import os
 import sys
+from typing import TypeGuard
 import warnings
 
 import numpy as np
 
 
-def is_concrete(value) -> bool:
+def is_concrete(value: object) -> TypeGuard[float]:
   """True for a plain Python number (not a JAX array or tracer)."""
   return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_range(name, value, low=None, high=None, *, low_open=False,
-                high_open=False):
+                high_open=False, finite=False):
   """Raises ``ValueError`` naming ``name`` if a concrete ``value`` is outside.
+
+  NaN is in no range. Infinities pass an unbounded side unless ``finite``
+  (a rate, where ``inf`` would make the parameters NaN at the first
+  update).
 
   Args:
     name: the argument's name, as the user typed it.
     value: its value; non-concrete values are not checked.
     low, high: bounds (``None`` for unbounded).
     low_open, high_open: whether the bound itself is excluded.
+    finite: refuse ``inf`` and ``-inf`` too.
   """
   if not is_concrete(value):
     return
   too_low = low is not None and (value <= low if low_open else value < low)
   too_high = high is not None and (value >= high if high_open else value > high)
-  if too_low or too_high:
+  if too_low or too_high or math.isnan(value) or (
+      finite and math.isinf(value)):
     left = "(" if low_open or low is None else "["
     right = ")" if high_open or high is None else "]"
     lo = "-inf" if low is None else f"{low:g}"
     hi = "inf" if high is None else f"{high:g}"
     raise ValueError(
-        f"{name} must be in {left}{lo}, {hi}{right}, got {name}={value!r}."
-    )
+        f"{name} must be in {left}{lo}, {hi}{right}, got {name}={value!r}.")
 
 
 def check_choice(name, value, choices):
@@ -112,32 +119,37 @@ def check_static(name, value, accepted, kinds, sets="the structure of the"
         f" {name}={value!r}.{hint}")
 
 
-def positional_only_rate(optax_twin, twin_keywords):
-  """Decorator: the wrapped function takes the learning rate alone by
-  position; more positional arguments raise a ``TypeError`` naming the
-  keywords to use.
+def keyword_only_after(positional, meant, note=""):
+  """Decorator: the factory takes its first ``positional`` arguments by
+  position, the rest by keyword; more positional values raise a
+  ``TypeError`` that names the keyword each of them needs.
 
-  The optax alias of the same name takes its hyperparameters by position
-  (``optax.adam(1e-3, 0.9)``); the wrapper takes its own step size first, so
-  a silent reading of the second value as something else is refused.
+  Since 0.2.0 every factory takes its arguments after the rate by keyword
+  only (as optax's ``contrib`` transforms do), so that a value can never be
+  read as another argument than the one meant: ``greedy_adamw``'s fifth
+  positional was ``weight_decay`` where ``optax.adamw``'s is ``eps_root``.
 
   Args:
-    optax_twin: the name of the optax alias it mirrors (``"adam"``).
-    twin_keywords: that alias's positional arguments after the rate, in
-      order.
+    positional: how many arguments are positional (the rate, and what
+      comes before it).
+    meant: the keywords that the extra positions stand for, in order: what
+      the factory read there before 0.2.0, or the optax alias it mirrors.
+    note: a sentence appended to the message (e.g. what the optax alias
+      reads at the same positions).
   """
   def decorate(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-      if len(args) > 1:
-        given = ", ".join(f"{k}={v!r}" for k, v in zip(twin_keywords,
-                                                       args[1:]))
+      if len(args) > positional:
+        extra = args[positional:]
+        shown = [repr(a) if is_concrete(a) else "..."
+                 for a in args[:positional]] + [
+            f"{k}={v!r}" for k, v in zip(meant, extra)]
         raise TypeError(
-            f"{fn.__name__}() takes the learning rate as its only positional"
-            f" argument, got {len(args)}: pass the rest by keyword, e.g."
-            f" {fn.__name__}({args[0]!r}, {given}) for optax.{optax_twin}'s"
-            f" arguments, or hypergrad_lr={args[1]!r} for the hypergradient's"
-            " step size.")
+            f"{fn.__name__}() takes {positional} positional argument"
+            f"{'s' if positional > 1 else ''}, got {len(args)}: pass the rest"
+            f" by keyword, e.g. {fn.__name__}({', '.join(shown)})."
+            f"{' ' + note if note else ''}")
       return fn(*args, **kwargs)
     return wrapper
   return decorate
@@ -159,6 +171,24 @@ def renamed_keywords(**renamed):
   return decorate
 
 
+def envelope_keywords(fn):
+  """Decorator: ``ramp_fraction=``, ``decay_fraction=`` and
+  ``decay_shape=``, separate keywords before 0.2.0, raise a ``TypeError``
+  naming the one argument that holds them, ``envelope=Envelope(...)``."""
+  members = ("ramp_fraction", "decay_fraction", "decay_shape")
+
+  @functools.wraps(fn)
+  def wrapper(*args, **kwargs):
+    given = [f"{k}={kwargs[k]!r}" for k in members if k in kwargs]
+    if given:
+      raise TypeError(
+          f"{fn.__name__}() takes the step budget's envelope as one argument"
+          f" since 0.2.0: pass envelope=optax_greedy.Envelope("
+          f"{', '.join(given)}).")
+    return fn(*args, **kwargs)
+  return wrapper
+
+
 def check_momentum(momentum, nesterov):
   """``momentum`` is ``None`` or a number in [0, 1); Nesterov needs one > 0."""
   if momentum is not None:
@@ -171,13 +201,15 @@ def check_momentum(momentum, nesterov):
         f" momentum={momentum!r}.")
 
 
-def check_adam(b1, b2, eps):
-  """Adam's ``b1``, ``b2`` in [0, 1) and ``eps`` >= 0, all numbers."""
+def check_adam(b1, b2, eps, eps_root):
+  """Adam's ``b1``, ``b2`` in [0, 1) and ``eps``, ``eps_root`` >= 0, all
+  numbers."""
   for name, value in (("b1", b1), ("b2", b2)):
     check_number(name, value)
     check_range(name, value, 0, 1, high_open=True)
-  check_number("eps", eps)
-  check_range("eps", eps, 0)
+  for name, value in (("eps", eps), ("eps_root", eps_root)):
+    check_number(name, value)
+    check_range(name, value, 0)
 
 
 def check_scalar_value(value):
@@ -231,9 +263,10 @@ def warn_once_without_value(who, consequence):
 # Packages between the user's call and a transform's update: optax's chain
 # and wrappers, JAX's tracing, and this package itself.
 _LIBRARY_DIRS = tuple(
-    os.path.dirname(importlib.util.find_spec(name).origin) + os.sep
-    for name in ("optax", "jax", "optax_greedy", "flax")
-    if importlib.util.find_spec(name) is not None)
+    os.path.dirname(spec.origin) + os.sep
+    for spec in map(importlib.util.find_spec,
+                    ("optax", "jax", "optax_greedy", "flax"))
+    if spec is not None and spec.origin is not None)
 
 
 def _callers_stacklevel():

@@ -6,8 +6,11 @@ the features it reads, in order; the names and their formulas live here
 together, and a policy file naming another feature is refused.
 """
 
+from typing import Any, Sequence
+
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 #: Every feature is clipped to [-FEATURE_CLIP, FEATURE_CLIP].
 FEATURE_CLIP = 10.0
@@ -34,7 +37,7 @@ _FORMULAS = {
 KNOWN_FEATURES = tuple(_FORMULAS)
 
 
-def clean_features(features) -> jax.Array:
+def clean_features(features: ArrayLike) -> jax.Array:
   """NaN becomes 0, everything else is clipped to ``+-FEATURE_CLIP``."""
   features = jnp.nan_to_num(
       jnp.asarray(features, jnp.float32), nan=0.0, posinf=FEATURE_CLIP,
@@ -42,7 +45,8 @@ def clean_features(features) -> jax.Array:
   return jnp.clip(features, -FEATURE_CLIP, FEATURE_CLIP)
 
 
-def policy_features(state, total_steps, names=KNOWN_FEATURES) -> jax.Array:
+def policy_features(state: Any, total_steps: ArrayLike,
+                    names: Sequence[str] = KNOWN_FEATURES) -> jax.Array:
   r"""The named features of ``state``, each finite and in [-10, 10].
 
   With :math:`\bar\ell_t` the moving average of the log loss,

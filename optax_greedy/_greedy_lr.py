@@ -7,7 +7,7 @@ observes a ``value`` is one reference ``scheduler.step(value)``.
 """
 
 import numbers
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,12 +16,20 @@ import optax
 
 from optax_greedy import _budget
 from optax_greedy import _checks
+from optax_greedy import _xla_numerics
 
 
-_RELATIVE_MIN_LR = _checks.Marker("learning_rate / 100")
-_RELATIVE_MAX_LR = _checks.Marker("10 * learning_rate")
+# Defaults that depend on other arguments: markers, typed ``Any`` so that
+# they may stand where the argument's own type is declared.
+RELATIVE_MIN_LR: Any = _checks.Marker("learning_rate / 100")
+RELATIVE_MAX_LR: Any = _checks.Marker("10 * learning_rate")
 _WINDOW_SIZE = 50
-_DEFAULT_WINDOW_SIZE = _checks.Marker(str(_WINDOW_SIZE))
+DEFAULT_WINDOW_SIZE: Any = _checks.Marker(str(_WINDOW_SIZE))
+# The numeric defaults, one object each for greedy_lr and its aliases.
+FACTOR = 0.95
+THRESHOLD = 1e-6
+MIN_CHANGE = 1e-8
+RESET_START = 500
 
 
 class GreedyLRState(NamedTuple):
@@ -65,62 +73,25 @@ class GreedyLRState(NamedTuple):
   step: Optional[jax.Array] = None
 
 
-def _divide(numerator, denominator):
-  """``numerator / denominator`` rounded correctly, as Python rounds it.
-
-  XLA turns a division by a constant into a multiplication by its reciprocal,
-  one unit in the last place away from the quotient in about half the cases;
-  GreedyLR compares rates with ``min_lr`` exactly, so that ulp can change a
-  decision. The candidates next to the fast quotient are compared by their
-  exact residual ``numerator - q * denominator`` (Dekker's product).
-  """
-  dtype = numerator.dtype
-  split = jnp.asarray(2.0 ** -(-(jnp.finfo(dtype).nmant + 1) // 2) + 1, dtype)
-
-  def halves(x):
-    scaled = split * x
-    high = scaled - (scaled - x)
-    return high, x - high
-
-  def residual(q):
-    product = q * denominator
-    q_high, q_low = halves(q)
-    d_high, d_low = halves(denominator)
-    error = (((q_high * d_high - product) + q_high * d_low + q_low * d_high)
-             + q_low * d_low)
-    return jnp.abs((numerator - product) - error)
-
-  quotient = numerator / denominator
-  best, best_residual = quotient, residual(quotient)
-  for candidate in (jnp.nextafter(quotient, -jnp.inf),
-                    jnp.nextafter(quotient, jnp.inf)):
-    candidate_residual = residual(candidate)
-    closer = candidate_residual < best_residual
-    best = jnp.where(closer, candidate, best)
-    best_residual = jnp.where(closer, candidate_residual, best_residual)
-  return best
-
-
+@_checks.envelope_keywords
 def greedy_lr(
     learning_rate: ArrayLike,
     *,
     mode: str = "min",
-    factor: ArrayLike = 0.95,
+    factor: ArrayLike = FACTOR,
     patience: ArrayLike = 20,
-    threshold: ArrayLike = 1e-6,
+    threshold: ArrayLike = THRESHOLD,
     threshold_mode: str = "abs",
     cooldown: ArrayLike = 0,
     warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
-    min_change: ArrayLike = 1e-8,
+    min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
+    max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
+    min_change: ArrayLike = MIN_CHANGE,
     smooth: bool = True,
-    window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = 500,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    reset_start: ArrayLike = RESET_START,
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-learning_rate_t``, a rate that reacts to the loss.
 
@@ -172,6 +143,13 @@ def greedy_lr(
     ``observe=is_eval_step`` (a boolean array) instead, or use
     :func:`optax_greedy.validation_feed`.
 
+  One rate controller per chain: this transform applies a rate, and so do
+  :func:`greedy_adam`, :func:`optax_greedy.hd_adam`, :func:`optax.adam`...;
+  chained, their rates multiply (``chain(greedy_adam(1e-3),
+  greedy_lr(1e-3))`` moves the parameters by about ``1e-6``), and
+  :func:`optax_greedy.get_learning_rate` refuses such a state. Put
+  preconditioners without a rate before it (``optax.scale_by_adam()``).
+
   Omitting ``value`` altogether is almost always a mistake (the rate then
   never moves): tracing an update without it emits a ``UserWarning`` once;
   pass ``value=None`` to skip observing on purpose.
@@ -214,12 +192,12 @@ def greedy_lr(
       budget, exactly the reference's rule). With a number, the rate applied
       is the controller's rate times an envelope that ramps up over the
       first ``ramp_fraction`` of the budget and decays to zero over the
-      last ``decay_fraction`` (shape ``decay_shape``); the controller
-      observes only in between. These are not ``warmup`` and ``cooldown``,
-      which hold the rate after a change.
-    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
-      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``;
-      see :func:`optax_greedy.budget_schedule`.
+      last ``decay_fraction`` (shape ``decay_shape``) of ``envelope``; the
+      controller observes only in between. These are not ``warmup`` and
+      ``cooldown``, which hold the rate after a change.
+    envelope: an :class:`optax_greedy.Envelope` (used only with
+      ``total_steps``); default ``Envelope()`` (0.05, 0.2, ``"linear"``).
+      See :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -244,13 +222,14 @@ def greedy_lr(
                     patience=patience, threshold=threshold, cooldown=cooldown,
                     warmup=warmup, min_change=min_change,
                     reset_start=reset_start)
-  if min_lr is not None and min_lr is not _RELATIVE_MIN_LR:
+  if min_lr is not None and min_lr is not RELATIVE_MIN_LR:
     numbers_in["min_lr"] = min_lr
-  if max_lr is not None and max_lr is not _RELATIVE_MAX_LR:
+  if max_lr is not None and max_lr is not RELATIVE_MAX_LR:
     numbers_in["max_lr"] = max_lr
   for name, val in numbers_in.items():
     _checks.check_number(name, val)
-  _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
   _checks.check_choice("mode", mode, ("min", "max"))
   _checks.check_range("factor", factor, 0, 1, low_open=True, high_open=True)
   for name in ("patience", "cooldown", "warmup", "threshold", "min_change",
@@ -259,23 +238,22 @@ def greedy_lr(
       _checks.check_range(name, numbers_in[name], 0)
   _checks.check_choice("threshold_mode", threshold_mode, ("abs", "rel"))
   _checks.check_range("reset_start", reset_start, 1)
-  if window_size is _DEFAULT_WINDOW_SIZE:
+  if window_size is DEFAULT_WINDOW_SIZE:
     window_size = _WINDOW_SIZE
   if smooth:
     _checks.check_static("window_size", window_size, "a Python int >= 1",
                          numbers.Integral)
     _checks.check_range("window_size", int(window_size), 1)
   window_len_max = int(window_size) if smooth else 0
-  if min_lr is _RELATIVE_MIN_LR:
+  if min_lr is RELATIVE_MIN_LR:
     min_lr = learning_rate / 100
-  if max_lr is _RELATIVE_MAX_LR:
+  if max_lr is RELATIVE_MAX_LR:
     max_lr = 10 * learning_rate
   if (_checks.is_concrete(min_lr) and _checks.is_concrete(max_lr)
       and min_lr > max_lr):
     raise ValueError(
         f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
-  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
-                          decay_shape)
+  budget = _budget.budget(total_steps, envelope)
   sign = 1.0 if mode == "min" else -1.0
   warn_without_value = _checks.warn_once_without_value(
       "greedy_lr", "the learning rate will never change")
@@ -322,7 +300,7 @@ def greedy_lr(
         window_len=length,
         window_head=(state.window_head + 1) % window_len_max,
     )
-    return state, _divide(total, length.astype(total.dtype))
+    return state, _xla_numerics.divide(total, length.astype(total.dtype))
 
   def is_better(current, best):
     if threshold_mode == "abs":
@@ -364,7 +342,7 @@ def greedy_lr(
     A change of at most ``min_change`` is skipped. Returns the new rate and
     whether it is at (or below) ``min_lr``.
     """
-    raised = _divide(rate, jnp.asarray(factor, rate.dtype))
+    raised = _xla_numerics.divide(rate, jnp.asarray(factor, rate.dtype))
     if max_lr is not None:
       raised = jnp.minimum(raised, jnp.asarray(max_lr, rate.dtype))
     lowered = (rate * factor).astype(rate.dtype)
@@ -428,236 +406,7 @@ def greedy_lr(
       observed = optax.tree.where(observe, observed, applied)
     return updates, observed
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def _greedy_lr_args(kwargs):
-  """The keyword arguments of :func:`greedy_lr` among a wrapper's locals."""
-  return {name: kwargs[name] for name in _GREEDY_KEYWORDS}
-
-
-_GREEDY_KEYWORDS = (
-    "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
-    "warmup", "min_lr", "max_lr", "min_change", "smooth", "window_size",
-    "reset_start", "total_steps", "ramp_fraction", "decay_fraction",
-    "decay_shape")
-
-
-def greedy_sgd(
-    learning_rate: ArrayLike,
-    momentum: Optional[ArrayLike] = None,
-    nesterov: bool = False,
-    *,
-    mode: str = "min",
-    factor: ArrayLike = 0.95,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = 1e-6,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
-    min_change: ArrayLike = 1e-8,
-    smooth: bool = True,
-    window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = 500,
-    total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
-) -> optax.GradientTransformationExtraArgs:
-  """SGD (optionally with momentum) whose rate is set by :func:`greedy_lr`.
-
-  Args:
-    learning_rate: the initial rate, > 0.
-    momentum: decay of :func:`optax.trace`, in [0, 1); ``None`` (the
-      default) for plain SGD, with no momentum buffer in the state.
-    nesterov: use Nesterov momentum (needs ``momentum``).
-    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
-
-  Returns:
-    ``optax.chain(optax.trace(momentum, nesterov), greedy_lr(...))`` (the
-    trace is :func:`optax.identity` for ``momentum=None``).
-
-  Example:
-    >>> tx = greedy_sgd(0.1, momentum=0.9, patience=5)
-  """
-  _checks.check_momentum(momentum, nesterov)
-  if momentum is None:
-    direction = optax.identity()
-  else:
-    direction = optax.trace(decay=momentum, nesterov=nesterov)
-  return optax.chain(
-      direction, greedy_lr(learning_rate, **_greedy_lr_args(locals())))
-
-
-def greedy_adam(
-    learning_rate: ArrayLike,
-    b1: ArrayLike = 0.9,
-    b2: ArrayLike = 0.999,
-    eps: ArrayLike = 1e-8,
-    *,
-    mode: str = "min",
-    factor: ArrayLike = 0.95,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = 1e-6,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
-    min_change: ArrayLike = 1e-8,
-    smooth: bool = True,
-    window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = 500,
-    total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
-) -> optax.GradientTransformationExtraArgs:
-  """Adam whose rate is set by :func:`greedy_lr`.
-
-  Args:
-    learning_rate: the initial rate, > 0.
-    b1, b2: Adam's decay rates, in [0, 1), as in :func:`optax.adam`.
-    eps: Adam's ``eps`` >= 0, as in :func:`optax.adam` (GreedyLR's own
-      threshold on rate changes is ``min_change``).
-    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
-
-  Returns:
-    ``optax.chain(optax.scale_by_adam(b1, b2, eps), greedy_lr(...))``.
-
-  Example:
-    >>> tx = greedy_adam(1e-3, patience=5)
-  """
-  _checks.check_adam(b1, b2, eps)
-  return optax.chain(
-      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
-      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
-
-
-def greedy_adamw(
-    learning_rate: ArrayLike,
-    b1: ArrayLike = 0.9,
-    b2: ArrayLike = 0.999,
-    eps: ArrayLike = 1e-8,
-    weight_decay: ArrayLike = 1e-4,
-    mask: Any = None,
-    *,
-    mode: str = "min",
-    factor: ArrayLike = 0.95,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = 1e-6,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = _RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = _RELATIVE_MAX_LR,
-    min_change: ArrayLike = 1e-8,
-    smooth: bool = True,
-    window_size: int = _DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = 500,
-    total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
-) -> optax.GradientTransformationExtraArgs:
-  """AdamW (decoupled weight decay) whose rate is set by :func:`greedy_lr`.
-
-  As in :func:`optax.adamw`, the decay is scaled by the current rate.
-
-  Args:
-    learning_rate: the initial rate, > 0.
-    b1, b2, eps: as in :func:`greedy_adam`.
-    weight_decay: decoupled weight decay >= 0 (default 1e-4, as optax).
-    mask: as in :func:`optax.add_decayed_weights`.
-    mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
-      min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, ramp_fraction, decay_fraction, decay_shape: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
-
-  Returns:
-    ``optax.chain(scale_by_adam, add_decayed_weights, greedy_lr(...))``.
-
-  Example:
-    >>> tx = greedy_adamw(1e-3, weight_decay=1e-2)
-  """
-  _checks.check_adam(b1, b2, eps)
-  _checks.check_number("weight_decay", weight_decay)
-  _checks.check_range("weight_decay", weight_decay, 0)
-  return optax.chain(
-      optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
-      optax.add_decayed_weights(weight_decay, mask),
-      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
-
-
-
-def validation_feed(
-    step: ArrayLike,
-    every: int,
-    evaluate: Callable[[], Any],
-) -> dict[str, Any]:
-  """``value=`` and ``observe=`` for feeding a validation loss every k steps.
-
-  GreedyLR as its authors describe it observes the validation loss once per
-  evaluation. Inside a jitted, scanned training loop that is one line::
-
-    updates, state = tx.update(
-        grads, state, params,
-        **optax_greedy.validation_feed(t, 50, lambda: val_loss(params)))
-
-  On the steps ``t`` where ``(t + 1) % every == 0`` (after every ``every``
-  updates) it calls ``evaluate()`` (under :func:`jax.lax.cond`, so the
-  validation loss is computed only then) and returns
-  ``{"value": loss, "observe": True}``; on the other steps
-  ``{"value": <unused>, "observe": False}``, which leaves the controller
-  untouched and keeps the rate.
-
-  Pair it with settings for a sparse, already-averaged signal:
-  ``greedy_lr(lr, smooth=False, patience=1, factor=0.9)``. It raises the
-  rate at every improving evaluation, so it suits models trained to
-  convergence, not a model whose validation loss still improves at almost
-  every evaluation (a language model early in training): there, feed the
-  training loss (the defaults).
-
-  Args:
-    step: the 0-based index of the update (a Python int or a traced integer,
-      e.g. the scan's counter).
-    every: evaluate after every ``every`` updates, a Python int >= 1.
-    evaluate: a function of no arguments returning the scalar validation
-      loss (close over the current parameters).
-
-  Returns:
-    A dict with the keys ``value`` and ``observe``, to pass as ``**`` to the
-    update of any chain that contains :func:`greedy_lr`.
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, optax_greedy
-    >>> tx = optax_greedy.greedy_sgd(0.1, smooth=False, patience=1,
-    ...                              factor=0.9)
-    >>> params = jnp.ones(2)
-    >>> def train_step(carry, t):
-    ...   params, state = carry
-    ...   grads = jax.grad(lambda p: jnp.sum(p ** 2))(params)
-    ...   updates, state = tx.update(grads, state, params,
-    ...       **optax_greedy.validation_feed(
-    ...           t, 10, lambda: jnp.sum((params - 0.1) ** 2)))
-    ...   return (optax.apply_updates(params, updates), state), None
-    >>> (params, state), _ = jax.lax.scan(
-    ...     train_step, (params, tx.init(params)), jnp.arange(100))
-    >>> int(optax.tree.get(state, "count"))  # 100 steps, 10 evaluations
-    10
-  """
-  _checks.check_integer("every", every, 1)
-  observe = (jnp.asarray(step) + 1) % every == 0
-  skipped = jax.eval_shape(evaluate)
-  value = jax.lax.cond(
-      observe, evaluate,
-      lambda: jnp.zeros(skipped.shape, skipped.dtype))
-  return {"value": value, "observe": observe}
+  # A None field (``step`` without a budget) is an empty pytree node, which
+  # optax's ArrayTree alias does not spell.
+  return optax.GradientTransformationExtraArgs(
+      init_fn, update_fn)  # pyright: ignore[reportArgumentType]

@@ -40,18 +40,20 @@ def _adam_step(mu, nu, count, b1, b2, eps, eps_root, reference_eps):
       mu_hat, nu_hat)
 
 
-def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
+def adam(b1, b2, eps, eps_root, mu_dtype, reference_eps) -> Direction:
   """Adam's bias-corrected direction; ``previous`` recomputes it.
 
   With ``reference_eps=False`` the updates are those of
-  ``optax.scale_by_adam(b1, b2, eps, eps_root)`` and so is the state
-  (:class:`optax.ScaleByAdamState`).
+  ``optax.scale_by_adam(b1, b2, eps, eps_root, mu_dtype)`` and so is the
+  state (:class:`optax.ScaleByAdamState`).
   """
+  if mu_dtype is not None:
+    mu_dtype = jax.dtypes.canonicalize_dtype(mu_dtype)
 
   def init_fn(params):
     return optax.ScaleByAdamState(
         count=jnp.zeros([], jnp.int32),
-        mu=optax.tree.zeros_like(params),
+        mu=optax.tree.zeros_like(params, dtype=mu_dtype),
         nu=optax.tree.zeros_like(params))
 
   def update_fn(updates, state, params=None):
@@ -61,7 +63,8 @@ def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
     count = optax.safe_increment(state.count)
     directions = _adam_step(mu, nu, count, b1, b2, eps, eps_root,
                             reference_eps)
-    return directions, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+    return directions, optax.ScaleByAdamState(
+        count=count, mu=optax.tree.cast(mu, mu_dtype), nu=nu)
 
   def previous(state):
     # The same direction, with the bias corrections as scalar reciprocals:
@@ -87,11 +90,12 @@ def adam(b1, b2, eps, eps_root, reference_eps) -> Direction:
                    started=lambda state: state.count > 0)
 
 
-def momentum(decay, nesterov) -> Direction:
+def momentum(decay, nesterov, accumulator_dtype) -> Direction:
   """:func:`optax.trace`; without Nesterov the direction is the trace itself.
 
   With Nesterov, ``d_t = g_t + decay * v_t`` needs ``g_{t-1}``, which the
   trace does not determine: ``previous`` is ``None`` (store a copy).
   """
-  transform = optax.trace(decay=decay, nesterov=nesterov)
+  transform = optax.trace(decay=decay, nesterov=nesterov,
+                          accumulator_dtype=accumulator_dtype)
   return Direction(transform, None if nesterov else lambda s: s.trace)

@@ -6,7 +6,6 @@ The authors' implementation is gbaydin/hypergradient-descent (PyTorch
 ``SGDHD`` and ``AdamHD``); one ``update`` call is one reference ``step()``.
 """
 
-import functools
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
@@ -17,11 +16,11 @@ import optax
 
 from optax_greedy import _budget
 from optax_greedy import _checks
+from optax_greedy import _granularity
 from optax_greedy import _hd_directions
-from optax_greedy import _reductions
+from optax_greedy import _xla_numerics
 
-_GRANULARITIES = ("global", "per_tensor", "per_parameter")
-_GROUPS = "groups"
+_GROUPS = _granularity.GROUPS
 
 
 class HypergradientState(NamedTuple):
@@ -29,28 +28,31 @@ class HypergradientState(NamedTuple):
 
   Attributes:
     learning_rate: the rate(s) applied by the most recent update (before the
-      first update, the initial rate): a scalar (``"global"``), a tree of
-      scalars with the params' structure (``"per_tensor"`` and groups, where
-      the leaves of a group hold the same value), or a params-shaped tree
-      (``"per_parameter"``). Always a prefix of the params' tree, so it can
-      be broadcast leaf by leaf; a value written here between updates (e.g.
-      by :func:`optax_greedy.stability_clip`) is where the next update
-      continues from.
+      first update, the rate the first update would apply): a scalar
+      (``"global"``), a tree of scalars with the params' structure
+      (``"per_tensor"`` and groups, where the leaves of a group hold the
+      same value), or a params-shaped tree (``"per_parameter"``). Always a
+      prefix of the params' tree, so it can be broadcast leaf by leaf. A
+      record: overwriting it (as :func:`optax_greedy.stability_clip` does)
+      changes no later update.
     prev_direction: the direction ``d_{t-1}`` of the last update (params'
       structure and dtypes, zero before the first update), or ``None`` when
       the direction's own state determines it (:func:`hd_adam`,
       :func:`hd_sgd` with non-Nesterov momentum), which then recompute it.
     inner_state: the state of the wrapped direction transform.
-    own_rate: with ``total_steps``, the hypergradient's own rate(s), which
-      the next update continues from (``learning_rate`` is this times the
-      budget's envelope); ``None`` without it.
+    next_learning_rate: the hypergradient's own rate(s), same structure as
+      ``learning_rate``, from which the next update takes its hypergradient
+      step; without ``total_steps`` equal to ``learning_rate`` after every
+      update, with it ``learning_rate`` is this times the budget's envelope.
+      A value written here between updates is where the next update
+      continues from.
     step: with ``total_steps``, the number of updates; ``None`` without it.
   """
 
   learning_rate: Any
   prev_direction: Optional[optax.Updates]
   inner_state: optax.OptState
-  own_rate: Any = None
+  next_learning_rate: Any
   step: Optional[jax.Array] = None
 
 
@@ -60,56 +62,7 @@ _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
                            "per_parameter": 0.01}
 
 
-def _granularity_kind(granularity) -> str:
-  """``granularity``'s kind; raises ``ValueError`` if it is none of them."""
-  if hasattr(granularity, "dtype"):
-    # What optax.inject_hyperparams passes for a callable it took for a
-    # schedule.
-    raise ValueError(
-        f"granularity must be a string, a pytree of labels or a callable, got"
-        f" the array {granularity!r}; under optax.inject_hyperparams, name a"
-        " callable granularity in static_args=('granularity',).")
-  if isinstance(granularity, str) or granularity is None:
-    if granularity not in _GRANULARITIES:
-      raise ValueError(
-          "granularity must be one of "
-          f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels"
-          f" or a callable returning one, got granularity={granularity!r}"
-          " (under optax.inject_hyperparams, a callable granularity must be"
-          " named in static_args=('granularity',)).")
-    return granularity
-  if callable(granularity):
-    return _GROUPS
-  if jax.tree_util.treedef_is_leaf(jax.tree.structure(granularity)):
-    raise ValueError(
-        "granularity must be one of "
-        f"{', '.join(map(repr, _GRANULARITIES))}, a pytree of group labels or"
-        f" a callable returning one, got granularity={granularity!r}.")
-  return _GROUPS
-
-
-def _full_labels(granularity, tree):
-  """Group label of every leaf of ``tree`` (the labels may be a prefix)."""
-  labels = granularity(tree) if callable(granularity) else granularity
-  return jax.tree.map(
-      lambda label, sub: jax.tree.map(lambda _: label, sub), labels, tree)
-
-
-def _scalar_rate_dtype(params, rate_dtype):
-  if rate_dtype is not None:
-    return jnp.dtype(rate_dtype)
-  return functools.reduce(
-      jnp.promote_types,
-      [jnp.asarray(p).dtype for p in jax.tree.leaves(params)], jnp.float32)
-
-
-def _leaf_rate_dtype(leaf, rate_dtype):
-  if rate_dtype is not None:
-    return jnp.dtype(rate_dtype)
-  return jnp.promote_types(jnp.asarray(leaf).dtype, jnp.float32)
-
-
-def _hypergradient(
+def hypergradient_around(
     direction: _hd_directions.Direction,
     learning_rate,
     hypergrad_lr,
@@ -129,8 +82,8 @@ def _hypergradient(
   additive rule's default ``hypergrad_lr`` (``None``: required).
   ``budget`` is a :class:`optax_greedy._budget.Budget` or ``None``.
   """
-  kind = _granularity_kind(granularity)
-  _checks.check_choice("reduction", reduction, _reductions.REDUCTIONS)
+  kind = _granularity.kind(granularity)
+  _checks.check_choice("reduction", reduction, _xla_numerics.REDUCTIONS)
   _checks.check_choice("rule", rule, ("additive", "multiplicative"))
   multiplicative = rule == "multiplicative"
   if hypergrad_lr is None:
@@ -148,7 +101,7 @@ def _hypergradient(
   if hasattr(rate_dtype, "shape"):
     _checks.check_static("rate_dtype", rate_dtype, "a dtype or None", ())
   _checks.check_range("learning_rate", learning_rate, 0,
-                      low_open=multiplicative)
+                      low_open=multiplicative, finite=True)
   _checks.check_range("hypergrad_lr", hypergrad_lr, 0, 1 if multiplicative
                       else None, high_open=multiplicative)
   concrete = _checks.is_concrete
@@ -163,18 +116,18 @@ def _hypergradient(
   previous = direction.previous
 
   def labels_of(tree):
-    return _full_labels(granularity, tree) if kind == _GROUPS else None
+    return _granularity.full_labels(granularity, tree) if kind == _GROUPS else None
 
   def init_rates(params):
     if kind == "per_parameter":
       # full_like: the rates take the params' sharding.
       return jax.tree.map(
           lambda p: jnp.full_like(p, learning_rate,
-                                  _leaf_rate_dtype(p, rate_dtype)), params)
+                                  _granularity.leaf_rate_dtype(p, rate_dtype)), params)
     if kind == "global":
-      return jnp.asarray(learning_rate, _scalar_rate_dtype(params, rate_dtype))
+      return jnp.asarray(learning_rate, _granularity.scalar_rate_dtype(params, rate_dtype))
     return jax.tree.map(
-        lambda p: jnp.asarray(learning_rate, _leaf_rate_dtype(p, rate_dtype)),
+        lambda p: jnp.asarray(learning_rate, _granularity.leaf_rate_dtype(p, rate_dtype)),
         params)
 
   def per_leaf(rates, tree):
@@ -187,19 +140,22 @@ def _hypergradient(
     inner_state = transform.init(params)
     if optax.tree.get_all_with_path(inner_state, "learning_rate"):
       raise ValueError(
-          "direction's state has a field named 'learning_rate', so"
-          " optax.tree.get(state, 'learning_rate') would be ambiguous; pass"
-          " a direction without a learning rate (e.g. optax.scale_by_adam"
-          " rather than optax.adam).")
+          "direction's state has a field named 'learning_rate': it applies"
+          " a rate of its own, which the hypergradient's would multiply"
+          " (and optax.tree.get(state, 'learning_rate') would be"
+          " ambiguous); pass a direction without a learning rate (e.g."
+          " optax.scale_by_adam rather than optax.adam or greedy_adam).")
     rates = init_rates(params)
     prev_direction = (optax.tree.zeros_like(params) if previous is None
                       else None)
     if budget is None:
-      return HypergradientState(rates, prev_direction, inner_state)
+      return HypergradientState(
+          learning_rate=rates, prev_direction=prev_direction,
+          inner_state=inner_state, next_learning_rate=rates)
     step = jnp.zeros([], jnp.int32)
     return HypergradientState(
         learning_rate=enveloped(rates, step), prev_direction=prev_direction,
-        inner_state=inner_state, own_rate=rates, step=step)
+        inner_state=inner_state, next_learning_rate=rates, step=step)
 
   def enveloped(rates, step):
     scale = budget.scale(step)
@@ -229,9 +185,9 @@ def _hypergradient(
         shared = list(by_label.values())
       else:
         shared = [[i] for i in range(len(g_leaves))]
-      sums = [None] * len(g_leaves)
+      sums: list[Any] = [None] * len(g_leaves)
       for members in shared:
-        parts = _reductions.shared_sums(
+        parts = _xla_numerics.shared_sums(
             [g_leaves[i] for i in members], [d_leaves[i] for i in members],
             r_leaves[members[0]].dtype, multiplicative, reduction)
         for i in members:
@@ -239,7 +195,7 @@ def _hypergradient(
       if kind == "global":
         sums, r_leaves = sums[:1], [rates]
 
-      def step(r, parts):
+      def shared_step(r, parts):
         parts = [x.astype(r.dtype) for x in parts]
         if multiplicative:
           gd, gg, dd = parts
@@ -248,7 +204,7 @@ def _hypergradient(
           return r * (1 + hypergrad_lr * cosine)
         return r + hypergrad_lr * parts[0]
 
-      candidate = [step(r, parts) for r, parts in zip(r_leaves, sums)]
+      candidate = [shared_step(r, parts) for r, parts in zip(r_leaves, sums)]
       candidate = (candidate[0] if kind == "global"
                    else treedef.unflatten(candidate))
 
@@ -261,7 +217,7 @@ def _hypergradient(
     return jax.tree.map(guard, candidate, rates)
 
   def update_fn(updates, state, params=None, **extra_args):
-    own = state.learning_rate if budget is None else state.own_rate
+    own = state.next_learning_rate
 
     def step():
       prev = (state.prev_direction if previous is None
@@ -269,11 +225,9 @@ def _hypergradient(
       return new_rates(updates, prev, own, labels_of(updates))
 
     if direction.started is not None and kind == "per_parameter":
-      # No step before the first update (d_{-1} = 0). The conditional also
-      # makes the update read the new rates, instead of recomputing them
-      # with d_{t-1} inside its own loop (as XLA's CPU backend would).
-      rates = jax.lax.cond(direction.started(state.inner_state), step,
-                           lambda: own)
+      # No step before the first update (d_{-1} = 0).
+      rates = _xla_numerics.computed_once(
+          direction.started(state.inner_state), step, lambda: own)
     else:
       rates = step()
     if budget is None:
@@ -284,27 +238,32 @@ def _hypergradient(
       applied = enveloped(rates, state.step)
     leaf_rates = per_leaf(applied, updates)
     directions, inner_state = transform.update(
-        _reductions.after(updates, leaf_rates), state.inner_state, params,
+        _xla_numerics.after(updates, leaf_rates), state.inner_state, params,
         **extra_args)
     new_updates = jax.tree.map(
         lambda d, r, g: (-r * d.astype(r.dtype)).astype(g.dtype),
         directions, leaf_rates, updates)
     stored = None if previous is not None else jax.tree.map(
         lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
-    if budget is None:
-      return new_updates, HypergradientState(rates, stored, inner_state)
     return new_updates, HypergradientState(
         learning_rate=applied, prev_direction=stored, inner_state=inner_state,
-        own_rate=rates, step=optax.safe_increment(state.step))
+        next_learning_rate=rates,
+        step=None if budget is None else jnp.asarray(
+            optax.safe_increment(state.step)))
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  # A None field (``prev_direction``, ``step``) is an empty pytree node,
+  # which optax's ArrayTree alias does not spell.
+  return optax.GradientTransformationExtraArgs(
+      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
+@_checks.keyword_only_after(2, ("hypergrad_lr",))
+@_checks.envelope_keywords
 def hypergradient(
     direction: optax.GradientTransformation,
     learning_rate: ArrayLike,
-    hypergrad_lr: Optional[ArrayLike] = None,
     *,
+    hypergrad_lr: Optional[ArrayLike] = None,
     granularity: Union[str, Any, Callable[[Any], Any]] = "global",
     rule: str = "multiplicative",
     min_lr: Optional[ArrayLike] = 0.0,
@@ -312,9 +271,7 @@ def hypergradient(
     rate_dtype: Optional[DTypeLike] = None,
     reduction: str = "auto",
     total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Applies ``-alpha_t * d_t``, with rates tuned online by hypergradients.
 
@@ -375,11 +332,12 @@ def hypergradient(
     ``static_args``.
 
   The state's ``learning_rate`` is the rate applied by the most recent
-  update (the initial rate before any). The next update starts from the
-  value found there, so a transform that overwrites it between updates
-  (:func:`optax_greedy.stability_clip` writes the rate it actually applied)
-  projects the rate: HD continues from the capped rate. For groups each
-  leaf continues from its own stored value, with its group's step.
+  update (the initial rate before any), a record; the rate the next
+  hypergradient step starts from is ``next_learning_rate``, the same name
+  as in :func:`optax_greedy.greedy_lr`. A value written into
+  ``next_learning_rate`` between updates is where the rate continues from
+  (for groups each leaf continues from its own stored value, with its
+  group's step); one written into ``learning_rate`` changes nothing.
 
   Guard: where the new rate would be non-finite (a NaN or infinite gradient,
   an overflowing hypergradient), the rate keeps its previous value: the
@@ -398,8 +356,9 @@ def hypergradient(
 
   Memory and passes: this function stores the previous direction (one
   params-sized copy, params' dtypes) on top of ``direction``'s own state,
-  plus the rates (one params-sized copy in ``rate_dtype`` for
-  ``"per_parameter"``, one scalar per leaf at most otherwise). Scalar rates
+  plus the rates, twice (the one applied and the next one: two
+  params-sized copies in ``rate_dtype`` for ``"per_parameter"``, one
+  scalar per leaf at most otherwise). Scalar rates
   add one reduction that reads the gradient and ``d_{t-1}`` (all three sums
   of the multiplicative rule in the same pass); per-parameter rates read
   and write the rate array. :func:`hd_adam` and :func:`hd_sgd` (momentum
@@ -445,16 +404,18 @@ def hypergradient(
       budget). With a number, the rate applied is the hypergradient's rate
       times an envelope that ramps up over the first ``ramp_fraction`` of
       the budget and decays to zero over the last ``decay_fraction`` (shape
-      ``decay_shape``); the hypergradient steps only in between, and
-      continues from its own rate (``own_rate`` in the state).
-    ramp_fraction, decay_fraction, decay_shape: the envelope (used only
-      with ``total_steps``): defaults 0.05, 0.2 and ``"linear"``; see
-      :func:`optax_greedy.budget_schedule`.
+      ``decay_shape``) of ``envelope``; the hypergradient steps only in
+      between, and continues from its own rate (``next_learning_rate`` in
+      the state).
+    envelope: an :class:`optax_greedy.Envelope` (used only with
+      ``total_steps``); default ``Envelope()`` (0.05, 0.2, ``"linear"``).
+      See :func:`optax_greedy.budget_schedule`.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`HypergradientState`; ``optax.tree.get(state, "learning_rate")``
-    gives the rate(s). Updates keep the dtype of the incoming updates.
+    gives the rate(s) applied by the last update and ``optax.tree.get(state,
+    "next_learning_rate")`` the rate(s) the next one steps from. Updates keep the dtype of the incoming updates.
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_greedy
@@ -470,180 +431,8 @@ def hypergradient(
     Baydin et al., `Online Learning Rate Adaptation with Hypergradient
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
-  return _hypergradient(
+  return hypergradient_around(
       _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
       granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
-      reduction=reduction)
-
-
-@_checks.positional_only_rate(optax_twin="sgd", twin_keywords=(
-    "momentum", "nesterov"))
-def hd_sgd(
-    learning_rate: ArrayLike,
-    *,
-    hypergrad_lr: Optional[ArrayLike] = None,
-    momentum: Optional[ArrayLike] = None,
-    nesterov: bool = False,
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
-) -> optax.GradientTransformationExtraArgs:
-  r"""SGD-HD and SGDN-HD: SGD (with momentum) with a hypergradient rate.
-
-  The direction is the one SGD applies, after momentum:
-
-  .. math::
-
-    v_t = \mu\, v_{t-1} + g_t, \qquad
-    d_t = g_t \ (\text{no momentum}), \quad v_t \ (\text{momentum}), \quad
-    g_t + \mu\, v_t \ (\text{Nesterov}),
-
-  and :math:`h_t = g_t \cdot d_{t-1}`, as the reference ``SGDHD``
-  (momentum without dampening, ``v_0 = g_0``), with the rate rule of
-  :func:`hypergradient`. For L2 weight decay as the reference's
-  ``weight_decay``, chain :func:`optax.add_decayed_weights` before it: the
-  decayed gradient then enters both ``d_t`` and ``h_t``.
-
-  Memory: without momentum, a copy of the previous gradient; with momentum
-  ``d_{t-1}`` is the trace (recomputed, nothing stored); with Nesterov a
-  copy of ``d_{t-1}`` next to the trace. ``momentum=None`` (no trace) and a
-  number (a trace, even ``0.0``) give different state structures, as in
-  :func:`optax.sgd`; a traced momentum (``optax.inject_hyperparams``)
-  keeps the structure of the number.
-
-  Args:
-    learning_rate: the initial rate, a number >= 0 (> 0 for the
-      multiplicative rule).
-    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
-      default for the multiplicative rule, the paper's 1e-3 for the
-      additive rule (the reference's ``hypergrad_lr``).
-    momentum: ``mu`` in [0, 1), or ``None`` (default: plain SGD-HD, no
-      momentum buffer).
-    nesterov: Nesterov momentum (SGDN-HD); needs ``momentum``.
-    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      ramp_fraction, decay_fraction, decay_shape: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
-      with the default ``hypergrad_lr`` is the paper's SGD-HD.
-
-  Returns:
-    ``hypergradient(optax.trace(momentum, nesterov), ...)``, or
-    ``hypergradient(optax.identity(), ...)`` for ``momentum=None``.
-
-  Example:
-    >>> tx = hd_sgd(0.01, momentum=0.9, nesterov=True)
-    >>> paper = hd_sgd(0.01, rule="additive")  # beta = 1e-3
-
-  References:
-    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
-    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
-  """
-  _checks.check_static("nesterov", nesterov, "True or False", bool)
-  _checks.check_momentum(momentum, nesterov)
-  if momentum is None:
-    direction = _hd_directions.Direction(optax.identity())
-  else:
-    direction = _hd_directions.momentum(momentum, nesterov)
-  return _hypergradient(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-3,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
-      reduction=reduction)
-
-
-@_checks.positional_only_rate(optax_twin="adam", twin_keywords=(
-    "b1", "b2", "eps", "eps_root"))
-def hd_adam(
-    learning_rate: ArrayLike,
-    *,
-    hypergrad_lr: Optional[ArrayLike] = None,
-    b1: ArrayLike = 0.9,
-    b2: ArrayLike = 0.999,
-    eps: ArrayLike = 1e-8,
-    eps_root: ArrayLike = 0.0,
-    eps_placement: str = "optax",
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
-) -> optax.GradientTransformationExtraArgs:
-  r"""Adam-HD: Adam with a hypergradient rate.
-
-  The direction is Adam's bias-corrected step and the hypergradient uses the
-  previous one, as the reference ``AdamHD``:
-
-  .. math::
-
-    d_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon},
-    \qquad h_t = g_t \cdot d_{t-1},
-
-  with the rate rule of :func:`hypergradient`. With ``hypergrad_lr=0`` this
-  is :func:`optax.adam` with a constant rate.
-
-  Memory and passes: ``d_{t-1}`` is recomputed from Adam's moments and
-  count, so the state is :func:`optax.scale_by_adam`'s plus the rates (a
-  scalar, one per leaf, or one per parameter); scalar rates add one
-  reduction pass that reads the gradient and both moments, per-parameter
-  rates read and write the rate array.
-
-  Args:
-    learning_rate: the initial rate, a number >= 0 (> 0 for the
-      multiplicative rule).
-    hypergrad_lr: ``beta``; default ``None``: :func:`hypergradient`'s
-      default for the multiplicative rule, the paper's 1e-7 for the
-      additive rule (``h`` is a sum of ``|g|``-sized terms, hence far
-      smaller than for SGD-HD).
-    b1, b2: Adam's decay rates in [0, 1), defaults 0.9 and 0.999.
-    eps: Adam's ``eps`` >= 0, default 1e-8.
-    eps_root: added to ``v_hat`` under the square root, >= 0, default 0.
-    eps_placement: ``"optax"`` (default: ``eps`` added after bias correction,
-      as :func:`optax.scale_by_adam`) or ``"reference"`` (``eps`` added to
-      the uncorrected ``sqrt(v)``, as PyTorch and the reference, i.e.
-      ``eps / sqrt(1 - b2**t)`` after correction). The two differ only
-      where ``sqrt(v_hat)`` is comparable to ``eps``.
-    granularity, rule, min_lr, max_lr, rate_dtype, reduction, total_steps,
-      ramp_fraction, decay_fraction, decay_shape: as in
-      :func:`hypergradient` (defaults ``"global"``, ``"multiplicative"``,
-      0, ``None``, ``None``, ``"auto"``, ``None``). ``rule="additive"``
-      with the default ``hypergrad_lr`` is the paper's Adam-HD.
-
-  Returns:
-    ``hypergradient`` around Adam's direction (state
-    :class:`optax.ScaleByAdamState`), recomputing ``d_{t-1}``.
-
-  Example:
-    >>> tx = hd_adam(1e-3)
-    >>> paper = hd_adam(1e-3, rule="additive", eps_placement="reference")
-
-  References:
-    Baydin et al., `Online Learning Rate Adaptation with Hypergradient
-    Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
-  """
-  _checks.check_adam(b1, b2, eps)
-  _checks.check_number("eps_root", eps_root)
-  _checks.check_range("eps_root", eps_root, 0)
-  _checks.check_choice("eps_placement", eps_placement, ("optax", "reference"))
-  direction = _hd_directions.adam(b1, b2, eps, eps_root,
-                                  reference_eps=eps_placement == "reference")
-  return _hypergradient(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-7,
-      budget=_budget.budget(total_steps, ramp_fraction, decay_fraction,
-                            decay_shape),
+      budget=_budget.budget(total_steps, envelope),
       reduction=reduction)

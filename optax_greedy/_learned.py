@@ -11,11 +11,11 @@ largest rate allowed* (``max_rate``): a stability bound for NMF, the peak
 rate the user gives for deep networks. No output of the policy can exceed
 it.
 
-The policy (:class:`optax_greedy.learning.Policy`, a tiny MLP in plain
+The policy (:class:`optax_greedy.policy.Policy`, a tiny MLP in plain
 jax.numpy) reads named, scale-free features of the state (see
-:func:`optax_greedy.learning.policy_features`). Two policies ship with the
+:func:`optax_greedy.policy.policy_features`). Two policies ship with the
 package and are read by :func:`optax_greedy.load_policy`;
-``optax_greedy.learning`` trains them.
+``optax_greedy_lab`` trains them.
 """
 
 from typing import Any, Callable, NamedTuple, Union
@@ -29,7 +29,7 @@ import optax
 from optax_greedy import _budget
 from optax_greedy import _checks
 from optax_greedy import _features
-from optax_greedy import _policy
+from optax_greedy import policy as _policy
 
 
 class LearnedScheduleState(NamedTuple):
@@ -66,19 +66,20 @@ class LearnedScheduleState(NamedTuple):
   count: jax.Array
 
 
-def _ema(decay, old, new):
+def _ema(average_decay, old, new):
   """Moving average that starts at the first value (``old`` NaN)."""
-  return jnp.where(jnp.isnan(old), new, decay * old + (1.0 - decay) * new)
+  return jnp.where(jnp.isnan(old), new,
+                   average_decay * old + (1.0 - average_decay) * new)
 
 
-def _observe(state, updates, value, decay):
+def _observe(state, updates, value, average_decay):
   """The state's statistics after observing ``value`` and ``updates``."""
   log_loss = jnp.log(jnp.asarray(value, jnp.float32))
   log_norm = jnp.log(optax.tree.norm(updates).astype(jnp.float32))
   ok_loss = jnp.isfinite(log_loss)
   ok_norm = jnp.isfinite(log_norm)
   first = jnp.isnan(state.log_loss)
-  new_log_loss = _ema(decay, state.log_loss, log_loss)
+  new_log_loss = _ema(average_decay, state.log_loss, log_loss)
   step = jnp.where(first, 0.0, new_log_loss - state.log_loss)
   deviation = jnp.where(first, 0.0, log_loss - state.log_loss)
   keep_if_bad = lambda new, old: jnp.where(ok_loss, new, old)
@@ -88,65 +89,54 @@ def _observe(state, updates, value, decay):
       log_loss=keep_if_bad(new_log_loss, state.log_loss),
       log_loss_min=keep_if_bad(
           jnp.fmin(state.log_loss_min, new_log_loss), state.log_loss_min),
-      slope=keep_if_bad(decay * state.slope + (1 - decay) * step,
+      slope=keep_if_bad(average_decay * state.slope + (1 - average_decay) * step,
                         state.slope),
       loss_variance=keep_if_bad(
-          decay * state.loss_variance + (1 - decay) * deviation ** 2,
+          average_decay * state.loss_variance + (1 - average_decay) * deviation ** 2,
           state.loss_variance),
       log_grad_norm0=jnp.where(
           jnp.isnan(state.log_grad_norm0) & ok_norm, log_norm,
           state.log_grad_norm0),
       log_grad_norm=jnp.where(
-          ok_norm, _ema(decay, state.log_grad_norm, log_norm),
+          ok_norm, _ema(average_decay, state.log_grad_norm, log_norm),
           state.log_grad_norm),
   )
 
 
-def _same_envelope(trained, used):
-  """Whether two ``(ramp, decay, shape)`` envelopes are the same (the shape
-  matters only where there is a decay); ``None`` where unknown (traced)."""
-  try:
-    ramp, decay = float(used[0]), float(used[1])
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return None
-  same = abs(ramp - trained[0]) < 1e-9 and abs(decay - trained[1]) < 1e-9
-  return same and (decay == 0 or str(used[2]) == trained[2])
-
-
-def _warn_if_other_envelope(policy, ramp_fraction, decay_fraction,
-                            decay_shape):
+def _warn_if_other_envelope(policy, envelope):
   if policy.envelope is None:
     return
-  used = (ramp_fraction, decay_fraction, decay_shape)
-  if _same_envelope(policy.envelope, used) is False:
-    ramp, decay, shape = policy.envelope
+  trained, used = _budget.Envelope(*policy.envelope), _budget.Envelope(
+      *envelope)
+  if not trained.same_as(used):
     warnings.warn(
         f"learned_schedule: the policy was trained for the envelope"
-        f" ramp_fraction={ramp}, decay_fraction={decay},"
-        f" decay_shape={shape!r}, and is used with"
-        f" ramp_fraction={ramp_fraction}, decay_fraction={decay_fraction},"
-        f" decay_shape={decay_shape!r}; pass the training envelope (see"
-        " policy.envelope) for the schedule it learned.", UserWarning,
-        stacklevel=4)
+        f" ramp_fraction={trained.ramp_fraction},"
+        f" decay_fraction={trained.decay_fraction},"
+        f" decay_shape={trained.decay_shape!r}, and is used with"
+        f" ramp_fraction={used.ramp_fraction},"
+        f" decay_fraction={used.decay_fraction},"
+        f" decay_shape={used.decay_shape!r}; pass the training envelope"
+        " (envelope=policy.envelope) for the schedule it learned.",
+        UserWarning, stacklevel=5)
 
 
-@_checks.renamed_keywords(budget="total_steps")
+@_checks.renamed_keywords(budget="total_steps", decay="average_decay")
+@_checks.envelope_keywords
 def learned_schedule(
     policy: _policy.Policy,
     max_rate: Union[ArrayLike, Callable[[optax.Params], Any]],
     *,
     total_steps: int,
-    decay: ArrayLike = 0.9,
-    ramp_fraction: ArrayLike = _budget.RAMP_FRACTION,
-    decay_fraction: ArrayLike = _budget.DECAY_FRACTION,
-    decay_shape: str = _budget.DECAY_SHAPE,
+    average_decay: ArrayLike = 0.9,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales updates by ``-fraction_t * max_rate``, a learned schedule.
 
   Each call ``update(updates, state, params, value=loss)`` observes ``loss``
   (the loss at ``params``, e.g. the minibatch loss) and the norm of
   ``updates``, computes the policy's features
-  (:func:`optax_greedy.learning.policy_features`),
+  (:func:`optax_greedy.policy.policy_features`),
   asks the policy for
 
   .. math::
@@ -156,8 +146,9 @@ def learned_schedule(
 
   where :math:`e_t` is the step budget's envelope (a ramp over the first
   ``ramp_fraction`` of ``total_steps``, a decay to zero over the last
-  ``decay_fraction``; see :func:`optax_greedy.budget_schedule`; pass both
-  fractions as 0 for none), and returns ``-lr_t * updates``. No policy
+  ``decay_fraction`` of ``envelope``; see
+  :func:`optax_greedy.budget_schedule`; ``envelope=optax_greedy.NO_ENVELOPE``
+  for none), and returns ``-lr_t * updates``. No policy
   output can exceed ``max_rate``. ``value=None`` keeps the last fraction
   (``max_rate`` and the envelope are still recomputed) and observes
   nothing; omitting ``value`` does the same but warns once, at trace time.
@@ -179,7 +170,7 @@ def learned_schedule(
   reinforcement learning", ICLR 2023 Tiny Papers (Amazon).
 
   Args:
-    policy: a :class:`optax_greedy.learning.Policy`, e.g.
+    policy: a :class:`optax_greedy.policy.Policy`, e.g.
       ``load_policy("dnn")``. May be traced (training vmaps over a
       population of them).
     max_rate: the rate that a fraction of 1 means: a number > 0, or a
@@ -187,14 +178,16 @@ def learned_schedule(
       a prefix of the params (per-block rates, e.g. ``{"W": bW, "H": bH}``).
     total_steps: the number of updates of the run, an integer >= 1; the
       policy sees the share used, and the envelope spans it.
-    decay: of the moving averages of the log loss, its slope and noise and
-      the log update norm, in [0, 1). Default 0.9 (the one both shipped
-      policies were trained with): about 10 steps of memory.
-    ramp_fraction, decay_fraction, decay_shape: the envelope, as in
-      :func:`optax_greedy.budget_schedule` (defaults 0.05, 0.2,
-      ``"linear"``). A policy records the envelope it is meant to act
-      inside (``policy.envelope``; the shipped ``"dnn"`` policy: these
-      defaults); another one here warns (``UserWarning``).
+    average_decay: the decay of the moving averages of the log loss, its
+      slope and noise and the log update norm, in [0, 1) (``decay=`` before
+      0.2.0, a name now left to the envelope's ``decay_*``). Default 0.9
+      (the one both shipped policies were trained with): about 10 steps of
+      memory.
+    envelope: an :class:`optax_greedy.Envelope`, as in
+      :func:`optax_greedy.budget_schedule` (default ``Envelope()``: ramp
+      0.05, linear decay 0.2). A policy records the envelope it is meant to
+      act inside (``policy.envelope``; the shipped ``"dnn"`` policy: the
+      default); another one here warns (``UserWarning``).
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
@@ -224,28 +217,28 @@ def learned_schedule(
     raise ValueError(
         "learned_schedule needs total_steps (an integer >= 1): its policy"
         " reads the share of the budget used, got total_steps=None.")
-  budget = _budget.budget(total_steps, ramp_fraction, decay_fraction,
-                          decay_shape)
-  _warn_if_other_envelope(policy, ramp_fraction, decay_fraction, decay_shape)
-  _checks.check_number("decay", decay)
-  _checks.check_range("decay", decay, 0, 1, high_open=True)
-  callable_rate = callable(max_rate)
-  if not callable_rate:
+  budget = _budget.budget(total_steps, envelope)
+  _warn_if_other_envelope(policy, envelope)
+  _checks.check_number("average_decay", average_decay)
+  _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
+  rate_fn = max_rate if callable(max_rate) else None
+  if rate_fn is None:
     _checks.check_number("max_rate", max_rate)
-    _checks.check_range("max_rate", max_rate, 0, low_open=True)
+    _checks.check_range("max_rate", max_rate, 0, low_open=True,
+                      finite=True)
   warn_without_value = _checks.warn_once_without_value(
       "learned_schedule",
       "the policy observes no loss and the fraction never changes")
 
   def rate_tree(params):
-    if not callable_rate:
+    if rate_fn is None:
       return jnp.asarray(max_rate, jnp.float32)
     if params is None:
       raise ValueError(
           "learned_schedule: max_rate is a function of the params, so"
           " update() needs params=...")
     return jax.tree.map(lambda b: jnp.asarray(b, jnp.float32),
-                        max_rate(params))
+                        rate_fn(params))
 
   def init_fn(params):
     nan = jnp.asarray(jnp.nan, jnp.float32)
@@ -266,7 +259,7 @@ def learned_schedule(
       value = None
     if value is not None:
       _checks.check_scalar_value(value)
-      new_state = _observe(state, updates, value, decay)
+      new_state = _observe(state, updates, value, average_decay)
       features = _features.policy_features(new_state, budget.total_steps,
                                            policy.features)
       new_state = new_state._replace(fraction=_policy.policy_fraction(

@@ -46,7 +46,7 @@ def learned_scale(
     headroom: float = 30.0,
     start: Optional[float] = None,
     weight_decay: float = 0.01,
-    envelope: Optional[_budget.Envelope] = None,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A rate that a learned scale brings down to what the run can take.
 
@@ -80,8 +80,7 @@ def learned_scale(
       stays near it until the run gives it evidence; 1 starts near
       ``learning_rate`` itself); ``None``: Mechanic's own ``1e-6``.
     weight_decay: Mechanic's own weight decay (its default 0.01), >= 0.
-    envelope: the budget's ramp and decay
-      (:data:`DEFAULT_ENVELOPE` if None).
+    envelope: the budget's ramp and decay (:data:`DEFAULT_ENVELOPE`).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is
@@ -96,12 +95,14 @@ def learned_scale(
     Cutkosky, Defazio and Mehta, `Mechanic: A Learning Rate Tuner
     <https://arxiv.org/abs/2306.00144>`_, NeurIPS 2023.
   """
-  _checks.check_rate("learning_rate", learning_rate)
+  _checks.check_number("learning_rate", learning_rate)
+  _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
   _checks.check_number("headroom", headroom)
-  _checks.check_range("headroom", headroom, 1)
+  _checks.check_range("headroom", headroom, 1, finite=True)
   if start is not None:
     _checks.check_number("start", start)
-    _checks.check_range("start", start, 0, low_open=True)
+    _checks.check_range("start", start, 0, low_open=True, finite=True)
   _checks.check_number("weight_decay", weight_decay)
   _checks.check_range("weight_decay", weight_decay, 0)
   base_rate = _budget.budget_schedule(learning_rate * headroom,

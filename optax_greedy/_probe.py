@@ -15,7 +15,6 @@ toward a fixed fraction of the averaged parabola's minimum, from the
 probed update on. Between probes the multiplier is held.
 """
 
-import math
 from typing import NamedTuple, Optional
 
 import jax
@@ -71,6 +70,7 @@ def rate_probe(
     max_change: float = 4.0,
     min_scale: float = 1e-2,
     max_scale: float = 1e2,
+    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Scales the updates by a multiplier measured along them.
 
@@ -127,6 +127,8 @@ def rate_probe(
       (before ``gain``), > 1.
     min_scale, max_scale: bounds of the multiplier, ``0 < min_scale <= 1
       <= max_scale``.
+    envelope: the budget's ramp and decay, the same as the rate's
+      (:data:`DEFAULT_ENVELOPE`).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is
@@ -157,15 +159,14 @@ def rate_probe(
                       ("gain", gain), ("max_change", max_change),
                       ("min_scale", min_scale), ("max_scale", max_scale)):
     _checks.check_number(name, value)
-    if _checks.is_concrete(value) and not math.isfinite(value):
-      raise ValueError(f"{name} must be a finite number, got {value!r}.")
   _checks.check_range("fraction", fraction, 0, 1, low_open=True)
   _checks.check_range("averaging", averaging, 0, 1, high_open=True)
   _checks.check_range("gain", gain, 0, 1, low_open=True)
-  _checks.check_range("max_change", max_change, 1, low_open=True)
+  _checks.check_range("max_change", max_change, 1, low_open=True,
+                      finite=True)
   _checks.check_range("min_scale", min_scale, 0, 1, low_open=True)
-  _checks.check_range("max_scale", max_scale, 1)
-  envelope = _budget.budget(total_steps)
+  _checks.check_range("max_scale", max_scale, 1, finite=True)
+  budget = _budget.budget(total_steps, envelope)
   nan = lambda: jnp.full([], jnp.nan, jnp.float32)
 
   def init_fn(params):
@@ -188,11 +189,11 @@ def rate_probe(
 
   def _probe(updates, state, params, value_fn):
     step, s = state.count, state.probe_scale
-    if envelope is None:
+    if budget is None:
       full, probing = jnp.ones([], jnp.float32), jnp.ones([], bool)
     else:
-      full = envelope.scale(step)
-      probing = step < envelope.total_steps - envelope.decay_steps
+      full = budget.scale(step)
+      probing = step < budget.total_steps - budget.decay_steps
     probing = probing & (step % every == 0)
 
     def measure():

@@ -23,7 +23,8 @@ def get_learning_rate(state: optax.OptState) -> optax.Updates:
     prefix of the params (one rate per block, per leaf or per element).
 
   Raises:
-    ValueError: if the state holds no such field, or several.
+    ValueError: if the state holds no such field, or several (two rate
+      controllers chained, whose rates multiply: the message says so).
 
   Example:
     >>> import jax.numpy as jnp, optax, optax_greedy
@@ -38,10 +39,15 @@ def get_learning_rate(state: optax.OptState) -> optax.Updates:
            if not _in_hyperparams(path)]
   if len(found) != 1:
     where = [jax.tree_util.keystr(path) for path, _ in found]
+    chained = (
+        " Two rate controllers in one chain (e.g. chain(greedy_adam(1e-3),"
+        " greedy_lr(1e-3))) multiply their rates: each scales the other's"
+        " update, so the parameters move by the product (about 1e-6 here);"
+        " use one controller per chain." if len(found) > 1 else "")
     raise ValueError(
         "get_learning_rate: expected one field named 'learning_rate' outside"
         f" the injected hyperparameters, found {len(found)}"
-        f"{': ' + ', '.join(where) if where else ''}.")
+        f"{': ' + ', '.join(where) if where else ''}.{chained}")
   return found[0][1]
 
 

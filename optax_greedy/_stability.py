@@ -69,7 +69,8 @@ def _scheduled_rate(learning_rate) -> optax.GradientTransformationExtraArgs:
     rate = rate_at(state.count)
     updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
     return updates, ScheduledRateState(
-        learning_rate=rate, count=optax.safe_increment(state.count))
+        learning_rate=rate,
+        count=jnp.asarray(optax.safe_increment(state.count)))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -102,18 +103,6 @@ def _on_common_blocks(rates, caps, params):
   if jax.tree_util.treedef_is_leaf(cap_tree):
     return rates, jax.tree.map(lambda r: caps, rates)
   return jax.tree.broadcast(rates, params), jax.tree.broadcast(caps, params)
-
-
-def _as_own_rate(stored, own):
-  """``stored`` (on the blocks of the caps) back on the wrapped transform's
-  own structure ``own``: where one of its rates covers several blocks, the
-  largest rate applied to them (a projection onto the largest cap)."""
-  def one(like, blocks):
-    leaves = jax.tree.leaves(blocks)
-    if len(leaves) == 1 and jnp.shape(leaves[0]) == like.shape:
-      return leaves[0].astype(like.dtype)
-    return jnp.max(jnp.stack([jnp.max(x) for x in leaves])).astype(like.dtype)
-  return jax.tree.map(one, own, stored)
 
 
 def stability_clip(
@@ -156,12 +145,11 @@ def stability_clip(
   The rate applied, :math:`\min(\eta, c_b)`, is written back into the wrapped
   state's ``learning_rate`` field, so ``optax.tree.get(state,
   "learning_rate")`` is the rate actually applied, on the finer of the
-  rate's and the caps' blocks. The wrapped transform reads that field at its
-  next update: a hypergradient rate continues from the capped value (where
-  one of its rates covers several blocks, from the largest of their applied
-  rates; with ``total_steps`` it keeps its own rate and the cap applies to
-  each update); GreedyLR and the learned schedule keep their own state and
-  only record the rate there.
+  rate's and the caps' blocks. That field is a record in every family: the
+  wrapped transform keeps its own rate (``next_learning_rate`` in
+  :func:`optax_greedy.greedy_lr` and :func:`optax_greedy.hypergradient`,
+  the fraction in :func:`optax_greedy.learned_schedule`) and the cap
+  applies to each update.
 
   Keep the factors non-negative by adding :func:`optax.keep_params_nonnegative`
   after this transform (it replaces ``u`` by ``-p`` where ``p + u < 0``,
@@ -265,7 +253,8 @@ def stability_clip(
     if not callable(learning_rate):
       _checks.check_number("learning_rate", learning_rate,
                            " > 0 or a schedule")
-      _checks.check_range("learning_rate", learning_rate, 0, low_open=True)
+      _checks.check_range("learning_rate", learning_rate, 0, low_open=True,
+                      finite=True)
     inner = _scheduled_rate(learning_rate)
 
   def bounds_of(params, **kwargs):
@@ -304,7 +293,9 @@ def stability_clip(
 
   def update_fn(updates, state, params=None, **extra_args):
     if params is None:
-      raise ValueError(optax.NO_PARAMS_MSG)
+      raise ValueError(
+          "stability_clip computes its bound from the params: pass"
+          " params=... to update().")
     missing = [k for k in bound_args if k not in extra_args]
     if missing:
       raise ValueError(
@@ -318,10 +309,14 @@ def stability_clip(
             state.bound),
         lambda: state.bound,
     )
+    # The wrapped transform's own record had its structure, which the capped
+    # record may not have (it is on the finer of the rate's and the caps'
+    # blocks); no transform reads its record, so a placeholder of the own
+    # structure stands in (and XLA drops it).
     own = _read_rate(jax.eval_shape(inner.init, params))
     inner_state = optax.tree.set(
         state.inner_state,
-        learning_rate=_as_own_rate(_read_rate(state.inner_state), own))
+        learning_rate=jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), own))
     updates, inner_state = inner.update(updates, inner_state, params,
                                         **extra_args)
     scales, applied = capped(_read_rate(inner_state), bounds, params)
@@ -329,10 +324,11 @@ def stability_clip(
         lambda s, block: jax.tree.map(lambda u: (u * s).astype(u.dtype), block),
         scales, updates)
     if max_update is not None:
-      updates = optax.tree.clip(updates, -max_update, max_update)
+      limit = jnp.asarray(max_update)
+      updates = optax.tree.clip(updates, -limit, limit)
     new_state = StabilityClipState(
         bound=bounds,
-        count=optax.safe_increment(state.count),
+        count=jnp.asarray(optax.safe_increment(state.count)),
         inner_state=optax.tree.set(inner_state, learning_rate=applied),
     )
     return updates, new_state

@@ -37,6 +37,7 @@ import numbers
 from typing import Any, Optional
 
 import jax
+import jax.core
 import jax.numpy as jnp
 import numpy as np
 
@@ -102,7 +103,9 @@ def digits_matrix(dtype: Any = jnp.float32) -> jax.Array:
         "optax_greedy.nmf.digits_matrix() reads scikit-learn's digits, and"
         " scikit-learn is not installed: pip install"
         ' "optax_greedy[examples]" (or pip install scikit-learn).') from error
-  return jnp.asarray(datasets.load_digits().data / 16.0, dtype)
+  digits = datasets.load_digits()  # A Bunch, whatever its stubs say.
+  return jnp.asarray(
+      digits.data / 16.0, dtype)  # pyright: ignore[reportAttributeAccessIssue]
 
 
 def init(key: jax.Array, V: jax.Array, rank: int) -> dict[str, jax.Array]:

@@ -143,7 +143,7 @@ def _hd(direction, granularity, rule, hypergrad_lr):
 
 # The step budget of the budget-aware entries: of the eight updates of the
 # contract's trajectory, two ramp up, three react and three decay.
-BUDGET = dict(total_steps=10, ramp_fraction=0.2, decay_fraction=0.3)
+BUDGET = dict(total_steps=10, envelope=og.Envelope(0.2, 0.3))
 
 
 def _budget_scale(update):

@@ -53,6 +53,16 @@ def _json(path):
                     parse_constant=_reject_constant)
 
 
+def test_a_missing_extra_is_named(monkeypatch, tmp_path):
+  """Without the [bench] extra the entry point names it, before importing
+  anything that needs it."""
+  monkeypatch.setattr(cli, "BENCH_EXTRA", ("flax", "no_such_module_xyz"))
+  with pytest.raises(SystemExit, match=r"needs the \[bench\] extra, and"
+                     r" no_such_module_xyz is not installed: pip install"):
+    cli.main(["tiny", "--out", str(tmp_path), "--no-progress"])
+  assert not any(tmp_path.iterdir())
+
+
 @pytest.fixture(scope="module")
 def out_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("bench")

@@ -26,7 +26,7 @@ def _expected_scale(t, total=100, ramp=5, decay=20, shape="linear"):
 @pytest.mark.parametrize("shape", ["linear", "1-sqrt", "cosine"])
 def test_budget_schedule_is_the_envelope(shape):
   schedule = optax_greedy.budget_schedule(
-      2.0, 100, ramp_fraction=0.05, decay_fraction=0.2, decay_shape=shape)
+      2.0, total_steps=100, envelope=optax_greedy.Envelope(0.05, 0.2, shape))
   for t in (0, 1, 4, 5, 50, 79, 80, 81, 90, 99, 100, 1000):
     np.testing.assert_allclose(float(schedule(t)),
                                2.0 * _expected_scale(t, shape=shape),
@@ -85,7 +85,7 @@ def test_without_a_budget_nothing_changes():
   state = plain.init(jnp.zeros(3))
   assert state.step is None
   hd = optax_greedy.hd_adam(0.1).init(jnp.zeros(3))
-  assert hd.own_rate is None and hd.step is None
+  assert hd.step is None
 
 
 def test_an_empty_envelope_is_the_controller_alone():
@@ -97,8 +97,9 @@ def test_an_empty_envelope_is_the_controller_alone():
       lambda **kw: optax_greedy.hypergradient(optax.identity(), 0.1,
                                               granularity="per_tensor", **kw)):
     _, plain, _ = _trace(make(), 40, values)
-    _, budgeted, _ = _trace(make(total_steps=40, ramp_fraction=0.0,
-                                 decay_fraction=0.0), 40, values)
+    _, budgeted, _ = _trace(make(total_steps=40,
+                                 envelope=optax_greedy.NO_ENVELOPE), 40,
+                            values)
     np.testing.assert_allclose(np.asarray(budgeted), np.asarray(plain),
                                rtol=1e-6)
 
@@ -109,12 +110,12 @@ def test_hypergradient_rates_hold_still_outside_the_reacting_phase():
   params = {"w": jnp.linspace(-1.0, 1.0, 4)}
   loss = lambda p: jnp.sum(jnp.cosh(p["w"] - 0.3))  # noqa: E731
   tx = optax_greedy.hd_sgd(0.2, hypergrad_lr=0.2, total_steps=20,
-                           ramp_fraction=0.2, decay_fraction=0.3)
+                           envelope=optax_greedy.Envelope(0.2, 0.3))
 
   def step(carry, _):
     p, s = carry
     updates, s = tx.update(jax.grad(loss)(p), s, p)
-    return (optax.apply_updates(p, updates), s), (s.own_rate, s.learning_rate)
+    return (optax.apply_updates(p, updates), s), (s.next_learning_rate, s.learning_rate)
 
   _, (own, applied) = jax.lax.scan(step, (params, tx.init(params)), None,
                                    length=25)
@@ -143,17 +144,20 @@ def test_learned_schedule_scales_the_policy_by_the_envelope():
      "total_steps must be an integer"),
     (lambda: optax_greedy.greedy_lr(1e-3, total_steps="100"), ValueError,
      "total_steps must be an integer"),
-    (lambda: optax_greedy.greedy_lr(1e-3, total_steps=10, ramp_fraction=1.0),
+    (lambda: optax_greedy.greedy_lr(
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(1.0)),
      ValueError, r"ramp_fraction must be in \[0, 1\)"),
     (lambda: optax_greedy.hypergradient(
-        optax.identity(), 1e-3, total_steps=10, decay_fraction=-0.1),
+        optax.identity(), 1e-3, total_steps=10,
+        envelope=optax_greedy.Envelope(decay_fraction=-0.1)),
      ValueError, r"decay_fraction must be in \[0, 1\]"),
     (lambda: optax_greedy.greedy_sgd(
-        1e-3, total_steps=10, ramp_fraction=0.5, decay_fraction=0.6),
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(0.5, 0.6)),
      ValueError, "ramp_fraction \\+ decay_fraction must be <= 1"),
-    (lambda: optax_greedy.hd_sgd(1e-3, total_steps=10, decay_shape="exp"),
+    (lambda: optax_greedy.hd_sgd(
+        1e-3, total_steps=10, envelope=optax_greedy.Envelope(decay_shape="exp")),
      ValueError, "decay_shape must be one of"),
-    (lambda: optax_greedy.budget_schedule(0.0, 10), ValueError,
+    (lambda: optax_greedy.budget_schedule(0.0, total_steps=10), ValueError,
      r"learning_rate must be in \(0, inf\)"),
     (lambda: optax_greedy.learned_schedule(
         optax_greedy.load_policy("dnn"), 0.1, total_steps=None), ValueError,
@@ -161,6 +165,14 @@ def test_learned_schedule_scales_the_policy_by_the_envelope():
     (lambda: optax_greedy.learned_schedule(
         optax_greedy.load_policy("dnn"), 0.1, budget=100), TypeError,
      "pass total_steps=100"),
+    (lambda: optax_greedy.greedy_adam(1e-3, total_steps=10,
+                                      decay_shape="cosine"), TypeError,
+     r"pass envelope=optax_greedy.Envelope\(decay_shape='cosine'\)"),
+    (lambda: optax_greedy.hd_adam(1e-3, total_steps=10, ramp_fraction=0.1,
+                                  decay_fraction=0.3), TypeError,
+     r"Envelope\(ramp_fraction=0.1, decay_fraction=0.3\)"),
+    (lambda: optax_greedy.greedy_lr(1e-3, envelope=(0.1, 0.2)), ValueError,
+     "envelope must be an optax_greedy.Envelope"),
 ])
 def test_bad_budgets_raise(call, error, match):
   with pytest.raises(error, match=match):
@@ -182,3 +194,22 @@ def test_budget_under_inject_hyperparams():
     if tx is plain:
       expected = updates
   np.testing.assert_allclose(updates, expected, rtol=1e-5)
+
+
+def test_short_budgets_behave_as_documented():
+  """budget_schedule's docstring: total_steps=2 has no ramp and no decay,
+  total_steps=10 no ramp and a 2-update decay ending at half the rate."""
+  two = optax_greedy.budget_schedule(1.0, total_steps=2)
+  np.testing.assert_allclose([float(two(t)) for t in range(3)], [1.0] * 3)
+  ten = optax_greedy.budget_schedule(1.0, total_steps=10)
+  np.testing.assert_allclose([float(ten(t)) for t in range(10)],
+                             [1.0] * 9 + [0.5], rtol=1e-6)
+  thirty = optax_greedy.budget_schedule(1.0, total_steps=30)
+  np.testing.assert_allclose([float(thirty(t)) for t in (0, 1, 2, 29)],
+                             [1 / 3, 2 / 3, 1.0, 1 / 6], rtol=1e-6)
+  # The controllers react over the whole of a 2-update budget.
+  tx = optax_greedy.greedy_lr(0.1, patience=0, smooth=False, total_steps=2)
+  state = tx.init(jnp.zeros(1))
+  for value in (2.0, 1.0):
+    _, state = tx.update(jnp.ones(1), state, value=value)
+  assert int(state.count) == 2

@@ -150,7 +150,7 @@ def test_other_dtype_fails_instead_of_casting(tmp_path):
 ])
 def test_other_hypergradient_granularity_fails(tmp_path, saved, wanted,
                                                message):
-  build = lambda g: og.hypergradient(optax.identity(), 0.1, 1e-3,
+  build = lambda g: og.hypergradient(optax.identity(), 0.1, hypergrad_lr=1e-3,
                                      granularity=g)
   path = _saved_state(tmp_path, build(saved), _params())
   abstract = jax.eval_shape(build(wanted).init, _params())

@@ -49,6 +49,14 @@ def test_import_needs_only_the_core():
   assert out.strip() == "", f"import optax_greedy imported {out.strip()}"
 
 
+def test_the_core_does_not_import_the_lab():
+  """The lab (policy training) sits beside the core, not inside it."""
+  code = "import sys, optax_greedy; print('optax_greedy_lab' in sys.modules)"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == "False"
+
+
 def _scaled(rate, directions):
   """``-rate * directions``, each rate over the block of params it covers."""
   return jax.tree.map(
@@ -137,6 +145,29 @@ def test_state_has_one_learning_rate_field(name):
   initial, records, _ = _trajectory(name)
   for state in [initial] + [r["state"] for r in records]:
     _rate(state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_learning_rate_field_is_a_record(name):
+  """Writing the state's ``learning_rate`` changes no later update: the rate
+  a family carries forward has another name (``next_learning_rate``, at
+  most one field), or is recomputed."""
+  _, records, _ = _trajectory(name)
+  state, params = records[2]["state"], records[3]["params"]
+  assert len(optax.tree.get_all_with_path(state, "next_learning_rate")) <= 1
+  tx = _registry.build(name)
+  x, y = _registry.batch(3)
+
+  @jax.jit
+  def update(state):
+    value, grads = jax.value_and_grad(_registry.mlp_loss)(params, x, y)
+    return tx.update(grads, state, params, value=value)
+
+  written = optax.tree.set(
+      state, learning_rate=jax.tree.map(lambda r: 3 * r + 0.5, _rate(state)))
+  (updates, after), (updates_w, after_w) = update(state), update(written)
+  jax.tree.map(np.testing.assert_array_equal, updates_w, updates)
+  jax.tree.map(np.testing.assert_array_equal, after_w, after)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -16,15 +16,26 @@ import sys
 import pytest
 
 import optax_greedy
+import optax_greedy_lab
+
+
+def _modules():
+  """Every module of the core and of the lab beside it (both ship in the
+  wheel)."""
+  yield optax_greedy
+  yield from (importlib.import_module(info.name) for info in
+              pkgutil.walk_packages(optax_greedy.__path__,
+                                    prefix="optax_greedy."))
+  yield optax_greedy_lab
+  yield from (importlib.import_module(info.name) for info in
+              pkgutil.walk_packages(optax_greedy_lab.__path__,
+                                    prefix="optax_greedy_lab."))
 
 
 def _public_modules():
-  names = ["optax_greedy"]
-  for info in pkgutil.walk_packages(optax_greedy.__path__,
-                                    prefix="optax_greedy."):
-    if not any(part.startswith("_") for part in info.name.split(".")):
-      names.append(info.name)
-  return sorted(names)
+  return sorted(module.__name__ for module in _modules()
+                if not any(part.startswith("_")
+                           for part in module.__name__.split(".")))
 
 
 def _doctests(module_name):
@@ -58,10 +69,7 @@ def test_docstring_examples(name):
 def _library_docstrings():
   """Every docstring of the installed package: modules, classes, functions
   and methods, private ones included (a wheel user reads them with help())."""
-  for info in [None, *pkgutil.walk_packages(optax_greedy.__path__,
-                                            prefix="optax_greedy.")]:
-    module = importlib.import_module(
-        "optax_greedy" if info is None else info.name)
+  for module in _modules():
     yield module.__name__, module.__doc__ or ""
     for name, obj in vars(module).items():
       if getattr(obj, "__module__", None) != module.__name__:

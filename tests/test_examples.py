@@ -110,13 +110,13 @@ _TINY_DNN = ["--iterations", "2", "--pairs", "2", "--problems", "1",
 def test_train_dnn_policy_tiny_run_resumes_and_records_its_config(
     tmp_path, capsys):
   import optax_greedy  # pylint: disable=g-import-not-at-top
-  from optax_greedy import learning  # pylint: disable=g-import-not-at-top
+  from optax_greedy import policy as policy_lib  # pylint: disable=g-import-not-at-top
   module = _load("train_dnn_policy")
   out = tmp_path / "p.npz"
   module.main(_TINY_DNN + ["--out", str(out)])
   first = optax_greedy.load_policy(out)
   assert first.envelope == (0.05, 0.2, "linear")
-  config = learning.policy_config(out)
+  config = policy_lib.policy_config(out)
   assert config["env"]["families"] == ["mlp_tabular"]
   assert config["env"]["baseline_peaks"] == [0.5, 1.0]
   assert config["es"]["iterations"] == 2 and config["seed"] == 0
@@ -128,7 +128,7 @@ def test_train_dnn_policy_tiny_run_resumes_and_records_its_config(
   printed = capsys.readouterr().out
   assert "resumed from" in printed and "iter    2" in printed
   assert "iter    1" not in printed.split("resumed from")[1]
-  assert learning.policy_config(out)["es"]["iterations"] == 3
+  assert policy_lib.policy_config(out)["es"]["iterations"] == 3
   with pytest.raises(ValueError, match=r"p_state.npz: written by a run of"
                      r" config .*; expected .*\"seed\": 1"):
     module.main(_TINY_DNN + ["--out", str(out), "--resume", "--seed", "1"])

@@ -420,21 +420,31 @@ def test_recomputed_previous_direction_matches_the_stored_one(
   kwargs = dict(granularity=granularity, rule=rule)
   if name == "adam":
     recomputed = optax_greedy.hd_adam(0.05, hypergrad_lr=beta, **kwargs)
-    stored = optax_greedy.hypergradient(optax.scale_by_adam(), 0.05, beta,
-                                        **kwargs)
+    stored = optax_greedy.hypergradient(optax.scale_by_adam(), 0.05,
+                                        hypergrad_lr=beta, **kwargs)
     extra = 2  # mu and nu, nothing else
   else:
     nesterov = name == "nesterov"
     recomputed = optax_greedy.hd_sgd(0.05, hypergrad_lr=beta, momentum=0.9,
                                      nesterov=nesterov, **kwargs)
     stored = optax_greedy.hypergradient(optax.trace(0.9, nesterov=nesterov),
-                                        0.05, beta, **kwargs)
+                                        0.05, hypergrad_lr=beta, **kwargs)
     extra = 2 if nesterov else 1  # (a copy of d_{t-1} and) the trace
   params = _params()
   s_re = recomputed.init(params)
   assert (s_re.prev_direction is None) == (name != "nesterov")
-  rates_sized = granularity == "per_parameter"
-  assert _params_sized(s_re, params) == extra + rates_sized
+  # The rates: the one applied and the next one, params-sized per parameter.
+  rates = (s_re.learning_rate, s_re.next_learning_rate)
+  assert _params_sized(
+      s_re._replace(learning_rate=None, next_learning_rate=None),
+      params) == extra
+  if granularity == "global":
+    per_rate = 1
+  elif granularity == "per_parameter":
+    per_rate = sum(p.size for p in jax.tree.leaves(params))
+  else:  # One scalar per leaf.
+    per_rate = len(jax.tree.leaves(params))
+  assert sum(r.size for r in jax.tree.leaves(rates)) == 2 * per_rate
   grads = jax.tree.map(lambda *g: jnp.stack(g), *[_grads(k) for k in range(8)])
 
   def run(tx):
@@ -480,14 +490,15 @@ def test_state_is_updated_in_place_as_the_directions_own(name, granularity):
   """The hypergradient reads the direction's old state (d_{t-1}); the state
   is still updated in place in a training loop: the compiled loop copies no
   more params-sized arrays than the plain optimizer's, plus the carried
-  per-parameter rates."""
+  per-parameter rates (two arrays since 0.2.0, the one applied and the next
+  one: at most four copies)."""
   if name == "adam":
     hd = optax_greedy.hd_adam(1e-3, granularity=granularity)
     plain = optax.adam(1e-3)
   else:
     hd = optax_greedy.hd_sgd(1e-3, momentum=0.9, granularity=granularity)
     plain = optax.sgd(1e-3, momentum=0.9)
-  extra = granularity == "per_parameter"
+  extra = 4 if granularity == "per_parameter" else 0
   assert _params_sized_copies(hd) <= _params_sized_copies(plain) + extra
 
 
@@ -532,18 +543,24 @@ def test_learning_rate_is_the_rate_applied_by_the_last_update(granularity):
 @pytest.mark.parametrize("granularity", GRANULARITIES, ids=GRANULARITY_IDS)
 def test_a_written_rate_is_where_the_next_update_continues(granularity,
                                                            rule):
-  # stability_clip writes the rate it applied into the state: the next
-  # hypergradient step starts from it (a projection).
+  # A rate written into next_learning_rate is where the next hypergradient
+  # step starts from (a projection); one written into learning_rate, the
+  # record, changes nothing.
   beta = 0.01 if rule == "additive" else 0.3
   params = _params()
   tx = optax_greedy.hd_sgd(0.1, hypergrad_lr=beta, granularity=granularity, rule=rule)
   state = tx.init(params)
   _, state = tx.update(_grads(0), state, params)
   written = jax.tree.map(lambda r: jnp.full_like(r, 0.02),
-                         state.learning_rate)
+                         state.next_learning_rate)
   if granularity != "global":  # A different value per leaf, even in a group.
     written = {"w": written["w"], "b": written["b"] * 2}
-  state = optax.tree.set(state, learning_rate=written)
+  _, baseline = tx.update(_grads(1), state, params)
+  _, recorded = tx.update(
+      _grads(1), optax.tree.set(state, learning_rate=written), params)
+  jax.tree.map(np.testing.assert_array_equal, recorded.learning_rate,
+               baseline.learning_rate)
+  state = optax.tree.set(state, next_learning_rate=written)
   _, state = tx.update(_grads(1), state, params)
   g0, g1 = _grads(0), _grads(1)
   if granularity == "global":
@@ -679,7 +696,7 @@ def test_exactly_one_learning_rate_in_state():
 
 def test_direction_with_a_learning_rate_is_refused():
   tx = optax_greedy.hypergradient(
-      optax.inject_hyperparams(optax.sgd)(learning_rate=1.0), 0.1, 1e-3)
+      optax.inject_hyperparams(optax.sgd)(learning_rate=1.0), 0.1, hypergrad_lr=1e-3)
   with pytest.raises(ValueError, match="direction"):
     tx.init(_params())
 

@@ -16,11 +16,11 @@ import optax
 import pytest
 
 import optax_greedy
-from optax_greedy import learning
+from optax_greedy import policy as policy_lib
 from optax_greedy import nmf
-from optax_greedy.learning import dnn_problems
-from optax_greedy.learning import es
-from optax_greedy.learning import nmf_problems
+from optax_greedy_lab import dnn_problems
+from optax_greedy_lab import es
+from optax_greedy_lab import nmf_problems
 
 _POLICIES = pathlib.Path(optax_greedy.__file__).parent / "policies"
 
@@ -45,16 +45,17 @@ def test_shipped_policy_matches_numpy_on_its_stored_weights(name):
   features = np.random.default_rng(0).uniform(
       -3, 3, (256, len(policy.features)))
   np.testing.assert_allclose(
-      learning.policy_fraction(policy, features),
+      policy_lib.policy_fraction(policy, features),
       _numpy_fraction(path, features), rtol=1e-5, atol=1e-6)
 
 
-def test_load_policy_default_is_nmf_and_names_differ():
-  default = optax_greedy.load_policy()
+def test_load_policy_needs_a_name():
+  with pytest.raises(TypeError):
+    optax_greedy.load_policy()  # pylint: disable=no-value-for-parameter
+  with pytest.raises(ValueError, match="load_policy needs a policy: .*'nmf'"):
+    optax_greedy.load_policy(None)
   nmf_policy = optax_greedy.load_policy("nmf")
-  assert default.features == nmf_policy.features == nmf_problems.FEATURES
-  for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(nmf_policy)):
-    np.testing.assert_array_equal(a, b)
+  assert nmf_policy.features == nmf_problems.FEATURES
   assert nmf_policy.hidden == (8, 8)
 
 
@@ -71,9 +72,9 @@ def _policies():
   """The shipped policies and random ones with huge and non-finite weights."""
   policies = [optax_greedy.load_policy("nmf"), optax_greedy.load_policy("dnn")]
   for scale in (1.0, 1e3, 1e30):
-    random = learning.init_policy(jax.random.key(int(np.log10(scale))))
+    random = policy_lib.init_policy(jax.random.key(int(np.log10(scale))))
     policies.append(jax.tree.map(lambda w: scale * w, random))
-  broken = learning.init_policy(jax.random.key(7))
+  broken = policy_lib.init_policy(jax.random.key(7))
   broken.layers[0]["kernel"] = broken.layers[0]["kernel"].at[0, 0].set(
       jnp.nan)
   policies.append(broken)
@@ -85,18 +86,18 @@ def test_policy_output_finite_and_inside_bound(index):
   policy = _policies()[index]
   features = _extreme_features(jax.random.key(index), 4096,
                                len(policy.features))
-  fraction = np.asarray(learning.policy_fraction(policy, features))
+  fraction = np.asarray(policy_lib.policy_fraction(policy, features))
   assert fraction.shape == (4096,)
   assert np.all(np.isfinite(fraction))
-  assert np.all(fraction >= learning.MIN_FRACTION)
+  assert np.all(fraction >= policy_lib.MIN_FRACTION)
   assert np.all(fraction <= 1.0)
 
 
 def test_policy_file_round_trip(tmp_path):
-  policy = learning.init_policy(
+  policy = policy_lib.init_policy(
       jax.random.key(0), ("budget_used", "loss_noise"), hidden=(4,))
   path = tmp_path / "p.npz"
-  learning.save_policy(path, policy, seed=3)
+  policy_lib.save_policy(path, policy, seed=3)
   loaded = optax_greedy.load_policy(path)
   assert loaded.features == ("budget_used", "loss_noise")
   assert loaded.hidden == (4,)
@@ -107,7 +108,7 @@ def test_policy_file_round_trip(tmp_path):
 
 def test_loading_wrong_version_features_or_shape_fails_clearly(tmp_path):
   good = tmp_path / "good.npz"
-  learning.save_policy(good, learning.init_policy(jax.random.key(0)))
+  policy_lib.save_policy(good, policy_lib.init_policy(jax.random.key(0)))
   files = dict(np.load(good))
 
   def write(name, **changes):
@@ -160,7 +161,7 @@ def test_update_is_fraction_times_bound_times_direction():
   value, grads = jax.value_and_grad(nmf.loss)(params, V)
   updates, state = tx.update(grads, state, params, value=value)
   fraction = float(optax.tree.get(state, "fraction"))
-  assert learning.MIN_FRACTION <= fraction <= 1.0
+  assert policy_lib.MIN_FRACTION <= fraction <= 1.0
   # The joint bound is 2 / (lambda_max(H H^T) + lambda_max(W^T W)).
   lam_w = np.linalg.eigvalsh(np.asarray(params["H"] @ params["H"].T))[-1]
   lam_h = np.linalg.eigvalsh(np.asarray(params["W"].T @ params["W"]))[-1]
@@ -253,8 +254,11 @@ def test_bad_arguments_raise():
     optax_greedy.learned_schedule(policy, -1.0, total_steps=5)
   with pytest.raises(ValueError, match="max_rate must be a number"):
     optax_greedy.learned_schedule(policy, "1e-3", total_steps=5)
-  with pytest.raises(ValueError, match="decay must be a number"):
-    optax_greedy.learned_schedule(policy, 0.1, total_steps=5, decay="0.9")
+  with pytest.raises(ValueError, match="average_decay must be a number"):
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=5,
+                                  average_decay="0.9")
+  with pytest.raises(TypeError, match=r"pass average_decay=0\.8"):
+    optax_greedy.learned_schedule(policy, 0.1, total_steps=5, decay=0.8)
   with pytest.raises(ValueError, match="policy must be a Policy"):
     optax_greedy.learned_schedule({"params": {}}, 0.1, total_steps=5)
   tx = optax_greedy.learned_schedule(policy, 0.1, total_steps=5)
@@ -279,7 +283,7 @@ def test_nmf_training_run_is_deterministic_for_a_seed():
       h["mean_fitness"] for h in history_b]
   for a, b in zip(jax.tree.leaves(policy_a), jax.tree.leaves(policy_b)):
     np.testing.assert_array_equal(a, b)
-  start = learning.init_policy(jax.random.split(jax.random.key(3))[0],
+  start = policy_lib.init_policy(jax.random.split(jax.random.key(3))[0],
                                nmf_problems.FEATURES)
   moved = sum(float(jnp.sum(jnp.abs(a - s))) for a, s in zip(
       jax.tree.leaves(policy_a), jax.tree.leaves(start)))
@@ -353,22 +357,23 @@ def test_dnn_tiny_training_run_improves_on_the_cosine_start():
   assert len(history) == 2
   for info in history:
     assert np.isfinite(info["mean_fitness"])
-    assert 0 <= info["val_equal_or_better"] <= 1
-  start, _ = dnn_problems.cosine_policy(
-      jax.random.fold_in(jax.random.key(1), 1), steps=50)
+    assert np.isfinite(info["val_log_ratio"])
+  start, _ = dnn_problems.imitation_policy(
+      jax.random.fold_in(jax.random.key(1), 1), "cosine", steps=50)
   moved = sum(float(jnp.sum(jnp.abs(a - s))) for a, s in zip(
       jax.tree.leaves(policy), jax.tree.leaves(start)))
   assert moved > 0
 
 
-def test_cosine_policy_follows_cosine_annealing():
-  policy, fit = dnn_problems.cosine_policy(jax.random.key(0), steps=400)
+def test_cosine_imitation_policy_follows_cosine_annealing():
+  policy, fit = dnn_problems.imitation_policy(jax.random.key(0), "cosine",
+                                              steps=400)
   assert fit < 0.05
   used = np.linspace(0, 0.9, 10)
   features = np.zeros((10, len(policy.features)))
   features[:, policy.features.index("budget_used")] = used
   expected = 0.5 * (1 + np.cos(np.pi * used))
-  np.testing.assert_allclose(learning.policy_fraction(policy, features),
+  np.testing.assert_allclose(policy_lib.policy_fraction(policy, features),
                              expected, atol=0.1)
 
 
@@ -431,25 +436,25 @@ def test_a_policy_read_inside_a_traced_function_is_concrete():
 
 
 def test_policy_file_records_envelope_and_config(tmp_path):
-  policy = learning.init_policy(jax.random.key(0),
+  policy = policy_lib.init_policy(jax.random.key(0),
                                 envelope=(0.05, 0.2, "linear"))
   path = tmp_path / "p.npz"
-  learning.save_policy(path, policy, config={"seed": 4, "env": {"a": [1]}})
+  policy_lib.save_policy(path, policy, config={"seed": 4, "env": {"a": [1]}})
   loaded = optax_greedy.load_policy(path)
   assert loaded.envelope == (0.05, 0.2, "linear")
-  assert learning.policy_config(path) == {
+  assert policy_lib.policy_config(path) == {
       "seed": 4, "env": {"a": [1]}, "envelope": [0.05, 0.2, "linear"]}
   # A file without them (as the first shipped ones) reads as unknown.
   files = dict(np.load(path))
   del files["envelope"], files["config"]
   np.savez(tmp_path / "old.npz", **files)
   assert optax_greedy.load_policy(tmp_path / "old.npz").envelope is None
-  assert learning.policy_config(tmp_path / "old.npz") == {"envelope": None}
+  assert policy_lib.policy_config(tmp_path / "old.npz") == {"envelope": None}
 
 
 def test_load_policy_checks_expected_features_and_envelope(tmp_path):
   path = tmp_path / "p.npz"
-  learning.save_policy(path, learning.init_policy(jax.random.key(0)))
+  policy_lib.save_policy(path, policy_lib.init_policy(jax.random.key(0)))
   expected = dnn_problems.FEATURES
   with pytest.raises(ValueError, match=r"p.npz: features \('log_loss_ratio',"
                      r".*\); expected \('log_loss_ratio'.*'loss_above_min'\)"):
@@ -467,7 +472,7 @@ def test_shipped_dnn_policy_reads_with_the_environment_features():
 
 
 def test_learned_schedule_warns_outside_the_training_envelope():
-  policy = learning.init_policy(jax.random.key(0),
+  policy = policy_lib.init_policy(jax.random.key(0),
                                 envelope=(0.05, 0.2, "linear"))
   with warnings.catch_warnings():
     warnings.simplefilter("error")
@@ -475,9 +480,9 @@ def test_learned_schedule_warns_outside_the_training_envelope():
   with pytest.warns(UserWarning, match="trained for the envelope"
                     " ramp_fraction=0.05, decay_fraction=0.2"):
     optax_greedy.learned_schedule(policy, 0.1, total_steps=10,
-                                  ramp_fraction=0.0, decay_fraction=0.0)
-  alone = learning.init_policy(jax.random.key(0),
-                               envelope=dnn_problems.NO_ENVELOPE)
+                                  envelope=optax_greedy.NO_ENVELOPE)
+  alone = policy_lib.init_policy(jax.random.key(0),
+                               envelope=optax_greedy.NO_ENVELOPE)
   with pytest.warns(UserWarning, match="decay_fraction=0.0"):
     optax_greedy.learned_schedule(alone, 0.1, total_steps=10)
 
@@ -488,7 +493,7 @@ def _es_run(tmp_path, iterations, state=None, config=None):
       jax.flatten_util.ravel_pytree(q)[0] ** 2))(p)) * jnp.ones(
           jax.tree.leaves(p)[0].shape[0]) + jax.random.normal(
               k, (jax.tree.leaves(p)[0].shape[0],)), {})
-  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  initial = policy_lib.init_policy(jax.random.key(0), hidden=(3,))
   es_config = es.ESConfig(iterations=iterations, pairs=2)
   policy, _ = es.train_es(
       0, fit, initial, es_config, state=state,
@@ -513,7 +518,7 @@ def test_es_resumes_exactly_and_refuses_another_config(tmp_path):
 @pytest.mark.parametrize("strategy", ["snes", "cma_es"])
 def test_es_evosax_strategy_learns_and_resumes_exactly(tmp_path, strategy):
   pytest.importorskip("evosax", reason="evosax is the [train] extra")
-  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  initial = policy_lib.init_policy(jax.random.key(0), hidden=(3,))
   flat = lambda p: jax.vmap(lambda q: jax.flatten_util.ravel_pytree(q)[0])(p)
   fit = lambda p, k: (-jnp.sum((flat(p) - 0.5) ** 2, axis=1), {})
   es_config = es.ESConfig(iterations=40, pairs=4, strategy=strategy)
@@ -534,7 +539,7 @@ def test_es_evosax_strategy_learns_and_resumes_exactly(tmp_path, strategy):
 
 def test_es_strategy_is_checked_and_evosax_missing_says_what_to_install(
     monkeypatch):
-  initial = learning.init_policy(jax.random.key(0), hidden=(3,))
+  initial = policy_lib.init_policy(jax.random.key(0), hidden=(3,))
   fit = lambda p, k: (jnp.zeros(jax.tree.leaves(p)[0].shape[0]), {})
   with pytest.raises(ValueError, match=r"strategy='pso'; expected one of"):
     es.train_es(0, fit, initial, es.ESConfig(iterations=1, strategy="pso"))
@@ -557,4 +562,7 @@ def test_char_lm_family_and_tuned_baseline_episode():
   assert fitness.shape == (2,)
   assert np.all(np.isfinite(fitness))
   assert fitness[0] == fitness[1]
-  assert 0 <= float(info["val_equal_or_better"][0]) <= 1
+  # The raw log ratio of every problem and member; the verdict is bench's.
+  assert info["val_log_ratio"].shape == (1, 2)
+  assert np.all(np.isfinite(info["val_log_ratio"]))
+  assert info["val_log_ratio"][0, 0] == info["val_log_ratio"][0, 1]

@@ -283,19 +283,21 @@ def test_composes_with_greedy_lr(digits):
              for p in jax.tree.leaves(optax.apply_updates(params, updates)))
 
 
-def test_hypergradient_continues_from_the_capped_rate(digits):
-  """The capped rate is written into the hypergradient's state, and its next
-  step starts from there: ``alpha_2 = max_b min(alpha_1, c_b) + beta g_2.g_1``
-  (one global rate over the blocks W and H: the largest applied rate)."""
+def test_hypergradient_keeps_its_own_rate_under_the_cap(digits):
+  """The capped rate is recorded in the state's ``learning_rate``; the
+  hypergradient's own rate (``next_learning_rate``) is not changed by the
+  cap, so its next step starts from the uncapped rate:
+  ``alpha_2 = alpha_1 + beta g_2.g_1`` and each block applies
+  ``min(alpha_2, c_b)`` (one global rate over the blocks W and H)."""
   V, params = digits
   beta = 8e-7
   tx = optax_greedy.stability_clip(
       nmf.stability_bounds,
-      inner=optax_greedy.hypergradient(optax.identity(), 1.0, beta,
-                                       rule="additive"))
+      inner=optax_greedy.hypergradient(optax.identity(), 1.0,
+                                       hypergrad_lr=beta, rule="additive"))
   state = tx.init(params)
   update = jax.jit(tx.update)
-  grads, caps, applied = [], [], []
+  grads, caps, applied, own = [], [], [], []
   for _ in range(2):
     caps.append({k: 0.9 * float(b)
                  for k, b in nmf.stability_bounds(params).items()})
@@ -303,19 +305,19 @@ def test_hypergradient_continues_from_the_capped_rate(digits):
     updates, state = update(grads[-1], state, params)
     applied.append({k: float(r) for k, r in
                     optax.tree.get(state, "learning_rate").items()})
+    own.append(float(optax.tree.get(state, "next_learning_rate")))
     for name in ("W", "H"):
       np.testing.assert_allclose(updates[name],
                                  -applied[-1][name] * grads[-1][name],
                                  rtol=1e-5, atol=1e-8)
     params = optax.apply_updates(params, updates)
   # Step 1: the initial rate 1.0 is far above both caps (h_1 = 0).
+  assert own[0] == 1.0
   for name in ("W", "H"):
     np.testing.assert_allclose(applied[0][name], caps[0][name], rtol=1e-5)
   h = sum(float(jnp.sum(grads[1][k] * grads[0][k])) for k in ("W", "H"))
-  alpha = max(applied[0].values()) + beta * h
-  # Inside (0, the largest cap): neither the floor min_lr=0 nor a restart
-  # from the uncapped 1.0 would give it.
-  assert 0 < alpha < max(caps[1].values())
+  alpha = 1.0 + beta * h
+  np.testing.assert_allclose(own[1], alpha, rtol=1e-5)
   for name in ("W", "H"):
     np.testing.assert_allclose(applied[1][name], min(alpha, caps[1][name]),
                                rtol=1e-4)

@@ -6,7 +6,7 @@
 * :func:`digits_standardised`, :func:`digits_images`: the digits splits of
   the grid and of the workloads;
 * :func:`ascii_codes`, :func:`byte_codes`: standard-library text from
-  :mod:`optax_greedy.learning.stdlib_text` (the package's one loader) as
+  :mod:`optax_greedy_lab.stdlib_text` (the package's one loader) as
   integer codes.
 """
 
@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from optax_greedy.learning import stdlib_text
+from optax_greedy_lab import stdlib_text
 
 
 @functools.lru_cache(maxsize=None)

@@ -397,8 +397,8 @@ def _learned_build(base, rate, steps, context, policy=None):
     return optax.chain(
         direction(base),
         optax_greedy.learned_schedule(policy or dnn_policy(), rate,
-                                      total_steps=steps, ramp_fraction=0.0,
-                                      decay_fraction=0.0))
+                                      total_steps=steps,
+                                      envelope=optax_greedy.NO_ENVELOPE))
 
 
 # ---------------------------------------------- knowing the step budget ---
@@ -462,7 +462,7 @@ def _wsd_probe_build(base, rate, steps, context, **options):
   del context
   return optax.chain(
       direction(base),
-      optax.scale_by_learning_rate(optax_greedy.budget_schedule(rate, steps)),
+      optax.scale_by_learning_rate(optax_greedy.budget_schedule(rate, total_steps=steps)),
       _probe(steps, options))
 
 
@@ -479,7 +479,7 @@ def _mechanic_budget_build(base, rate, steps, context):
   budget."""
   del context
   return optax.contrib.mechanize(
-      optimizer(base, optax_greedy.budget_schedule(rate, steps)))
+      optimizer(base, optax_greedy.budget_schedule(rate, total_steps=steps)))
 
 
 def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0,
@@ -494,7 +494,8 @@ def _mechanic_headroom_build(base, rate, steps, context, headroom=10.0,
   num_betas = 6
   s_init = 1e-6 if start is None else start / headroom
   return optax.contrib.mechanize(
-      optimizer(base, optax_greedy.budget_schedule(rate * headroom, steps)),
+      optimizer(base, optax_greedy.budget_schedule(rate * headroom,
+                                                    total_steps=steps)),
       weight_decay=weight_decay, s_init=s_init, num_betas=num_betas)
 
 
@@ -524,7 +525,7 @@ def _wsd_build(base, rate, steps, context):
   return optax.chain(
       direction(base),
       optax.scale_by_learning_rate(
-          optax_greedy.budget_schedule(rate, steps)))
+          optax_greedy.budget_schedule(rate, total_steps=steps)))
 
 
 

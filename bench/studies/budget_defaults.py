@@ -29,6 +29,7 @@ import pathlib
 
 import jax.numpy as jnp
 import numpy as np
+import optax_greedy
 
 from bench.core import output as O
 from bench.core import registry as R
@@ -47,8 +48,9 @@ CANDIDATES = {
     "patience 10": {"patience": 10},
     "factor 0.9, patience 30": {"factor": 0.9, "patience": 30},
     "factor 0.8, patience 30": {"factor": 0.8, "patience": 30},
-    "1-sqrt decay": {"decay_shape": "1-sqrt"},
-    "decay over the last 10%": {"decay_fraction": 0.1},
+    "1-sqrt decay": {"envelope": optax_greedy.Envelope(decay_shape="1-sqrt")},
+    "decay over the last 10%": {
+        "envelope": optax_greedy.Envelope(decay_fraction=0.1)},
 }
 
 

@@ -1,7 +1,7 @@
 """Study: the learned deep-network schedule on held-out networks.
 
 ``load_policy("dnn")`` was trained (``examples/train_dnn_policy.py``) on
-the families its file names (``optax_greedy.learning.policy_config``: the
+the families its file names (``optax_greedy.policy.policy_config``: the
 first policy on MLPs and small CNNs over digits, iris, wine and
 teacher-student data; the second on MLPs without digits, CNNs on
 teacher-labelled images and tiny transformer language models on the
@@ -19,14 +19,14 @@ momentum 1e-2, 1e-1), for ``--seeds`` seeds (rows used, label noise,
 initialisation and minibatches), batch 32 and a budget of 200 steps. Methods (:data:`ROWS`), all registry
 entries (:mod:`bench.core.registry`) on the same initialisation and
 minibatches, each run by the environment's own episode
-(:func:`optax_greedy.learning.dnn_problems.run_episode`, the loop the
+(:func:`optax_greedy_lab.dnn_problems.run_episode`, the loop the
 policy was trained in):
 
 * ``learned``: the direction, then ``learned_schedule(policy, peak,
   total_steps=200)`` -- with the step budget's default envelope (ramp over
   the first 5%, linear decay to zero over the last 20%; ``--envelope on``,
   the default, what a user gets) or without it (``--envelope off``: the
-  policy alone, ``ramp_fraction=0, decay_fraction=0``);
+  policy alone, ``envelope=optax_greedy.NO_ENVELOPE``);
 * ``cosine``: the fixed cosine schedule from the peak to 0;
 * ``warmup_cosine``: the fixed warmup-cosine schedule (warmup 5% of the
   budget);
@@ -58,8 +58,8 @@ import optax_greedy
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict as V
-from optax_greedy import learning
-from optax_greedy.learning import dnn_problems
+from optax_greedy import policy as policy_lib
+from optax_greedy_lab import dnn_problems
 
 BUDGET = 200
 CHECKPOINTS = 20
@@ -260,7 +260,7 @@ def write_report(out_dir, report):
                " step budget's default envelope (ramp over the first 5%,"
                " linear decay to zero over the last 20%)."
                if report.get("envelope", "off") == "on" else
-               "the policy alone (`ramp_fraction=0, decay_fraction=0`)."),
+               "the policy alone (`envelope=optax_greedy.NO_ENVELOPE`)."),
            ""]
   lines += _table("Held-out families (never seen in training)",
                   summaries["held_out"])
@@ -339,7 +339,7 @@ def study(out_dir, seeds=5, policy="dnn", families=None,
   summaries = {"held_out": {}, "in_distribution": {}}
   examples = []
   groups = [("held_out", dnn_problems.held_out_families())]
-  trained_on = learning.policy_config(policy).get("env", {}).get(
+  trained_on = policy_lib.policy_config(policy).get("env", {}).get(
       "families", ["mlp", "cnn"])
   if in_distribution:
     groups.append(("in_distribution",

@@ -5,7 +5,7 @@ Every method sets the rate of projected minibatch SGD on
 and the same minibatch stream per seed. ``B(params)`` is
 ``nmf.stability_bounds(params, joint=True)`` recomputed every step (the
 scale of the learned policy's action, see
-``optax_greedy.learning.nmf_problems``):
+``optax_greedy_lab.nmf_problems``):
 
 * ``learned``: :func:`optax_greedy.learned_schedule` with the shipped policy
   (:func:`optax_greedy.load_policy`), ``f_t * B``;
@@ -59,7 +59,7 @@ from bench.core import models as M
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict
-from optax_greedy.learning import nmf_problems
+from optax_greedy_lab import nmf_problems
 from optax_greedy import nmf
 
 SAFETY = 0.9
@@ -106,8 +106,8 @@ def _greedy_tx(initial, clipped):
 
 def _learned_tx(policy, steps, clipped):
   inner = optax_greedy.learned_schedule(policy, nmf_problems.nmf_bound,
-                                        total_steps=steps, ramp_fraction=0.0,
-                                        decay_fraction=0.0)
+                                        total_steps=steps,
+                                        envelope=optax_greedy.NO_ENVELOPE)
   max_rate = lambda p: jax.tree.map(
       lambda b: jnp.where(clipped, b, jnp.inf), nmf_problems.nmf_bound(p))
   return optax_greedy.stability_clip(max_rate, inner=inner, safety=SAFETY)
@@ -275,7 +275,7 @@ def _transfer(policy, seeds, quick, steps=None):
     tx_learned = optax.chain(
         optax.trace(0.9),
         optax_greedy.learned_schedule(policy, peak, total_steps=steps,
-                                      ramp_fraction=0.0, decay_fraction=0.0))
+                                      envelope=optax_greedy.NO_ENVELOPE))
     states = (tx_cos.init(params), tx_learned.init(params))
 
     def step(carry, k):

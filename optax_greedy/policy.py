@@ -5,6 +5,14 @@ A :class:`Policy` maps a vector of named, scale-free features (see
 rate the user allows. Its weights are a pytree (so evolution strategies can
 ``vmap`` over a population of them); the names of its features are static
 metadata, recorded in its file and checked when it is read.
+
+This module is what a learned schedule needs at run time, and what a
+trainer needs to write a policy: reading the shipped policies
+(:func:`load_policy`, also ``optax_greedy.load_policy``), making, saving
+and evaluating one (:func:`init_policy`, :func:`save_policy`,
+:func:`policy_fraction`, :func:`policy_features`). Training lives in the
+separate lab package, ``optax_greedy_lab`` (``pip install
+"optax_greedy[train]"``), which the core never imports.
 """
 
 import contextlib
@@ -13,14 +21,17 @@ import functools
 import importlib.resources
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 import numpy as np
 
+from optax_greedy import _budget
 from optax_greedy._features import KNOWN_FEATURES
 from optax_greedy._features import clean_features
+from optax_greedy._features import policy_features
 
 #: Version of the policy file format written by :func:`save_policy`.
 POLICY_VERSION = 1
@@ -50,16 +61,15 @@ class Policy:
     envelope: the step budget's envelope the policy is meant to act
       inside -- the one it was trained in, or one chosen by evaluation (its
       file's :func:`policy_config` says which) --
-      ``(ramp_fraction, decay_fraction, decay_shape)`` as in
-      :func:`optax_greedy.budget_schedule` (``(0.0, 0.0, "linear")``: none,
-      the policy alone), or ``None`` where unknown.
+      an :class:`optax_greedy.Envelope` (``optax_greedy.NO_ENVELOPE``:
+      none, the policy alone), or ``None`` where unknown.
       :func:`optax_greedy.learned_schedule` warns when it is used with
       another one.
   """
 
   layers: list
   features: tuple
-  envelope: Optional[tuple] = None
+  envelope: Optional[_budget.Envelope] = None
 
   @property
   def hidden(self) -> tuple:
@@ -67,12 +77,12 @@ class Policy:
     return tuple(int(layer["bias"].shape[0]) for layer in self.layers[:-1])
 
 
-# Users meet the class as optax_greedy.learning.Policy (in signatures,
+# Users meet the class as optax_greedy.policy.Policy (in signatures,
 # reprs and help()), its public home.
-Policy.__module__ = "optax_greedy.learning"
+Policy.__module__ = "optax_greedy.policy"
 
 
-def policy_fraction(policy: Policy, features) -> jax.Array:
+def policy_fraction(policy: Policy, features: ArrayLike) -> jax.Array:
   """The fraction of ``max_rate`` chosen by ``policy`` for ``features``.
 
   Features are cleaned by :func:`clean_features` first, and a non-finite
@@ -94,8 +104,10 @@ def policy_fraction(policy: Policy, features) -> jax.Array:
   return jnp.where(jnp.isfinite(fraction), fraction, 1.0)
 
 
-def init_policy(key, features=KNOWN_FEATURES[:5], hidden=(8, 8),
-                envelope=None) -> Policy:
+def init_policy(key: jax.Array, features: tuple[str, ...] = KNOWN_FEATURES[:5],
+                hidden: tuple[int, ...] = (8, 8),
+                envelope: Optional[tuple[float, float, str]] = None
+                ) -> Policy:
   """A random :class:`Policy` (LeCun-normal kernels, zero biases).
 
   Args:
@@ -126,12 +138,12 @@ def _check_features(where, features):
 
 
 def _check_envelope(where, envelope):
-  """``envelope`` as a ``(float, float, str)`` tuple, or ``None``."""
+  """``envelope`` as an :class:`optax_greedy.Envelope`, or ``None``."""
   if envelope is None:
     return None
   try:
     ramp, decay, shape = envelope
-    envelope = (float(ramp), float(decay), str(shape))
+    envelope = _budget.Envelope(float(ramp), float(decay), str(shape))
   except (TypeError, ValueError) as error:
     raise ValueError(
         f"{where}: envelope {envelope!r}; expected (ramp_fraction,"
@@ -144,8 +156,8 @@ def _check_envelope(where, envelope):
   return envelope
 
 
-def save_policy(path, policy: Policy, *, config: Optional[dict] = None,
-                **metadata) -> None:
+def save_policy(path: Union[str, "os.PathLike[str]"], policy: Policy, *,
+                config: Optional[dict] = None, **metadata: Any) -> None:
   """Writes ``policy`` as a versioned ``.npz`` read by :func:`load_policy`.
 
   The file holds ``version`` (:data:`POLICY_VERSION`), ``features`` (the
@@ -186,7 +198,7 @@ def _resolve(name_or_path):
   return contextlib.nullcontext(name_or_path)
 
 
-def policy_config(name_or_path) -> dict:
+def policy_config(name_or_path: Union[str, "os.PathLike[str]"]) -> dict:
   """The training configuration recorded in a policy file.
 
   Args:
@@ -205,7 +217,7 @@ def policy_config(name_or_path) -> dict:
   return {**config, "envelope": envelope}
 
 
-def load_policy(name_or_path: Optional[Any] = None, *,
+def load_policy(name_or_path: Union[str, "os.PathLike[str]"], *,
                 features: Optional[tuple] = None) -> Policy:
   """Reads a policy: a shipped one by name, or a file.
 
@@ -213,9 +225,9 @@ def load_policy(name_or_path: Optional[Any] = None, *,
     name_or_path: ``"nmf"`` (the NMF policy, trained inside NMF's
       stability bound), ``"dnn"`` (the deep-network policy, a fraction
       of a peak rate, meant for the step budget's default envelope),
-      or a path to a ``.npz`` written by :func:`save_policy`. ``None`` (no
-      argument) means ``"nmf"``, the first policy shipped, for backward
-      compatibility; name the policy you want.
+      or a path to a ``.npz`` written by :func:`save_policy`. Required:
+      there is no default policy (before 0.2.0 no argument meant
+      ``"nmf"``).
     features: if given, the feature names the file must list, in order
       (e.g. those an environment feeds).
 
@@ -231,7 +243,10 @@ def load_policy(name_or_path: Optional[Any] = None, *,
       expected.
   """
   if name_or_path is None:
-    name_or_path = "nmf"
+    raise ValueError(
+        "load_policy needs a policy: a shipped name"
+        f" ({', '.join(map(repr, SHIPPED))}) or a path to a .npz file, got"
+        " name_or_path=None.")
   with _resolve(name_or_path) as path:
     with np.load(path, allow_pickle=False) as data:
       files = dict(data)
@@ -239,7 +254,7 @@ def load_policy(name_or_path: Optional[Any] = None, *,
   if version != POLICY_VERSION:
     raise ValueError(
         f"policy file {path}: version {version}, expected {POLICY_VERSION}"
-        " (retrain it with optax_greedy.learning).")
+        " (retrain it with optax_greedy_lab).")
   names = tuple(str(f) for f in files.get("features", ()))
   _check_features(f"policy file {path}", names)
   if features is not None and names != tuple(features):

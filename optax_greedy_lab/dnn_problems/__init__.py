@@ -41,7 +41,7 @@ tiny attention block on the docstrings of Python's standard library, and
 MLPs on scikit-learn's breast-cancer data.
 
 **Observation**: the scale-free features of :data:`FEATURES` (see
-:func:`optax_greedy.learning.policy_features`), from the minibatch loss and
+:func:`optax_greedy.policy.policy_features`), from the minibatch loss and
 the direction's norm. **Action**: the fraction of the peak rate, applied
 inside :attr:`EnvConfig.envelope` (the step budget's ramp and decay, or
 none).
@@ -73,33 +73,31 @@ Modules: :mod:`.problem` (the types), :mod:`.data` (tables and text),
 :mod:`.families`, :mod:`.episodes` (episodes and reward), :mod:`.trainer`.
 """
 
-from optax_greedy.learning.dnn_problems.data import char_windows
-from optax_greedy.learning.dnn_problems.data import stdlib_text
-from optax_greedy.learning.dnn_problems.data import tabular
-from optax_greedy.learning.dnn_problems.episodes import cosine_optimizer
-from optax_greedy.learning.dnn_problems.episodes import direction
-from optax_greedy.learning.dnn_problems.episodes import fitness
-from optax_greedy.learning.dnn_problems.episodes import NO_ENVELOPE
-from optax_greedy.learning.dnn_problems.episodes import learned_optimizer
-from optax_greedy.learning.dnn_problems.episodes import reward
-from optax_greedy.learning.dnn_problems.episodes import run_episode
-from optax_greedy.learning.dnn_problems.episodes import split_losses
-from optax_greedy.learning.dnn_problems.families import FAMILIES
-from optax_greedy.learning.dnn_problems.families import char_lm_family
-from optax_greedy.learning.dnn_problems.families import cnn_family
-from optax_greedy.learning.dnn_problems.families import held_out_families
-from optax_greedy.learning.dnn_problems.families import mlp_family
-from optax_greedy.learning.dnn_problems.families import sequence_family
-from optax_greedy.learning.dnn_problems.families import training_families
-from optax_greedy.learning.dnn_problems.problem import DNNProblem
-from optax_greedy.learning.dnn_problems.problem import EnvConfig
-from optax_greedy.learning.dnn_problems.problem import FEATURES
-from optax_greedy.learning.dnn_problems.problem import Family
-from optax_greedy.learning.dnn_problems.problem import HIDDEN
-from optax_greedy.learning.dnn_problems.problem import MAX_OUT
-from optax_greedy.learning.dnn_problems.trainer import ES_CONFIG
-from optax_greedy.learning.dnn_problems.trainer import TARGETS
-from optax_greedy.learning.dnn_problems.trainer import cosine_policy
-from optax_greedy.learning.dnn_problems.trainer import imitation_policy
-from optax_greedy.learning.dnn_problems.trainer import initial_policy
-from optax_greedy.learning.dnn_problems.trainer import train
+from optax_greedy_lab.dnn_problems.data import char_windows
+from optax_greedy_lab.dnn_problems.data import stdlib_text
+from optax_greedy_lab.dnn_problems.data import tabular
+from optax_greedy_lab.dnn_problems.episodes import cosine_optimizer
+from optax_greedy_lab.dnn_problems.episodes import direction
+from optax_greedy_lab.dnn_problems.episodes import fitness
+from optax_greedy_lab.dnn_problems.episodes import learned_optimizer
+from optax_greedy_lab.dnn_problems.episodes import reward
+from optax_greedy_lab.dnn_problems.episodes import run_episode
+from optax_greedy_lab.dnn_problems.episodes import split_losses
+from optax_greedy_lab.dnn_problems.families import FAMILIES
+from optax_greedy_lab.dnn_problems.families import char_lm_family
+from optax_greedy_lab.dnn_problems.families import cnn_family
+from optax_greedy_lab.dnn_problems.families import held_out_families
+from optax_greedy_lab.dnn_problems.families import mlp_family
+from optax_greedy_lab.dnn_problems.families import sequence_family
+from optax_greedy_lab.dnn_problems.families import training_families
+from optax_greedy_lab.dnn_problems.problem import DNNProblem
+from optax_greedy_lab.dnn_problems.problem import EnvConfig
+from optax_greedy_lab.dnn_problems.problem import FEATURES
+from optax_greedy_lab.dnn_problems.problem import Family
+from optax_greedy_lab.dnn_problems.problem import HIDDEN
+from optax_greedy_lab.dnn_problems.problem import MAX_OUT
+from optax_greedy_lab.dnn_problems.trainer import ES_CONFIG
+from optax_greedy_lab.dnn_problems.trainer import TARGETS
+from optax_greedy_lab.dnn_problems.trainer import imitation_policy
+from optax_greedy_lab.dnn_problems.trainer import initial_policy
+from optax_greedy_lab.dnn_problems.trainer import train

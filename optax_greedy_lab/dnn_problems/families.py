@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from optax_greedy.learning.dnn_problems import data as D
-from optax_greedy.learning.dnn_problems.problem import DNNProblem
-from optax_greedy.learning.dnn_problems.problem import Family
-from optax_greedy.learning.dnn_problems.problem import MAX_OUT
+from optax_greedy_lab.dnn_problems import data as D
+from optax_greedy_lab.dnn_problems.problem import DNNProblem
+from optax_greedy_lab.dnn_problems.problem import Family
+from optax_greedy_lab.dnn_problems.problem import MAX_OUT
 
 def _loguniform(key, low, high):
   return jnp.exp(jax.random.uniform(key, [], minval=math.log(low),
@@ -319,7 +319,7 @@ def char_lm_family(name="char_lm", context=16, embed=16, hidden=64,
   Byte-level (printable ASCII, newline and "other": 97 ids) next-byte
   prediction at every position of windows of ``context`` bytes of the
   source files inside the standard library's packages
-  (:data:`~optax_greedy.learning.dnn_problems.data.SOURCE_PACKAGES`; never
+  (:data:`~optax_greedy_lab.dnn_problems.data.SOURCE_PACKAGES`; never
   its top-level files, nor the held-out families' text). Pre-norm blocks of
   single-head causal attention and a ReLU MLP, ``1..max_layers`` of them
   per problem, learned positional embeddings; each problem uses a random

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from optax_greedy.learning import stdlib_text as stdlib_text_lib
+from optax_greedy_lab import stdlib_text as stdlib_text_lib
 
 
 @functools.lru_cache(maxsize=None)
@@ -18,7 +18,7 @@ def tabular(name: str):
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
   except ImportError as error:
     raise ImportError(
-        "optax_greedy.learning.dnn_problems needs scikit-learn for its data"
+        "optax_greedy_lab.dnn_problems needs scikit-learn for its data"
         " sets: pip install 'optax_greedy[examples]'") from error
   x, labels = getattr(datasets, f"load_{name}")(return_X_y=True)
   x = (x - x.mean(0)) / (x.std(0) + 1e-8)
@@ -39,7 +39,7 @@ TEXT_MODULES = ("argparse", "collections", "json", "textwrap", "string",
 def stdlib_text() -> str:
   """Lower-cased docstrings of :data:`TEXT_MODULES` and their public
   attributes (about 200k characters), whitespace collapsed
-  (:func:`optax_greedy.learning.stdlib_text.module_docstrings`)."""
+  (:func:`optax_greedy_lab.stdlib_text.module_docstrings`)."""
   docs = stdlib_text_lib.module_docstrings(TEXT_MODULES)
   return " ".join(" ".join(docs).lower().split())
 

@@ -8,9 +8,9 @@ import jax.numpy as jnp
 import optax
 
 import optax_greedy
-from optax_greedy.learning.dnn_problems.problem import DNNProblem
-from optax_greedy.learning.dnn_problems.problem import EnvConfig
-from optax_greedy.learning.dnn_problems.problem import Family
+from optax_greedy_lab.dnn_problems.problem import DNNProblem
+from optax_greedy_lab.dnn_problems.problem import EnvConfig
+from optax_greedy_lab.dnn_problems.problem import Family
 
 def _losses(outputs, y, out_mask, regression):
   """Per-row loss: cross-entropy over the used classes, or masked MSE."""
@@ -72,20 +72,15 @@ def cosine_optimizer(problem, multiplier=1.0):
           1 + jnp.cos(jnp.pi * jnp.minimum(t / problem.budget, 1.0)))))
 
 
-#: No envelope: the policy alone.
-NO_ENVELOPE = (0.0, 0.0, "linear")
-
-
-def learned_optimizer(policy, envelope=NO_ENVELOPE):
+def learned_optimizer(policy, envelope=optax_greedy.NO_ENVELOPE):
   """``problem -> optimizer``: the direction, then the policy's schedule
-  inside ``envelope`` (``(ramp_fraction, decay_fraction, decay_shape)``)."""
-  ramp, decay, shape = envelope
+  inside ``envelope`` (an :class:`optax_greedy.Envelope`, or its tuple)."""
+  envelope = optax_greedy.Envelope(*envelope)
   return lambda problem: optax.chain(
       direction(problem.adam),
       optax_greedy.learned_schedule(policy, problem.peak,
                                     total_steps=problem.budget,
-                                    ramp_fraction=ramp, decay_fraction=decay,
-                                    decay_shape=shape))
+                                    envelope=envelope))
 
 
 def _applied_rate(state):
@@ -187,12 +182,13 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
 
   Returns:
     ``(fitness [members], info)`` for
-    :func:`optax_greedy.learning.es.train_es`; ``info`` has the fraction of
-    problems where the member is at least as good as the baseline (a log
-    ratio of at least -0.01) on
-    the validation loss (``val_equal_or_better``).
+    :func:`optax_greedy_lab.es.train_es`; ``info["val_log_ratio"]`` is
+    ``log(baseline / member)`` of the final validation loss on each problem
+    ``[problems, members]`` (positive: the member is better), a raw result:
+    whether it is a win, a tie or a loss is for the benchmark's verdict
+    (its one tie rule) to say.
   """
-  rewards, equal_or_better = [], []
+  rewards, ratios = [], []
   run = functools.partial(run_episode, max_steps=config.max_steps,
                           max_batch=config.max_batch)
   for i, family in enumerate(families):
@@ -211,12 +207,11 @@ def fitness(policies, key, families, config: EnvConfig = EnvConfig()):
           k))(policies)
       ratio = _log_ratio(base["val"][-1], members["val"][:, -1])
       return jax.vmap(lambda m: reward(base, m, config.train_weight))(
-          members), ratio >= -0.01
+          members), ratio
 
-    r, ok = jax.vmap(per_problem)(problems, keys[config.problems:])
+    r, ratio = jax.vmap(per_problem)(problems, keys[config.problems:])
     rewards.append(r)
-    equal_or_better.append(ok)
+    ratios.append(ratio)
   rewards = jnp.concatenate(rewards)           # [problems, members]
-  ok = jnp.concatenate(equal_or_better)
   return jnp.mean(rewards, axis=0), {
-      "val_equal_or_better": jnp.mean(ok.astype(jnp.float32), axis=0)}
+      "val_log_ratio": jnp.concatenate(ratios)}

@@ -6,13 +6,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optax_greedy import _policy
-from optax_greedy.learning import es
-from optax_greedy.learning.dnn_problems.episodes import fitness
-from optax_greedy.learning.dnn_problems.families import training_families
-from optax_greedy.learning.dnn_problems.problem import EnvConfig
-from optax_greedy.learning.dnn_problems.problem import FEATURES
-from optax_greedy.learning.dnn_problems.problem import HIDDEN
+from optax_greedy import policy as _policy
+from optax_greedy_lab import es
+from optax_greedy_lab.dnn_problems.episodes import fitness
+from optax_greedy_lab.dnn_problems.families import training_families
+from optax_greedy_lab.dnn_problems.problem import EnvConfig
+from optax_greedy_lab.dnn_problems.problem import FEATURES
+from optax_greedy_lab.dnn_problems.problem import HIDDEN
 
 #: Fixed schedules a policy can start from (:func:`imitation_policy`), as a
 #: fraction of the peak for the share of the budget used ``t``.
@@ -21,12 +21,6 @@ TARGETS = {
     # Inside an envelope that decays to zero: hold near the peak.
     "constant": lambda t: jnp.full_like(t, 0.8),
 }
-
-
-def cosine_policy(key, features=FEATURES, hidden=HIDDEN, steps=2000):
-  """A policy fitted to cosine annealing, ``f = (1 + cos(pi t / T)) / 2``
-  (:func:`imitation_policy` of ``"cosine"``)."""
-  return imitation_policy(key, "cosine", features, hidden, steps)
 
 
 def imitation_policy(key, target="cosine", features=FEATURES, hidden=HIDDEN,
@@ -94,17 +88,17 @@ def train(seed: int, es_config: es.ESConfig = ES_CONFIG,
 
   Args:
     seed: the only source of randomness.
-    es_config: an :class:`~optax_greedy.learning.es.ESConfig`.
+    es_config: an :class:`~optax_greedy_lab.es.ESConfig`.
     config: an :class:`EnvConfig` (its ``envelope`` becomes the policy's).
     families: the training families (default: ``config.families``, see
       :func:`training_families`).
     log, checkpoint, state, save: as in
-      :func:`optax_greedy.learning.es.train_es`.
+      :func:`optax_greedy_lab.es.train_es`.
     imitation_steps: steps of :func:`imitation_policy` before ES.
     start: the schedule imitated first (:data:`TARGETS`).
 
   Returns:
-    ``(policy, history)`` as :func:`optax_greedy.learning.es.train_es`.
+    ``(policy, history)`` as :func:`optax_greedy_lab.es.train_es`.
   """
   if families is None:
     families = training_families(config.families)

@@ -2,7 +2,7 @@ r"""Evolution strategies for the policy of a learned schedule.
 
 Antithetic evolution strategies (Salimans et al., 2017, "Evolution
 Strategies as a Scalable Alternative to Reinforcement Learning") on the
-flattened weights :math:`\theta` of a :class:`~optax_greedy.learning.Policy`:
+flattened weights :math:`\theta` of a :class:`~optax_greedy.policy.Policy`:
 each update draws ``pairs`` Gaussian directions :math:`\epsilon_i`, scores
 the population :math:`\theta \pm \sigma\epsilon_i` with an environment's
 fitness function (all members and all of its problems in one ``vmap``, one
@@ -205,11 +205,11 @@ def train_es(
   Args:
     seed: the source of randomness of the noise and the problems.
     fitness: ``(policies, key) -> (fitness [members], info dict)``, where
-      ``policies`` is a :class:`~optax_greedy.learning.Policy` whose leaves
+      ``policies`` is a :class:`~optax_greedy.policy.Policy` whose leaves
       have a leading ``members`` axis; traced under ``jax.jit``. Higher is
       better. ``key`` draws the problems: every member must play the same
       ones (common random numbers).
-    initial_policy: the starting :class:`~optax_greedy.learning.Policy`.
+    initial_policy: the starting :class:`~optax_greedy.policy.Policy`.
     config: an :class:`ESConfig`.
     log: optional ``callable(iteration, info)`` called after each update;
       ``info`` has ``mean_fitness``, ``max_fitness``, ``seconds`` and the

@@ -5,7 +5,8 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 
-from optax_greedy import _policy
+import optax_greedy
+from optax_greedy import policy as _policy
 
 #: The features of the deep-network policy.
 FEATURES = _policy.KNOWN_FEATURES
@@ -79,10 +80,10 @@ class EnvConfig(NamedTuple):
       (each problem draws its fraction uniformly below it).
     train_weight: the weight of the training-loss term of the reward.
     families: the names of the training families
-      (:data:`optax_greedy.learning.dnn_problems.FAMILIES`).
-    envelope: the step budget's envelope the policy acts inside,
-      ``(ramp_fraction, decay_fraction, decay_shape)``; ``(0.0, 0.0,
-      "linear")``: none, the policy alone.
+      (:data:`optax_greedy_lab.dnn_problems.FAMILIES`).
+    envelope: the step budget's envelope the policy acts inside, an
+      :class:`optax_greedy.Envelope`; ``optax_greedy.NO_ENVELOPE`` (the
+      default): none, the policy alone.
     baseline_peaks: the reward's baseline is the best cosine annealing
       over these multiples of the problem's peak rate (best final
       validation loss and best final training loss, each over the runs):
@@ -99,5 +100,5 @@ class EnvConfig(NamedTuple):
   label_noise: float = 0.2
   train_weight: float = 0.5
   families: tuple = ("mlp", "cnn")
-  envelope: tuple = (0.0, 0.0, "linear")
+  envelope: tuple = optax_greedy.NO_ENVELOPE
   baseline_peaks: tuple = (1.0,)

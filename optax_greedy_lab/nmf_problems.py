@@ -12,7 +12,7 @@ projected minibatch SGD on :func:`optax_greedy.nmf.loss` with the rate set by
 ``nmf.stability_bounds(params, joint=True)`` (see :func:`nmf_bound`): the
 action can never exceed the bound, which is the safety layer.
 
-**Observation** (:func:`optax_greedy.learning.policy_features`, the five
+**Observation** (:func:`optax_greedy.policy.policy_features`, the five
 features of :data:`FEATURES`): log loss
 ratio to the start, recent log-loss slope, log ratio of the gradient norm to
 the first one, the current fraction of the bound, the fraction of the budget
@@ -28,7 +28,7 @@ too noisy to credit single steps and the full loss costs a full pass, and
 evolution strategies only use the episode's return. Being a log ratio, it
 weighs every problem equally whatever its scale.
 
-**Training** (:func:`train`): :func:`optax_greedy.learning.es.train_es`
+**Training** (:func:`train`): :func:`optax_greedy_lab.es.train_es`
 with :func:`fitness`: every member of the population plays the same
 problems with the same minibatches (common random numbers), and all
 ``population x problems`` episodes run in one ``jit``-compiled step under
@@ -46,9 +46,9 @@ import numpy as np
 import optax
 
 import optax_greedy
-from optax_greedy import _policy
+from optax_greedy import policy as _policy
 from optax_greedy import nmf
-from optax_greedy.learning import es
+from optax_greedy_lab import es
 
 #: The features of the NMF policy.
 FEATURES = ("log_loss_ratio", "loss_slope", "log_grad_norm_ratio",
@@ -160,7 +160,7 @@ def run_episode(policy_params, problem: NMFProblem, key, *, max_steps=200,
   tx = optax.chain(
       optax_greedy.learned_schedule(policy_params, nmf_bound,
                                 total_steps=problem.budget,
-                                ramp_fraction=0.0, decay_fraction=0.0),
+                                envelope=optax_greedy.NO_ENVELOPE),
       optax.keep_params_nonnegative())
   state = tx.init(params)
 
@@ -229,7 +229,7 @@ def fitness(policies, key, config: NMFConfig = NMFConfig()):
     config: an :class:`NMFConfig`.
 
   Returns:
-    ``(fitness [members], {})`` for :func:`optax_greedy.learning.es.train_es`;
+    ``(fitness [members], {})`` for :func:`optax_greedy_lab.es.train_es`;
     all ``members x problems`` episodes run in one flat ``vmap``.
   """
   key_problems, key_episodes = jax.random.split(key)
@@ -252,7 +252,7 @@ def train(seed: int, es_config: es.ESConfig = ES_CONFIG,
   """Trains an NMF policy from a random one; deterministic for a seed.
 
   Returns:
-    ``(policy, history)`` as :func:`optax_greedy.learning.es.train_es`.
+    ``(policy, history)`` as :func:`optax_greedy_lab.es.train_es`.
   """
   key_init = jax.random.split(jax.random.key(seed))[0]
   return es.train_es(seed, lambda p, k: fitness(p, k, config),
