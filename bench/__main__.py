@@ -17,7 +17,7 @@ PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
 WORKLOADS = ("lm", "mnist1d", "cnn")
 LM_SIZES = ("cpu", "gpu")
 SWEEP_KEYS = ("cosine", "wsd", "greedy", "greedy_probe", "wsd_probe",
-              "hd_adam", "learned", "schedule_free", "mechanic", "prodigy",
+              "learned_scale", "hd_adam", "learned", "schedule_free", "mechanic", "prodigy",
               "dog", "dowg", "dadapt_adamw", "momo", "cocob")
 LEARNED_NMF_PROBLEMS = ("digits", "cancer", "synthetic")
 BASES = ("sgd", "momentum", "adam")

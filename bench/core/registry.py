@@ -512,6 +512,20 @@ def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0,
                                  s_init=s_init, num_betas=num_betas)
 
 
+# The learned scale's settings in its sweep row (what the probe-defaults
+# study chose on the selection LM).
+LEARNED_SCALE = {"headroom": 30.0, "start": None}
+
+
+def _learned_scale_build(base, rate, steps, context, **options):
+  """``optax_greedy.learned_scale`` on the base's direction with
+  :data:`LEARNED_SCALE` (options override)."""
+  del context
+  return optax_greedy.learned_scale(rate, total_steps=steps,
+                                    direction=direction(base),
+                                    **{**LEARNED_SCALE, **options})
+
+
 def _mechanic_probe_build(base, rate, steps, context, **options):
   """:func:`_mechanic_budget_build`, then the rate probe."""
   return optax.chain(_mechanic_budget_build(base, rate, steps, context),
@@ -591,6 +605,10 @@ def controllers():
       Controller("mechanic_probe", "budget", _mechanic_probe_build, "probe",
                  rate=_no_rate, scope=(),
                  label="Mechanic with the envelope, then rate_probe"),
+      Controller("learned_scale", "budget", _learned_scale_build,
+                 rate=_state_rate, scope=(WORKLOADS, SWEEP),
+                 label="learned_scale (Mechanic around the envelope, "
+                       "with headroom)"),
       Controller("mechanic_headroom", "budget", _mechanic_headroom_build,
                  rate=_no_rate, scope=(),
                  label="Mechanic with the envelope at headroom x the rate"),

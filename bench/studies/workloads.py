@@ -130,6 +130,7 @@ MIDDLE = ("0.333", "1", "3")
 # The sweep's rows in summary.json: registry entry -> key.
 SWEEP_KEYS = {"fixed": "cosine", "wsd": "wsd", "greedy_budget": "greedy",
               "greedy_probe": "greedy_probe", "wsd_probe": "wsd_probe",
+              "learned_scale": "learned_scale",
               "hd_budget": "hd_adam", "learned_budget": "learned",
               "schedule_free": "schedule_free", "mechanic": "mechanic",
               "prodigy_sweep": "prodigy", "dog_sweep": "dog",
