@@ -17,7 +17,7 @@ Durations", NeurIPS 2024).
 """
 
 import dataclasses
-from typing import NamedTuple, Optional, overload
+from typing import Any, NamedTuple, Optional, overload
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +118,12 @@ class Budget:
     progress = jnp.clip((t - start) / jnp.maximum(self.decay_steps, 1.0),
                         0.0, 1.0)
     return ramp * DECAY_SHAPES[self.decay_shape](progress)
+
+  def apply(self, rates: Any, step: ArrayLike) -> Any:
+    """``rates`` (a rate or a tree of rates) times :meth:`scale` at update
+    ``step``, each in its own dtype: the rate a controller applies."""
+    scale = self.scale(step)
+    return jax.tree.map(lambda r: (r * scale).astype(r.dtype), rates)
 
   def reacting(self, step: ArrayLike) -> jax.Array:
     """Whether the controller reacts at update ``step``: between the ramp

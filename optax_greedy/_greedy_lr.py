@@ -283,7 +283,7 @@ def greedy_lr(
     zero = jnp.zeros([], jnp.int32)
     if budget is None:
       return fresh_state(rate.dtype, rate, rate, zero, None)
-    first = (rate * budget.scale(zero)).astype(rate.dtype)
+    first = budget.apply(rate, zero)
     return fresh_state(rate.dtype, first, rate, zero, zero)
 
   def push_to_window(state, value):
@@ -390,7 +390,7 @@ def greedy_lr(
     del params, extra_args
     rate = state.next_learning_rate
     if budget is not None:
-      rate = (rate * budget.scale(state.step)).astype(rate.dtype)
+      rate = budget.apply(rate, state.step)
       observe = jnp.logical_and(observe, budget.reacting(state.step))
       state = state._replace(step=optax.safe_increment(state.step))
     updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)

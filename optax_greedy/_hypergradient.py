@@ -154,12 +154,8 @@ def hypergradient_around(
           inner_state=inner_state, next_learning_rate=rates)
     step = jnp.zeros([], jnp.int32)
     return HypergradientState(
-        learning_rate=enveloped(rates, step), prev_direction=prev_direction,
+        learning_rate=budget.apply(rates, step), prev_direction=prev_direction,
         inner_state=inner_state, next_learning_rate=rates, step=step)
-
-  def enveloped(rates, step):
-    scale = budget.scale(step)
-    return jax.tree.map(lambda r: (r * scale).astype(r.dtype), rates)
 
   def new_rates(grads, prev, rates, labels):
     """The rates of this update: one hypergradient step from ``rates``."""
@@ -235,7 +231,7 @@ def hypergradient_around(
     else:
       # The rates hold still outside the budget's reacting phase.
       rates = optax.tree.where(budget.reacting(state.step), rates, own)
-      applied = enveloped(rates, state.step)
+      applied = budget.apply(rates, state.step)
     leaf_rates = per_leaf(applied, updates)
     directions, inner_state = transform.update(
         _xla_numerics.after(updates, leaf_rates), state.inner_state, params,
