@@ -109,8 +109,7 @@ def rate_probe(
   (times the multiplier, 1 unless restored from a run that probed) and the
   state still counts, so one checkpoint layout serves both.
 
-  Each probe costs three forward passes: with ``every=20`` about 5% of a
-  training step.
+  Each probe costs three forward passes, every ``every`` updates.
 
   Args:
     total_steps: the run's number of updates (the same as the rate's), to

@@ -79,16 +79,15 @@ def momentum_clipped_greedy_lr(learning_rate, patience, window_size,
 
 
 def adam_greedy_lr_probe(learning_rate, patience, window_size, cooldown,
-                         total_steps, ramp_fraction, decay_fraction):
+                         total_steps, envelope):
   """GreedyLR-Adam with a budget, then the rate probe (told the same
   budget; the contract feeds no ``value_fn``, so it passes updates
   unchanged)."""
   return optax.chain(
       og.greedy_adam(learning_rate, patience=patience,
                      window_size=window_size, cooldown=cooldown,
-                     total_steps=total_steps, ramp_fraction=ramp_fraction,
-                     decay_fraction=decay_fraction),
-      og.rate_probe(total_steps))
+                     total_steps=total_steps, envelope=envelope),
+      og.rate_probe(total_steps, envelope=envelope))
 
 
 def clipped_hd_sgd(learning_rate, hypergrad_lr):

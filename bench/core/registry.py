@@ -512,18 +512,12 @@ def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0,
                                  s_init=s_init, num_betas=num_betas)
 
 
-# The learned scale's settings in its sweep row (what the probe-defaults
-# study chose on the selection LM).
-LEARNED_SCALE = {"headroom": 30.0, "start": None}
-
-
-def _learned_scale_build(base, rate, steps, context, **options):
-  """``optax_greedy.learned_scale`` on the base's direction with
-  :data:`LEARNED_SCALE` (options override)."""
+def _learned_scale_build(base, rate, steps, context):
+  """``optax_greedy.learned_scale`` on the base's direction, its
+  defaults."""
   del context
   return optax_greedy.learned_scale(rate, total_steps=steps,
-                                    direction=direction(base),
-                                    **{**LEARNED_SCALE, **options})
+                                    direction=direction(base))
 
 
 def _mechanic_probe_build(base, rate, steps, context, **options):
