@@ -181,3 +181,43 @@ def test_workloads_page_survives_new_and_partial_results(tmp_path):
   assert "no rate sweep" in text
   assert "No results file" in gen.workloads_markdown(
       tmp_path / "missing.json", "GPU")
+
+
+def test_the_envelope_and_the_constants_are_in_the_api_reference():
+  """``Envelope`` is a class (an autosummary entry); the constants, values
+  rather than functions or classes, are ``py:data`` entries with the ``#:``
+  comment of their definition as their description."""
+  markdown = gen.api_markdown()
+  assert "optax_greedy.Envelope" in _autosummary_entries(markdown)
+  for name in ("optax_greedy.NO_ENVELOPE", "optax_greedy.DEFAULT_ENVELOPE",
+               "optax_greedy.policy.MIN_FRACTION",
+               "optax_greedy.policy.KNOWN_FEATURES",
+               "optax_greedy.policy.POLICY_VERSION"):
+    assert f".. py:data:: {name}" in markdown
+  budget = markdown[markdown.index("## The step budget"):]
+  budget = budget[:budget.index("\n## ", 1)]
+  assert ".. py:data:: optax_greedy.NO_ENVELOPE" in budget
+  assert "No envelope: a scale of 1 at every step" in budget
+  constants = {qualified for items in gen.api_constants().values()
+               for qualified, _, _ in items}
+  for module in [optax_greedy, *_public_submodules()]:
+    for name in gen.public_constants(module):
+      assert f"{module.__name__}.{name}" in constants
+
+
+def test_the_public_policy_module_has_its_section():
+  entries = gen.api_entries()
+  assert "optax_greedy.policy.Policy" in entries["`optax_greedy.policy`"]
+  assert "optax_greedy.load_policy" in entries["Learned schedules"]
+  assert not any(name.startswith("optax_greedy.learning")
+                 for names in entries.values() for name in names)
+
+
+def test_stale_autosummary_stubs_are_found(tmp_path):
+  """A stub page for a name no longer public (autosummary never deletes
+  one) is found, so that generate() removes it before a -W build."""
+  (tmp_path / "optax_greedy.greedy_lr.rst").write_text("")
+  (tmp_path / "optax_greedy.ScheduledRateState.rst").write_text("")
+  assert [p.name for p in gen.stale_stubs(tmp_path)] == [
+      "optax_greedy.ScheduledRateState.rst"]
+  assert gen.stale_stubs(tmp_path / "missing") == []

@@ -49,10 +49,15 @@ PACKAGE = "optax_greedy"
 # module never drops a name from the reference.
 SECTIONS = {
     "_greedy_lr": "GreedyLR",
+    "_greedy_aliases": "GreedyLR",
+    "_validation_feed": "GreedyLR",
     "_hypergradient": "Hypergradient descent",
+    "_hd_aliases": "Hypergradient descent",
+    "_learned_scale": "Rate-robust transforms",
+    "_probe": "Rate-robust transforms",
     "_stability": "Stability clipping",
     "_learned": "Learned schedules",
-    "_policy": "Learned schedules",
+    "policy": "Learned schedules",
     "_budget": "The step budget",
     "_rate": "Reading the rate",
     "_checkpoint": "Checkpoints",
@@ -112,6 +117,67 @@ def api_entries() -> dict[str, list[str]]:
   return sections
 
 
+def public_constants(module) -> list[str]:
+  """The public constants of a module: names in capitals (no leading
+  underscore) bound to a value that is not a function, a class or a
+  module, such as ``optax_greedy.NO_ENVELOPE``."""
+  names = module.__all__ if hasattr(module, "__all__") else vars(module)
+  return sorted(
+      name for name in names
+      if re.fullmatch(r"[A-Z][A-Z0-9_]*", name)
+      and not (inspect.isfunction(getattr(module, name))
+               or inspect.isclass(getattr(module, name))
+               or isinstance(getattr(module, name), types.ModuleType)))
+
+
+def _package_modules():
+  """Every module of the package that is imported, the package first."""
+  import sys
+  return [module for name, module in sorted(sys.modules.items())
+          if module is not None
+          and (name == PACKAGE or name.startswith(PACKAGE + "."))]
+
+
+def constant_doc(module, name) -> tuple[str, str]:
+  """The defining module's name and the ``#:`` comment above ``name = ...``
+  there (the comment autodoc reads for data), searched in ``module`` and
+  then in every module of the package; ``("", "")`` if none has one."""
+  assignment = re.compile(
+      r"((?:^#:.*\n)+)^" + re.escape(name) + r"\s*(?::[^=\n]*)?=",
+      re.MULTILINE)
+  for candidate in [module, *_package_modules()]:
+    try:
+      source = inspect.getsource(candidate)
+    except (OSError, TypeError):
+      continue
+    m = assignment.search(source)
+    if m:
+      doc = " ".join(line[2:].strip() for line in m.group(1).splitlines())
+      return candidate.__name__, doc
+  return "", ""
+
+
+def api_constants() -> dict[str, list[tuple[str, str, str]]]:
+  """Section title -> (qualified name, value, doc) of every documented
+  constant: the package's own (in the section of the module that defines
+  them) and those of its public submodules (in the submodule's section)."""
+  package = importlib.import_module(PACKAGE)
+  sections: dict[str, list[tuple[str, str, str]]] = {}
+  for name in public_constants(package):
+    home, doc = constant_doc(package, name)
+    home = home.split(".")[-1]
+    title = SECTIONS.get(home, home.lstrip("_").replace("_", " ").capitalize())
+    sections.setdefault(title, []).append(
+        (f"{PACKAGE}.{name}", repr(getattr(package, name)), doc))
+  for module_name in public_submodules(package):
+    module = importlib.import_module(module_name)
+    for name in public_constants(module):
+      sections.setdefault(f"`{module_name}`", []).append(
+          (f"{module_name}.{name}", repr(getattr(module, name)),
+           constant_doc(module, name)[1]))
+  return sections
+
+
 def missing_docstrings() -> list[str]:
   """Documented names whose docstring is empty."""
   missing = []
@@ -121,18 +187,39 @@ def missing_docstrings() -> list[str]:
       obj = getattr(importlib.import_module(module_name), attr)
       if not (inspect.getdoc(obj) or "").strip():
         missing.append(qualified)
+  for constants in api_constants().values():
+    missing += [qualified for qualified, _, doc in constants if not doc]
   return missing
 
 
 def api_markdown() -> str:
-  """The autosummary lists of the API reference, in MyST Markdown."""
+  """The autosummary lists of the API reference, in MyST Markdown, each
+  section followed by its constants (``py:data`` entries: their doc is the
+  ``#:`` comment of their definition)."""
+  entries, constants = api_entries(), api_constants()
   lines = []
-  for title, names in api_entries().items():
-    lines += [f"## {title}", "", "```{eval-rst}", ".. autosummary::",
-              "   :toctree: _autosummary", "   :nosignatures:", ""]
-    lines += [f"   ~{name}" for name in names]
-    lines += ["```", ""]
+  for title in dict.fromkeys([*entries, *constants]):
+    lines += [f"## {title}", ""]
+    if entries.get(title):
+      lines += ["```{eval-rst}", ".. autosummary::",
+                "   :toctree: _autosummary", "   :nosignatures:", ""]
+      lines += [f"   ~{name}" for name in entries[title]]
+      lines += ["```", ""]
+    for qualified, value, doc in constants.get(title, []):
+      lines += ["```{eval-rst}", f".. py:data:: {qualified}",
+                f"   :value: {' '.join(value.split())}", "", f"   {doc}",
+                "```", ""]
   return "\n".join(lines)
+
+
+def stale_stubs(folder: pathlib.Path = DOCS / "api" / "_autosummary"
+                ) -> list[pathlib.Path]:
+  """Stub pages autosummary wrote for names no longer public: autosummary
+  never deletes one, and a stale stub fails a ``-W`` build of a checkout
+  that built the docs before the name went."""
+  listed = {name for names in api_entries().values() for name in names}
+  return [stub for stub in sorted(folder.glob("*.rst"))
+          if stub.stem not in listed] if folder.is_dir() else []
 
 
 # ---------------------------------------------------------------------------
@@ -407,6 +494,8 @@ def generate() -> None:
     shutil.rmtree(GENERATED)
   GENERATED.mkdir(parents=True)
   API_NAMES.write_text(api_markdown())
+  for stub in stale_stubs():
+    stub.unlink()
   (GENERATED / "bench_workloads_cpu.md").write_text(
       workloads_markdown(RESULTS / "summary.json", "CPU"))
   (GENERATED / "bench_workloads_gpu.md").write_text(
