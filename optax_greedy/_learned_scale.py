@@ -10,7 +10,7 @@ what it does badly is climb from its tiny initial scale. Given the base
 optimizer at ``headroom`` times the rate, the scale only has to come down.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, cast
 
 import jax
 import jax.numpy as jnp
@@ -124,13 +124,15 @@ def learned_scale(
                                      s_init=s_init, num_betas=NUM_BETAS)
 
   def init_fn(params):
-    return LearnedScaleState(mechanic.init(params),
-                             jnp.zeros([], jnp.float32))
+    inner = cast(optax.contrib.MechanicState, mechanic.init(params))
+    return LearnedScaleState(inner, jnp.zeros([], jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
     updates, inner = mechanic.update(updates, state.mechanic, params,
                                      **extra_args)
-    applied = base_rate(state.mechanic.count) * jnp.sum(inner.s)
-    return updates, LearnedScaleState(inner, applied.astype(jnp.float32))
+    inner = cast(optax.contrib.MechanicState, inner)
+    applied = base_rate(state.mechanic.count) * jnp.sum(jnp.asarray(inner.s))
+    return updates, LearnedScaleState(inner,
+                                      jnp.asarray(applied, jnp.float32))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
