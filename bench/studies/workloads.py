@@ -281,8 +281,9 @@ def train_vmapped(workload, row, rates, seeds):
 def step_cost_rows(steps):
   """``{name: (transform, feed)}``: Adam at the rate 1e-3, the
   hypergradient with each reduction of its sums (``"auto"`` is what a user
-  gets on this backend), GreedyLR told the budget, and the same followed by
-  the rate probe (fed the next minibatch's loss; a probe every 20 steps)."""
+  gets on this backend), GreedyLR told the budget, the same followed by
+  the rate probe (fed the next minibatch's loss; a probe every 20 steps),
+  and the learned scale."""
   rows = {"adam": (optax.adam(1e-3), "none")}
   for reduction in ("auto", "blocked", "per_term", "concatenated"):
     rows[f"hd_adam[{reduction}]"] = (
@@ -292,6 +293,8 @@ def step_cost_rows(steps):
   rows["greedy_adam[total_steps] + rate_probe"] = (optax.chain(
       optax_greedy.greedy_adam(1e-3, total_steps=steps),
       optax_greedy.rate_probe(steps)), "probe")
+  rows["learned_scale[total_steps]"] = (
+      optax_greedy.learned_scale(1e-3, total_steps=steps), "none")
   return rows
 
 
