@@ -35,7 +35,6 @@ from bench.core import output as O
 from bench.core import registry as R
 from bench.studies import workloads as W
 from bench.workloads import sklearn_lm as SL
-from bench.workloads.sklearn_lm import make as sklearn_lm
 
 STEPS, PEAKS = SL.STEPS, SL.PEAKS
 MULTIPLIERS = {"0.333": 1 / 3, "1": 1.0, "3": 3.0}
@@ -66,11 +65,11 @@ def study(out_dir, steps=STEPS, candidates=None, model=None, log=print):
     out_dir: output folder (``out_dir/budget_defaults``).
     steps: the budget (smaller for the smoke test).
     candidates: the names of :data:`CANDIDATES` to run (all if None).
-    model: the LM's shape (:data:`bench.workloads.sklearn_lm.MODEL` if None; smaller for the smoke
-      test).
+    model: the LM's shape (:data:`bench.workloads.sklearn_lm.MODEL` if
+      None; smaller for the smoke test).
     log: where progress lines go.
   """
-  w = sklearn_lm(steps, model)
+  w = SL.make(steps, model)
   cosine = {p: W.cosine_row(p, w.steps) for p in PEAKS}
   grid = W.train_vmapped(w, cosine[PEAKS[0]], list(PEAKS), [0] * len(PEAKS))
   vals = [r["curve"]["val_loss"][-1] for r in grid]

@@ -1,11 +1,13 @@
-"""Study: the rate probe's settings, on the selection workload only.
+"""Study: the rate-robust mechanism, on the selection workload only.
 
-:func:`optax_greedy.rate_probe` moves its multiplier of the rate toward a
-``fraction`` of the one-step optimum measured along the update on another
-minibatch. Which fraction, and does the probe make a run insensitive to
-the starting rate? Each candidate is started at x1/10, x1/3, x1, x3 and
-x10 of the tuned peak on ``sklearn_lm``, the selection workload of
-:mod:`bench.studies.budget_defaults` (a 0.5M-parameter byte-level LM on
+Which mechanism makes a run insensitive to the starting rate, and with
+which settings? :func:`optax_greedy.rate_probe` moves its multiplier of
+the rate toward a ``fraction`` of the one-step optimum measured along the
+update on another minibatch; Mechanic (``optax.contrib.mechanize``) learns
+a scale of the run's displacement, here with headroom and different
+starts (:func:`optax_greedy.learned_scale`'s candidates). Each candidate is started at x1/10, x1/3, x1, x3 and
+x10 of the tuned peak on ``sklearn_lm``, the selection workload
+(:mod:`bench.workloads.sklearn_lm`: a 0.5M-parameter byte-level LM on
 scikit-learn's source, 1,500 steps; the report workloads never see it),
 seed 0, beside the envelope alone (``wsd``) and Mechanic with the envelope
 inside (the peer that is robust from above).
@@ -13,8 +15,8 @@ inside (the peer that is robust from above).
 The rule, fixed with the first candidates: the candidate whose worst
 held-out test loss over x1/10..x10, relative to the tuned warmup-cosine,
 is lowest is chosen; it is recommended only if that worst ratio is below
-the envelope alone's. The candidates came in three rounds, each added
-after reading the last (:data:`CANDIDATES` says which); the rule did not
+the envelope alone's. The candidates came in four rounds, each added after
+reading the last (:data:`CANDIDATES` says which); the rule did not
 change.
 
 ``python -m bench probe-defaults --out DIR`` writes
@@ -28,8 +30,8 @@ import numpy as np
 
 from bench.core import output as O
 from bench.core import registry as R
-from bench.studies import budget_defaults as BD
 from bench.studies import workloads as W
+from bench.workloads import sklearn_lm as SL
 
 MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
 # Candidates: ``(registry entry, options)``; the probe's options are
@@ -63,7 +65,7 @@ REFERENCES = {"wsd": ("wsd", {}), "mechanic": ("mechanic", {}),
               "greedy (total_steps)": ("greedy_budget", {})}
 
 
-def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
+def study(out_dir, steps=SL.STEPS, candidates=None, model=None, log=print):
   """Runs the selection (module doc); writes and returns its results.
 
   Args:
@@ -74,8 +76,8 @@ def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
     model: the LM's shape (smaller for the smoke test).
     log: where progress lines go.
   """
-  w = BD.sklearn_lm(steps, model)
-  peaks = BD.PEAKS
+  w = SL.make(steps, model)
+  peaks = SL.PEAKS
   grid = W.train_vmapped(w, W.cosine_row(peaks[0], w.steps), list(peaks),
                          [0] * len(peaks))
   vals = [r["curve"]["val_loss"][-1] for r in grid]
@@ -111,7 +113,7 @@ def study(out_dir, steps=BD.STEPS, candidates=None, model=None, log=print):
          "default": bool(chosen and "wsd" in worst
                          and worst[chosen] < worst["wsd"]),
          "rate_traces": traces}
-  if steps != BD.STEPS or model is not None:
+  if steps != SL.STEPS or model is not None:
     doc["note"] = "a smoke run, not the study"
   sub.mkdir(parents=True, exist_ok=True)
   O.write_json(sub / "probe_defaults.json", doc, indent=1)
