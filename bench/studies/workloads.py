@@ -568,10 +568,12 @@ def summary_markdown(entries):
   head = " | ".join(f"{e['name']} ({e.get('size', 'cpu')}): x1 / worst "
                     "x1/3..x3 / worst x1/10..x10 / beats" for e in done)
   lines = ["Held-out **test** loss over the grid-tuned warmup-cosine's "
-           "(below 1 is better), by starting rate; beats: points below 1 "
-           "of those run.", "", f"| row | {head} |",
+           "(below 1 is better; mean over the seeds run, `sweep_runs` says "
+           "how many), by starting rate; beats: points below 1 of those "
+           "run; > 100: the run blew up.", "", f"| row | {head} |",
            "|---|" + "---|" * len(done)]
-  fmt = lambda x: "-" if x is None else f"{x:.3f}"
+  fmt = lambda x: ("-" if x is None else f"{x:.3f}" if x < 100
+                   else "> 100")
   for key in keys:
     cells = []
     for e in done:
