@@ -63,15 +63,17 @@ def learned_scale(
 
   so the rate the run applies is :math:`H \eta\, e_t\, s_t`. With the
   headroom the scale only has to come down, which Mechanic does fast,
-  instead of climbing from its tiny start; the run is then nearly
-  insensitive to a rate chosen 10x too high or too low. It costs the
+  instead of climbing from its tiny start. On the benchmark's language
+  models this made the run nearly insensitive to a rate chosen 10x too
+  high or too low; not on every workload (its small CNN on MNIST-1D paid
+  at every start). It costs the
   Mechanic's memory (a copy of the initial parameters) and about one more
   pass over the parameters per step, and needs no ``value`` or
   ``value_fn``.
 
   Args:
-    learning_rate: :math:`\eta`, the rate you would give ``direction``;
-      > 0 and finite.
+    learning_rate: :math:`\eta`, the rate you would give ``direction``,
+      positive and finite.
     total_steps: the run's number of updates (the envelope's budget).
     direction: the base direction (default ``optax.scale_by_adam()``).
     headroom: :math:`H`, how far above ``learning_rate`` the base
@@ -83,12 +85,12 @@ def learned_scale(
       to climb from).
     weight_decay: Mechanic's own weight decay, >= 0. Default 0 (Mechanic's
       default is 0.01).
+    envelope: the budget's ramp and decay (:data:`DEFAULT_ENVELOPE`).
 
   The defaults were chosen on a selection workload that the benchmark's
   report workloads never see (``python -m bench probe-defaults``), by the
   lowest worst held-out loss over starting rates from a tenth to ten
   times the tuned one.
-    envelope: the budget's ramp and decay (:data:`DEFAULT_ENVELOPE`).
 
   Returns:
     An ``optax.GradientTransformationExtraArgs`` whose state is
