@@ -70,12 +70,7 @@ def study(out_dir, steps=STEPS, candidates=None, model=None, log=print):
     log: where progress lines go.
   """
   w = SL.make(steps, model)
-  cosine = {p: W.cosine_row(p, w.steps) for p in PEAKS}
-  grid = W.train_vmapped(w, cosine[PEAKS[0]], list(PEAKS), [0] * len(PEAKS))
-  vals = [r["curve"]["val_loss"][-1] for r in grid]
-  peak = PEAKS[int(np.argmin(vals))]
-  tuned = grid[int(np.argmin(vals))]["curve"]["test_loss"][-1]
-  log(f"[budget-defaults] tuned peak {peak:g}, test loss {tuned:.4f}")
+  peak, tuned = tune(w, "budget-defaults", log)
   rates = [peak * m for m in MULTIPLIERS.values()]
   seeds = [0] * len(rates)
   rows = {"warmup-cosine": W.cosine_row(peak, w.steps),
@@ -104,19 +99,38 @@ def study(out_dir, steps=STEPS, candidates=None, model=None, log=print):
   return doc
 
 
-def markdown(doc):
-  """The study's table."""
+def tune(w, study_name, log):
+  """``(peak, test loss)`` of warmup-cosine tuned on :data:`PEAKS` by
+  final validation loss, seed 0, on the selection workload ``w``."""
+  grid = W.train_vmapped(w, W.cosine_row(PEAKS[0], w.steps), list(PEAKS),
+                         [0] * len(PEAKS))
+  best = int(np.argmin([r["curve"]["val_loss"][-1] for r in grid]))
+  peak, tuned = PEAKS[best], grid[best]["curve"]["test_loss"][-1]
+  log(f"[{study_name}] tuned peak {peak:g}, test loss {tuned:.4f}")
+  return peak, tuned
+
+
+def ratio_table(doc, multipliers):
+  """The lines of a selection study's table: its workload, the tuned peak,
+  one row per entry of ``doc["ratios"]`` at ``multipliers`` and its worst
+  (where ``doc["worst"]`` has one)."""
   lines = [
       f"Selection workload `{doc['workload']}` ({doc['steps']} steps, seed "
       f"0), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
       f"{doc['tuned_test_loss']:.4f}). Held-out **test** loss over the tuned "
       "warmup-cosine's, each row started at a multiple of the tuned peak:",
-      "", "| row | " + " | ".join(f"x{m}" for m in MULTIPLIERS)
-      + " | worst |", "|---|" + "---|" * (len(MULTIPLIERS) + 1)]
+      "", "| row | " + " | ".join(f"x{m}" for m in multipliers)
+      + " | worst |", "|---|" + "---|" * (len(multipliers) + 1)]
   for name, by in doc["ratios"].items():
     worst = f"{doc['worst'][name]:.3f}" if name in doc["worst"] else ""
     lines.append(f"| {name} | " + " | ".join(
-        f"{by[m]:.3f}" for m in MULTIPLIERS) + f" | {worst} |")
+        f"{by[m]:.3f}" for m in multipliers) + f" | {worst} |")
+  return lines
+
+
+def markdown(doc):
+  """The study's table."""
+  lines = ratio_table(doc, MULTIPLIERS)
   lines += ["", f"Chosen (lowest worst ratio over x1/3..x3): "
             f"**{doc['chosen']}**."]
   return "\n".join(lines) + "\n"

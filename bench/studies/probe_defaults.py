@@ -30,6 +30,7 @@ import numpy as np
 
 from bench.core import output as O
 from bench.core import registry as R
+from bench.studies import budget_defaults as BD
 from bench.studies import workloads as W
 from bench.workloads import sklearn_lm as SL
 
@@ -77,13 +78,7 @@ def study(out_dir, steps=SL.STEPS, candidates=None, model=None, log=print):
     log: where progress lines go.
   """
   w = SL.make(steps, model)
-  peaks = SL.PEAKS
-  grid = W.train_vmapped(w, W.cosine_row(peaks[0], w.steps), list(peaks),
-                         [0] * len(peaks))
-  vals = [r["curve"]["val_loss"][-1] for r in grid]
-  peak = peaks[int(np.argmin(vals))]
-  tuned = grid[int(np.argmin(vals))]["curve"]["test_loss"][-1]
-  log(f"[probe-defaults] tuned peak {peak:g}, test loss {tuned:.4f}")
+  peak, tuned = BD.tune(w, "probe-defaults", log)
   rates = [peak * m for m in MULTIPLIERS.values()]
   seeds = [0] * len(rates)
   rows = {"warmup-cosine": W.cosine_row(peak, w.steps)}
@@ -108,7 +103,8 @@ def study(out_dir, steps=SL.STEPS, candidates=None, model=None, log=print):
   probes = [n for n in worst if n in CANDIDATES]
   chosen = min(probes, key=worst.get) if probes else None
   doc = {"machine": O.machine(), "workload": "sklearn_lm", "steps": w.steps,
-         "peaks": list(peaks), "tuned_peak": peak, "tuned_test_loss": tuned,
+         "peaks": list(SL.PEAKS), "tuned_peak": peak,
+         "tuned_test_loss": tuned,
          "ratios": ratios, "worst": worst, "chosen": chosen,
          "default": bool(chosen and "wsd" in worst
                          and worst[chosen] < worst["wsd"]),
@@ -136,16 +132,7 @@ def _earlier(path, steps, peak):
 
 def markdown(doc):
   """The study's table."""
-  lines = [
-      f"Selection workload `{doc['workload']}` ({doc['steps']} steps, seed "
-      f"0), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
-      f"{doc['tuned_test_loss']:.4f}). Held-out **test** loss over the tuned "
-      "warmup-cosine's, each row started at a multiple of the tuned peak:",
-      "", "| row | " + " | ".join(f"x{m}" for m in MULTIPLIERS)
-      + " | worst |", "|---|" + "---|" * (len(MULTIPLIERS) + 1)]
-  for name, by in doc["ratios"].items():
-    lines.append(f"| {name} | " + " | ".join(
-        f"{by[m]:.3f}" for m in MULTIPLIERS) + f" | {doc['worst'][name]:.3f} |")
+  lines = BD.ratio_table(doc, MULTIPLIERS)
   lines += ["", f"Chosen (lowest worst ratio over x1/10..x10 among the "
             f"candidates): **{doc['chosen']}**; "
             + ("below the envelope alone's worst: recommended."
