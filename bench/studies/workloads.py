@@ -718,7 +718,8 @@ def sweep_figure(entries, path):
   fig, axes = plt.subplots(2, len(done), figsize=(6.5 * len(done), 9),
                            squeeze=False)
   keys = list(SWEEP_KEYS.values())
-  colors = {k: f"C{i}" for i, k in enumerate(keys)}
+  cmap = plt.get_cmap("tab20")
+  colors = {k: cmap(i % 20) for i, k in enumerate(keys)}
   for col, e in enumerate(done):
     ax, tuned = axes[0, col], e["tuned_cosine_test_loss"]
     for key, by in e["sweep"].items():
@@ -729,9 +730,10 @@ def sweep_figure(entries, path):
         ax.axhline(y[0], color=colors[key], ls="--", lw=1, label=key)
       else:
         ax.plot(x, y, "o-", color=colors[key], label=key,
-                lw=2.2 if key == "greedy" else 1.2)
+                lw=2.2 if key in ("greedy", "learned_scale") else 1.2)
     ax.axhline(tuned, color="k", lw=1.5, ls=":",
-               label=f"warmup-cosine, peak tuned on {e['peaks']}")
+               label="warmup-cosine, peak tuned on "
+                     f"{', '.join(f'{p:.2g}' for p in e['peaks'])}")
     ax.set(xscale="log", yscale="log", xlabel="starting (peak) rate",
            ylabel="held-out test loss (mean over seeds)",
            title=f"{e['name']} ({e['n_params']:,} params, {e['size']} size)")
@@ -739,7 +741,8 @@ def sweep_figure(entries, path):
                 2.5 * tuned)
     ax.legend(fontsize=7)
     ax = axes[1, col]
-    for key, ls in (("greedy", "-"), ("hd_adam", "--"), ("learned", ":")):
+    for key, ls in (("greedy", "-"), ("hd_adam", "--"), ("learned", ":"),
+                    ("learned_scale", "-.")):
       ctrl = dict(sweep_rows()).get(key)
       for mult, shade in (("0.333", 0.45), ("1", 0.7), ("3", 1.0)):
         if ctrl is None:
