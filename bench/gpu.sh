@@ -25,6 +25,6 @@ fi
 timeout "${SWEEP_S:-400}" python3 -m bench workloads --out "$RES" --only lm \
   --size "$SIZE" --vmap --reuse --seeds 0 1 --peaks 5e-4 1e-3 2e-3 4e-3 \
   --steps-scale "$SCALE" --rows greedy_budget \
-  --sweep-rows cosine wsd greedy hd_adam learned schedule_free \
+  --sweep-rows cosine learned_scale wsd greedy mechanic schedule_free prodigy \
   --sweep-seeds all 2>&1 | tee -a "$RES/log.txt"
 tar czf "$OUT/gpu_results.tgz" "$RES"
