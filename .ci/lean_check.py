@@ -29,6 +29,7 @@ optimizers = {
         optax_greedy.learned_schedule(optax_greedy.load_policy(name), 1e-2,
                                       total_steps=10))
        for name in ("nmf", "dnn")},
+    "learned_scale": optax_greedy.learned_scale(1e-2, total_steps=10),
 }
 for name, tx in optimizers.items():
   state = tx.init(params)
