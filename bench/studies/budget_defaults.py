@@ -27,7 +27,6 @@ tuned warmup-cosine, is lowest.
 
 import pathlib
 
-import jax.numpy as jnp
 import numpy as np
 import optax_greedy
 

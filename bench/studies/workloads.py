@@ -1,20 +1,11 @@
-"""Study: the realistic tier, every controller on two workloads that train
-for thousands of steps, against a tuned warmup-cosine Adam.
+"""Study: the realistic tier, every controller on workloads that train for
+thousands of steps, against a tuned warmup-cosine Adam.
 
-``python -m bench workloads --out DIR`` trains
-
-* ``lm``: a byte-level causal transformer language model on the source of
-  the Python standard library (the top-level ``*.py`` files of the running
-  Python, sorted by name; every tenth file is held out and split into
-  validation and test windows). Two sizes (:data:`LM_SIZES`, ``--size``):
-  ``cpu`` (about 1.06M parameters: width 128, 5 layers, 4 heads, context
-  64, 8 windows a step, 64 evaluation windows) and ``gpu`` (about 4.9M:
-  width 256, 6 layers, 8 heads, context 128, 32 windows a step, 256
-  evaluation windows); 2,000 steps;
-* ``cnn``: a convolutional network (conv 32, conv 64, pool, conv 128, pool,
-  dense 256, about 0.23M parameters) for 1,000 steps of 64 images on
-  scikit-learn's digits (1,797 8x8 images; 1,197 train, 300 validation,
-  300 test, a fixed permutation).
+``python -m bench workloads --out DIR`` trains the workloads of
+:mod:`bench.workloads` (:data:`WORKLOADS`; each module's docstring says
+what it is): ``lm``, a byte-level transformer LM on the standard library's
+source (sizes :data:`LM_SIZES`, ``--size``), ``mnist1d``, a 1-D CNN on
+MNIST-1D, and ``cnn``, the saturated digits CNN kept as the smoke workload.
 
 Every run of a workload sees the same initial parameters and minibatch
 stream for a given seed (paired comparisons), and is the benchmark's loop
@@ -22,9 +13,11 @@ stream for a given seed (paired comparisons), and is the benchmark's loop
 
 * ``cosine@peak``: the registry's ``fixed`` entry with the
   ``warmup_cosine`` schedule (warmup 5% of the steps) for each peak of the
-  grid (:attr:`Workload.peaks`); the baseline is the peak with the lowest
-  final *validation* loss on the first seed (tuned, best of grid); every
-  other row starts from that same peak rate;
+  grid (:attr:`bench.core.workload.Workload.peaks`, extended by
+  :data:`GRID_STEP` while its best point is at an edge); the baseline is
+  the peak with the lowest final *validation* loss on the first seed
+  (tuned, best of grid); every other row starts from that same peak rate
+  or, in the sweep, from multiples of it;
 * every registry entry whose scope includes the workloads
   (:data:`bench.core.registry.WORKLOADS`), with the settings it has in
   every table: ``greedy`` (training loss every step), ``greedy_val`` (the
@@ -59,7 +52,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,9 +61,7 @@ import optax
 
 import optax_greedy
 
-from bench.core import data as D
 from bench.core import loop as L
-from bench.core import models as M
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import timing
