@@ -131,6 +131,16 @@ def _parser():
 
   p = add("probe-defaults")
   p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--workloads", nargs="+",
+                 default=["sklearn_lm", "mnist1d_select"],
+                 choices=["sklearn_lm", "mnist1d_select"],
+                 help="the selection workloads to run (then the choice over "
+                      "all that ran)")
+  p.add_argument("--candidates", nargs="+", metavar="NAME",
+                 help="the candidates and references to run (all if "
+                      "omitted)")
+  p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                 help="the seeds (more than 0: mean ratios, own files)")
 
   p = add("cost")
   p.add_argument("--out", required=True, help="output folder")
@@ -271,7 +281,10 @@ def _budget_defaults(args):
 
 def _probe_defaults(args):
   from bench.studies import probe_defaults
-  probe_defaults.study(args.out)
+  for workload in args.workloads:
+    probe_defaults.study(args.out, workload, candidates=args.candidates,
+                         seeds=args.seeds)
+  probe_defaults.combined(args.out)
   return 0
 
 

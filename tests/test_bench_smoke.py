@@ -404,16 +404,35 @@ def test_probe_defaults_smoke(tmp_path):
   model = {"dim": 8, "heads": 1, "layers": 1}
   name = next(iter(probe_defaults.CANDIDATES))
   doc = probe_defaults.study(tmp_path, steps=4, candidates=("wsd", name),
-                             model=model, log=lambda _: None)
+                             smoke=model, log=lambda _: None)
   assert doc["chosen"] == name
   assert set(doc["ratios"]) == {"warmup-cosine", "wsd", name}
   assert list(doc["ratios"][name]) == list(probe_defaults.MULTIPLIERS)
   lines = []
   doc = probe_defaults.study(tmp_path, steps=4, candidates=("mechanic",),
-                             model=model, log=lines.append)
+                             smoke=model, log=lines.append)
   assert set(doc["ratios"]) == {"warmup-cosine", "wsd", name, "mechanic"}
   assert not any(line.startswith(f"[probe-defaults] {name}:")
                  for line in lines)
+
+
+def test_probe_defaults_choice_over_both_selection_workloads(tmp_path):
+  """The choice counts a candidate only where it ran on every selection
+  workload, by its worst ratio over all of them."""
+  from bench.studies import probe_defaults  # pylint: disable=import-outside-toplevel
+  names = list(probe_defaults.CANDIDATES)[:2]
+  probe_defaults.study(tmp_path, steps=4, candidates=("wsd", *names),
+                       smoke={"dim": 8, "heads": 1, "layers": 1},
+                       log=lambda _: None)
+  select = probe_defaults.study(tmp_path, "mnist1d_select", steps=4,
+                                candidates=("wsd", names[0]), smoke=500,
+                                log=lambda _: None)
+  assert select["workload"] == "mnist1d_select"
+  doc = probe_defaults.combined(tmp_path, log=lambda _: None)
+  assert set(doc["overall"]) == {"wsd", names[0]}
+  assert doc["chosen"] == names[0]
+  assert doc["overall"][names[0]] == max(doc["worst"][names[0]].values())
+  assert (tmp_path / "probe_defaults" / "selection.md").exists()
 
 
 def test_budget_defaults_smoke(tmp_path):

@@ -99,12 +99,16 @@ def study(out_dir, steps=STEPS, candidates=None, model=None, log=print):
 
 
 def tune(w, study_name, log):
-  """``(peak, test loss)`` of warmup-cosine tuned on :data:`PEAKS` by
-  final validation loss, seed 0, on the selection workload ``w``."""
-  grid = W.train_vmapped(w, W.cosine_row(PEAKS[0], w.steps), list(PEAKS),
-                         [0] * len(PEAKS))
+  """``(peak, test loss)`` of warmup-cosine tuned on the selection
+  workload ``w``'s peaks by final validation loss, seed 0."""
+  peaks = list(w.peaks)
+  grid = W.train_vmapped(w, W.cosine_row(peaks[0], w.steps), peaks,
+                         [0] * len(peaks))
   best = int(np.argmin([r["curve"]["val_loss"][-1] for r in grid]))
-  peak, tuned = PEAKS[best], grid[best]["curve"]["test_loss"][-1]
+  if best in (0, len(peaks) - 1):
+    log(f"[{study_name}] warning: the tuned peak {peaks[best]:g} is at the "
+        "grid's edge")
+  peak, tuned = peaks[best], grid[best]["curve"]["test_loss"][-1]
   log(f"[{study_name}] tuned peak {peak:g}, test loss {tuned:.4f}")
   return peak, tuned
 
@@ -114,8 +118,9 @@ def ratio_table(doc, multipliers):
   one row per entry of ``doc["ratios"]`` at ``multipliers`` and its worst
   (where ``doc["worst"]`` has one)."""
   lines = [
-      f"Selection workload `{doc['workload']}` ({doc['steps']} steps, seed "
-      f"0), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
+      f"Selection workload `{doc['workload']}` ({doc['steps']} steps, "
+      f"seeds {', '.join(map(str, doc.get('seeds', [0])))}; mean test "
+      "loss over them), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
       f"{doc['tuned_test_loss']:.4f}). Held-out **test** loss over the tuned "
       "warmup-cosine's, each row started at a multiple of the tuned peak:",
       "", "| row | " + " | ".join(f"x{m}" for m in multipliers)

@@ -32,6 +32,7 @@ from bench.core import output as O
 from bench.core import registry as R
 from bench.studies import budget_defaults as BD
 from bench.studies import workloads as W
+from bench.workloads import mnist1d_select as MS
 from bench.workloads import sklearn_lm as SL
 
 MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
@@ -61,26 +62,66 @@ CANDIDATES = {
     "mechanic, headroom 30, starts at the rate": (
         "mechanic_headroom", {"headroom": 30.0, "start": 1.0}),
     "mechanic, headroom 100": ("mechanic_headroom", {"headroom": 100.0}),
+    # The fifth round, on both selection workloads (after the report
+    # workloads showed the chosen scale paying 10-16% on MNIST-1D, over-
+    # fitting at about twice the tuned rate): Mechanic's own decay, which
+    # pulls its scale down, and less headroom, which slows the scale.
+    "mechanic, headroom 10, starts at 1/6 of the rate, decay 0.1": (
+        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
+                              "weight_decay": 0.1}),
+    "mechanic, headroom 3, starts at 1/6 of the rate, no decay": (
+        "mechanic_headroom", {"headroom": 3.0, "start": 1 / 6,
+                              "weight_decay": 0.0}),
+    # Then, after reading those: the decay between, and with the decay a
+    # higher start or more headroom (it climbed too little from x1/10).
+    "mechanic, headroom 10, starts at 1/6 of the rate, decay 0.03": (
+        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
+                              "weight_decay": 0.03}),
+    "mechanic, headroom 10, starts at 1/3 of the rate, decay 0.1": (
+        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 3,
+                              "weight_decay": 0.1}),
+    "mechanic, headroom 30, starts at 1/6 of the rate, decay 0.1": (
+        "mechanic_headroom", {"headroom": 30.0, "start": 1 / 6,
+                              "weight_decay": 0.1}),
 }
+# The selection workloads: name -> (module, output file stem).
+SELECTION = {"sklearn_lm": (SL, "probe_defaults"),
+             "mnist1d_select": (MS, "probe_defaults_mnist1d_select")}
 REFERENCES = {"wsd": ("wsd", {}), "mechanic": ("mechanic", {}),
               "greedy (total_steps)": ("greedy_budget", {})}
 
 
-def study(out_dir, steps=SL.STEPS, candidates=None, model=None, log=print):
-  """Runs the selection (module doc); writes and returns its results.
+def study(out_dir, workload="sklearn_lm", steps=None, candidates=None,
+          smoke=None, seeds=(0,), log=print):
+  """Runs the selection on one workload (module doc); writes and returns
+  its results.
 
   Args:
     out_dir: output folder (``out_dir/probe_defaults``).
-    steps: the budget (smaller for the smoke test).
+    workload: a name of :data:`SELECTION`.
+    steps: the budget (the workload's own if None; smaller for the smoke
+      test).
     candidates: names of :data:`CANDIDATES` and :data:`REFERENCES` to run
       (all if None).
-    model: the LM's shape (smaller for the smoke test).
+    smoke: a smaller workload for the smoke test (the LM's shape, or
+      MNIST-1D's number of examples).
+    seeds: the seeds; with more than seed 0 each ratio is the mean test
+      loss over them over the tuned warmup-cosine's mean on the same seeds
+      (the peak is still tuned on seed 0), written to its own files.
     log: where progress lines go.
   """
-  w = SL.make(steps, model)
+  module, stem = SELECTION[workload]
+  seeds = tuple(seeds)
+  if seeds != (0,):
+    stem += "_seeds" + "".join(map(str, seeds))
+  steps = steps or module.STEPS
+  w = module.make(steps, *([smoke] if smoke is not None else []))
   peak, tuned = BD.tune(w, "probe-defaults", log)
-  rates = [peak * m for m in MULTIPLIERS.values()]
-  seeds = [0] * len(rates)
+  if seeds != (0,):
+    tuned = float(np.mean(_finals(W.train_vmapped(
+        w, W.cosine_row(peak, w.steps), [peak] * len(seeds), list(seeds)))))
+  rates = [peak * m for m in MULTIPLIERS.values()] * len(seeds)
+  run_seeds = [s for s in seeds for _ in MULTIPLIERS]
   rows = {"warmup-cosine": W.cosine_row(peak, w.steps)}
   rows.update({name: W.Row(name, R.get(entry), {
       k: np.float32(v) for k, v in options.items()})
@@ -88,34 +129,88 @@ def study(out_dir, steps=SL.STEPS, candidates=None, model=None, log=print):
                                               **CANDIDATES}.items()
                if candidates is None or name in candidates})
   sub = pathlib.Path(out_dir) / "probe_defaults"
-  ratios, traces = _earlier(sub / "probe_defaults.json", w.steps, peak)
+  ratios, traces = _earlier(sub / f"{stem}.json", w.steps, peak)
+
+  def write():
+    """The results so far (after every row: a stopped study keeps its
+    rows)."""
+    worst = {n: max(r.values()) for n, r in ratios.items()}
+    probes = [n for n in worst if n in CANDIDATES]
+    chosen = min(probes, key=worst.get) if probes else None
+    doc = {"machine": O.machine(), "workload": workload, "steps": w.steps,
+           "seeds": list(seeds), "peaks": list(w.peaks), "tuned_peak": peak,
+           "tuned_test_loss": tuned,
+           "ratios": ratios, "worst": worst, "chosen": chosen,
+           "default": bool(chosen and "wsd" in worst
+                           and worst[chosen] < worst["wsd"]),
+           "rate_traces": traces}
+    if steps != module.STEPS or smoke is not None:
+      doc["note"] = "a smoke run, not the study"
+    sub.mkdir(parents=True, exist_ok=True)
+    O.write_json(sub / f"{stem}.json", doc, indent=1)
+    (sub / f"{stem}.md").write_text(markdown(doc))
+    return doc
+
   for name, row in rows.items():
     if name in ratios:
       continue
-    results = W.train_vmapped(w, row, rates, seeds)
-    finals = [r["curve"]["test_loss"][-1] for r in results]
-    ratios[name] = dict(zip(MULTIPLIERS, np.asarray(finals) / tuned))
+    results = W.train_vmapped(w, row, rates, run_seeds)
+    finals = np.reshape(_finals(results), (len(seeds), len(MULTIPLIERS)))
+    ratios[name] = dict(zip(MULTIPLIERS, np.mean(finals, 0) / tuned))
     traces[name] = {m: r["curve"]["rate"] for m, r in zip(MULTIPLIERS,
                                                           results)}
     log(f"[probe-defaults] {name}: " + ", ".join(
         f"x{m} {r:.3f}" for m, r in ratios[name].items()))
-  worst = {n: max(r.values()) for n, r in ratios.items()}
-  probes = [n for n in worst if n in CANDIDATES]
-  chosen = min(probes, key=worst.get) if probes else None
-  doc = {"machine": O.machine(), "workload": "sklearn_lm", "steps": w.steps,
-         "peaks": list(SL.PEAKS), "tuned_peak": peak,
-         "tuned_test_loss": tuned,
-         "ratios": ratios, "worst": worst, "chosen": chosen,
-         "default": bool(chosen and "wsd" in worst
-                         and worst[chosen] < worst["wsd"]),
-         "rate_traces": traces}
-  if steps != SL.STEPS or model is not None:
-    doc["note"] = "a smoke run, not the study"
-  sub.mkdir(parents=True, exist_ok=True)
-  O.write_json(sub / "probe_defaults.json", doc, indent=1)
-  (sub / "probe_defaults.md").write_text(markdown(doc))
+    write()
+  doc = write()
   log(markdown(doc))
   return doc
+
+
+def combined(out_dir, log=print):
+  """The choice over every selection workload run so far in
+  ``out_dir/probe_defaults``: each candidate's worst ratio over the
+  workloads and starts (a candidate counts only where it ran on all of
+  them); writes ``probe_defaults/selection.{json,md}`` and returns it."""
+  sub = pathlib.Path(out_dir) / "probe_defaults"
+  docs = {}
+  for name, (_, stem) in SELECTION.items():
+    # The run on the most seeds stands for the workload.
+    paths = sorted(sub.glob(f"{stem}_seeds*.json"), key=lambda p: -len(
+        json.loads(p.read_text())["seeds"])) + [sub / f"{stem}.json"]
+    paths = [p for p in paths if p.exists()]
+    if paths:
+      docs[name] = json.loads(paths[0].read_text())
+  names = [n for n in {**REFERENCES, **CANDIDATES}
+           if all(n in d["worst"] for d in docs.values())]
+  worst = {n: {w: d["worst"][n] for w, d in docs.items()} for n in names}
+  overall = {n: max(by.values()) for n, by in worst.items()}
+  probes = [n for n in overall if n in CANDIDATES]
+  chosen = min(probes, key=overall.get) if probes else None
+  doc = {"workloads": list(docs), "worst": worst, "overall": overall,
+         "chosen": chosen,
+         "default": bool(chosen and "wsd" in overall
+                         and overall[chosen] < overall["wsd"])}
+  O.write_json(sub / "selection.json", doc, indent=1)
+  lines = ["Worst held-out **test** loss over x1/10..x10, relative to each "
+           "workload's tuned warmup-cosine, on every selection workload "
+           "(none is a report workload; seeds: " + "; ".join(
+               f"{w} {', '.join(map(str, d.get('seeds', [0])))}"
+               for w, d in docs.items()) + "):", "",
+           "| row | " + " | ".join(docs) + " | worst |",
+           "|---|" + "---|" * (len(docs) + 1)]
+  lines += [f"| {n} | " + " | ".join(f"{worst[n][w]:.3f}" for w in docs)
+            + f" | {overall[n]:.3f} |" for n in names]
+  lines += ["", f"Chosen (lowest worst over all of them): **{chosen}**; "
+            + ("below the envelope alone's: recommended." if doc["default"]
+               else "not below the envelope alone's: not recommended.")]
+  (sub / "selection.md").write_text("\n".join(lines) + "\n")
+  log("\n".join(lines))
+  return doc
+
+
+def _finals(results):
+  return [r["curve"]["test_loss"][-1] for r in results]
 
 
 def _earlier(path, steps, peak):

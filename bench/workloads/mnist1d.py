@@ -49,17 +49,19 @@ class Conv1d(nn.Module):
 
 class CNN1d(nn.Module):
   """conv 32 (width 5), conv 64, pool, conv 128, pool, dense 128, dense
-  10."""
+  10 (``channels``: other widths for these four layers)."""
+  channels: tuple = (32, 64, 128, 128)
 
   @nn.compact
   def __call__(self, x):
+    c1, c2, c3, hidden = self.channels
     x = x[..., None]
-    x = nn.relu(Conv1d(32, 5)(x))
-    x = nn.relu(Conv1d(64, 3)(x))
+    x = nn.relu(Conv1d(c1, 5)(x))
+    x = nn.relu(Conv1d(c2, 3)(x))
     x = nn.avg_pool(x, (2,), strides=(2,))
-    x = nn.relu(Conv1d(128, 3)(x))
+    x = nn.relu(Conv1d(c3, 3)(x))
     x = nn.avg_pool(x, (2,), strides=(2,))
-    x = nn.relu(nn.Dense(128)(x.reshape(x.shape[0], -1)))
+    x = nn.relu(nn.Dense(hidden)(x.reshape(x.shape[0], -1)))
     return nn.Dense(10)(x)
 
 

@@ -419,6 +419,9 @@ def report_markdown(path: pathlib.Path, level: int = 4) -> str:
 REPORTS = {
     "budget_defaults": "budget_defaults/budget_defaults.md",
     "probe_defaults": "probe_defaults/probe_defaults.md",
+    "probe_defaults_mnist1d_select":
+        "probe_defaults/probe_defaults_mnist1d_select.md",
+    "probe_defaults_selection": "probe_defaults/selection.md",
     "hd_defaults": "hd/hd_defaults.md",
     "hd_cost": "hd/cost.md",
     "gpu_step_cost": "gpu/workloads/step_cost.md",
