@@ -31,7 +31,8 @@ class LearnedScaleState(NamedTuple):
     mechanic: ``optax.contrib.MechanicState`` of the wrapped base optimizer
       (the direction at ``headroom`` times the enveloped rate).
     learning_rate: the rate the last update applied: the base optimizer's
-      rate times the learned scale (float32).
+      rate times the learned scale (float32); before the first update,
+      the rate it will apply (``start`` times the rate and the envelope).
   """
 
   mechanic: optax.contrib.MechanicState
@@ -127,7 +128,9 @@ def learned_scale(
 
   def init_fn(params):
     inner = cast(optax.contrib.MechanicState, mechanic.init(params))
-    return LearnedScaleState(inner, jnp.zeros([], jnp.float32))
+    # Mechanic's first update sets its scale to s_init.
+    first = base_rate(0) * s_init
+    return LearnedScaleState(inner, jnp.asarray(first, jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
     updates, inner = mechanic.update(updates, state.mechanic, params,

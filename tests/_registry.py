@@ -115,6 +115,10 @@ class Entry:
     static_args: the arguments ``optax.inject_hyperparams`` must not trace.
     initial_rate: ``params -> rate`` before the first update; ``None``:
       ``kwargs["learning_rate"]``.
+    update_is_direction: the update is ``direction``'s output itself, not
+      the rate times it (a transform that learns a scale of its whole
+      displacement, checked against the optax transform it is defined
+      by).
   """
 
   factory: Callable[..., Any]
@@ -122,6 +126,7 @@ class Entry:
   direction: Callable[[], Any] = optax.identity
   static_args: tuple = ()
   initial_rate: Optional[Callable[[Any], Any]] = None
+  update_is_direction: bool = False
 
   def build(self):
     return self.factory(**self.kwargs)
@@ -147,8 +152,18 @@ BUDGET = dict(total_steps=10, envelope=og.Envelope(0.2, 0.3))
 
 def _budget_scale(update):
   """The envelope of :data:`BUDGET` at ``update``, from its definition."""
-  ramp = min(1.0, (update + 1) / 3)
-  return ramp * min(1.0, 1.0 - (update - 7) / 3)
+  ramp = jnp.minimum(1.0, (update + 1) / 3)
+  return ramp * jnp.minimum(1.0, 1.0 - (update - 7) / 3)
+
+
+def _mechanic_reference(learning_rate=0.01, headroom=10.0, start=1 / 6):
+  """``learned_scale``'s definition in optax's own pieces: Mechanic around
+  Adam at ``headroom`` times the rate times :data:`BUDGET`'s envelope,
+  its scale started at ``start / headroom``, no decay, six betas."""
+  rate = lambda count: headroom * learning_rate * _budget_scale(count)
+  return optax.contrib.mechanize(
+      optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(rate)),
+      weight_decay=0.0, s_init=start / headroom, num_betas=6)
 
 
 _adam = optax.scale_by_adam
@@ -208,6 +223,11 @@ REGISTRY = {
              hypergrad_lr=0.05, granularity="per_parameter", **BUDGET),
         initial_rate=lambda params: jax.tree.map(
             lambda p: jnp.full_like(p, 0.02 / 3), params)),
+    "learned_scale": Entry(
+        og.learned_scale, dict(learning_rate=0.01, **BUDGET),
+        _mechanic_reference, initial_rate=lambda params: (
+            0.01 / 6 * _budget_scale(0)),
+        update_is_direction=True),
     "stability_clip_greedy_lr_budget": Entry(
         momentum_clipped_greedy_lr,
         dict(learning_rate=0.05, **GREEDY, total_steps=10),

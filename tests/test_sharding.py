@@ -88,8 +88,21 @@ def records(launched):
   return {(r["name"], r["mode"]): r for r in json.loads(out.read_text())}
 
 
+# Transforms that cannot run on an explicit mesh, and why. A strict xfail:
+# the day the cause is fixed the test says so.
+NO_EXPLICIT = {
+    "learned_scale": "optax 0.2.8's mechanize contracts two sharded vectors "
+                     "with optax.tree.vdot, which explicit sharding refuses "
+                     "(ShardingTypeError: ambiguous output sharding)",
+}
+
+
 def _record(records, name, mode):
   record = records[(name, mode)]
+  if mode == "explicit" and name in NO_EXPLICIT:
+    assert record["status"] == "error", (
+        f"{name} now runs on an explicit mesh: remove it from NO_EXPLICIT")
+    pytest.xfail(NO_EXPLICIT[name])
   if record["status"] == "error":
     pytest.fail(f"{name} on a {mode} mesh raised {record['error']}\n"
                 f"{record['traceback']}")
