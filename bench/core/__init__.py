@@ -4,7 +4,8 @@
   library's text), one loader each;
 * :mod:`bench.core.models`: the Flax building blocks the tasks share;
 * :mod:`bench.core.registry`: the controllers, one entry each;
-* :mod:`bench.core.loop`: the one training loop;
+* :mod:`bench.core.loop`: the networks' training loop;
+* :mod:`bench.core.nmf_loop`: the NMF loop (the NMF studies');
 * :mod:`bench.core.verdict`: compare, tally, time to target;
 * :mod:`bench.core.output`: JSON, Markdown tables, figures, the machine.
 

@@ -1,4 +1,5 @@
-"""The one training loop of the benchmark, under ``jax.lax.scan``.
+"""The benchmark's training loop for networks, under ``jax.lax.scan``
+(the other loop, :mod:`bench.core.nmf_loop`, factors a matrix).
 
 A run is ``n`` blocks of ``every`` training steps, each block followed by
 an evaluation; there is one more evaluation before the first step. Every

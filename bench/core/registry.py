@@ -576,7 +576,7 @@ def controllers():
                  rate=_state_rate, scope=(WORKLOADS,),
                  label="learned schedule (load_policy('dnn'))"),
       Controller("greedy_budget", "budget", _greedy_budget_build, "train",
-                 rate=_state_rate, scope=(WORKLOADS, SWEEP),
+                 rate=_state_rate, scope=(GRID, WORKLOADS, SWEEP),
                  label="GreedyLR with total_steps (defaults)"),
       Controller("hd_budget", "budget", _hd_budget_build, rate=_state_rate,
                  scope=(WORKLOADS, SWEEP),

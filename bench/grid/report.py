@@ -226,8 +226,9 @@ def _smooth(x, width):
 
 
 def figure_schedules(recs, path):
-  """GreedyLR's rate next to constant, linear and cosine, seed 0: one panel
-  per (task, base), two rows, one legend for all."""
+  """GreedyLR's rate, without and with the step budget (``total_steps``),
+  next to constant, linear and cosine, seed 0: one panel per (task, base),
+  two rows, one legend for all."""
   panels = _panels(recs, [("mlp", "momentum"), ("logreg", "sgd"),
                           ("cnn", "adam"), ("charlm", "adam"),
                           ("quadratic/noise=0.1", "sgd"),
@@ -238,6 +239,8 @@ def figure_schedules(recs, path):
   fig, axes = plt.subplots(nrows, cols, figsize=(4.6 * cols, 3.4 * nrows),
                            squeeze=False)
   styles = (("greedy", "GreedyLR", dict(color="C0", lw=2.2)),
+            ("greedy_budget", "GreedyLR with total_steps",
+             dict(color="C4", lw=2.2)),
             ("constant", "constant", dict(color="C1", ls=":", lw=1.6)),
             ("linear", "linear", dict(color="C2", ls="--", lw=1.4)),
             ("cosine", "cosine", dict(color="C3", ls="-.", lw=1.4)))

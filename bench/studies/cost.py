@@ -13,9 +13,9 @@ the hypergradient variants) and writes ``cost.json`` and ``cost.md``; with
 math, which lets LLVM reassociate (and so vectorise) float reductions, into
 ``cost_fast_math.json`` and ``cost_fast_math.md``.
 
-The timings keep their own harness rather than the benchmark's training loop
-(:mod:`bench.core.loop`): they time one compiled update, or a fixed number of
-training steps per call, on inputs built once, not a run with evaluations.
+The bare update is one compiled ``update`` on inputs built once; the train
+step is a block of the benchmark's training loop (:mod:`bench.core.loop`),
+a fixed number of steps per call, without evaluations.
 """
 
 import collections
@@ -36,6 +36,7 @@ import optax
 
 import optax_greedy
 from bench.core import data as D
+from bench.core import loop as L
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import timing
@@ -218,8 +219,9 @@ class _WideMLP(nn.Module):
 
 
 def _train_programs(rows, width, batch, inner, compiler_options=None):
-  """Compiled ``inner`` MLP train steps per row (forward, backward, update
-  under ``lax.scan``): ``({name: fn}, {name: compile seconds}, n_params)``;
+  """Compiled ``inner`` MLP train steps per row (forward, backward, update:
+  one block of the benchmark's loop, :mod:`bench.core.loop`, without its
+  evaluations): ``({name: fn}, {name: compile seconds}, n_params)``;
   ``compiler_options`` are XLA's (``jax.stages.Lowered.compile``)."""
   data = jax.tree.map(jnp.asarray, D.digits_standardised())
   stream = np.random.default_rng(0).integers(
@@ -227,21 +229,21 @@ def _train_programs(rows, width, batch, inner, compiler_options=None):
   module = _WideMLP(width)
   params = module.init(jax.random.PRNGKey(0), data["x_train"][:1])
 
-  def loss_fn(p, idx):
+  def train_loss(p, data, idx):
     logits = module.apply(p, data["x_train"][idx])
     return optax.losses.softmax_cross_entropy_with_integer_labels(
         logits, data["y_train"][idx]).mean()
 
+  problem = L.Problem(train_loss, evaluate=None)
   fns, compile_s = {}, {}
   for name, tx, feed in rows:
     def many(params, state, stream, tx=tx, feed=feed):
-      def one(carry, idx):
-        params, state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, idx)
-        kwargs = _kwargs(feed, loss, grads, lambda p: loss_fn(p, idx))
-        updates, state = tx.update(grads, state, params, **kwargs)
-        return (optax.apply_updates(params, updates), state), loss
-      return jax.lax.scan(one, (params, state), stream)
+      # One step per "evaluation": the "val" feed observes at every step
+      # after the first (the carried loss, there being no evaluation), as
+      # often as a validation feed can.
+      block = L.loop(problem, tx, feed, 1).train
+      return block(data, L.Carry(params, state, jnp.float32(1.0)),
+                   (jnp.arange(inner), stream))
     state = tx.init(params)
     start = time.perf_counter()
     compiled = jax.jit(many).lower(params, state, stream).compile(

@@ -38,10 +38,10 @@ accuracy over seeds against cosine annealing at the same peak.
     python -m bench learned-nmf --quick --out /tmp/learned_bench
 
 Win/tie/loss per run is the benchmark's verdict (:mod:`bench.core.verdict`)
-on one run each. The fits keep their own loop rather than the benchmark's
-(:mod:`bench.core.loop`): they record the full relative error after every
-step and the rate applied to ``W`` as a fraction of the bound, read from
-the update itself.
+on one run each. The fits run in the NMF loop (:mod:`bench.core.nmf_loop`),
+recording the full relative error after every step and the rate applied to
+``W`` as a fraction of the bound, read from the update itself; the MLP
+trains in the benchmark's loop (:mod:`bench.core.loop`).
 """
 
 import functools
@@ -55,7 +55,9 @@ import optax
 
 import optax_greedy
 from bench.core import data as D
+from bench.core import loop as L
 from bench.core import models as M
+from bench.core import nmf_loop as NL
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict
@@ -120,26 +122,28 @@ def _batches(seed, n, batch, steps):
   return np.stack([rng.choice(n, batch, replace=False) for _ in range(steps)])
 
 
+def _record(V):
+  """What the fits keep of a step (:class:`bench.core.nmf_loop.Step`): the
+  full relative error after it and the rate applied to ``W`` as a fraction
+  of the bound, read from the update itself."""
+  def record(s):
+    g = s.grads["W"]
+    rate = -jnp.vdot(s.updates["W"], g) / jnp.maximum(jnp.vdot(g, g), 1e-30)
+    fraction = rate / nmf_problems.nmf_bound(s.params)["W"]
+    return nmf.relative_error(s.new_params, V), fraction
+  return record
+
+
 def _fit(V, rank, batch, steps, tx, key, batches):
-  """Projected minibatch SGD; per-step full relative error and the rate
-  applied to ``W`` as a fraction of the bound."""
+  """Projected minibatch SGD in the NMF loop (:mod:`bench.core.nmf_loop`);
+  per-step full relative error and the rate applied to ``W`` as a
+  fraction of the bound."""
   del batch
   params = nmf_problems.init_factors(
       key, nmf_problems.NMFProblem(V, jnp.ones([rank]), jnp.asarray(steps)))
-  state = tx.init(params)
-
-  def step(carry, columns):
-    params, state = carry
-    value, grads = jax.value_and_grad(nmf.loss)(params, V, columns)
-    updates, state = tx.update(grads, state, params, value=value)
-    g = grads["W"]
-    rate = -jnp.vdot(updates["W"], g) / jnp.maximum(jnp.vdot(g, g), 1e-30)
-    fraction = rate / nmf_problems.nmf_bound(params)["W"]
-    params = jax.tree.map(lambda p, u: jnp.maximum(p + u, 0), params,
-                          updates)
-    return (params, state), (nmf.relative_error(params, V), fraction)
-
-  _, (errors, fractions) = jax.lax.scan(step, (params, state), batches)
+  lp = NL.loop(V, tx, _record(V), apply=NL.project)
+  _, (errors, fractions) = lp.train(
+      (params, tx.init(params)), (jnp.arange(batches.shape[0]), batches))
   return errors, fractions
 
 
@@ -252,12 +256,32 @@ def _summary(errors):
   return rows
 
 
+def _either(learned, first, second):
+  """Both transforms updated every step, the updates of ``second`` applied
+  where ``learned`` (traced: both choices in one program), else those of
+  ``first``; ``second`` alone receives ``value=``."""
+  def init_fn(params):
+    return first.init(params), second.init(params)
+
+  def update_fn(updates, state, params=None, value=None, **extra_args):
+    del extra_args
+    u_first, s_first = first.update(updates, state[0], params)
+    u_second, s_second = second.update(updates, state[1], params,
+                                       value=value)
+    chosen = jax.tree.map(lambda a, b: jnp.where(learned, b, a), u_first,
+                          u_second)
+    return chosen, (s_first, s_second)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def _transfer(policy, seeds, quick, steps=None):
-  """NMF policy vs cosine on an MLP for sklearn digits (see module doc)."""
+  """NMF policy vs cosine on an MLP for sklearn digits (see module doc),
+  trained in the benchmark's loop (:mod:`bench.core.loop`), one block."""
   x, y = D.sklearn_table("digits")
   x = jnp.asarray(x / 16.0, jnp.float32)
   y = jnp.asarray(y)
-  x_train, y_train, x_test, y_test = x[:1200], y[:1200], x[1200:], y[1200:]
+  data = (x[:1200], y[:1200], x[1200:], y[1200:])
   steps, batch = steps or (300 if quick else 600), 64
   model = M.MLP(widths=(64,))
 
@@ -266,34 +290,29 @@ def _transfer(policy, seeds, quick, steps=None):
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
         logits, yb))
 
-  def train(peak, learned, key):
-    key_init, key_steps = jax.random.split(key)
-    params = model.init(key_init, x_train[:1])
-    cosine = optax.scale_by_learning_rate(
-        optax.cosine_decay_schedule(peak, steps))
-    tx_cos = optax.chain(optax.trace(0.9), cosine)
-    tx_learned = optax.chain(
-        optax.trace(0.9),
-        optax_greedy.learned_schedule(policy, peak, total_steps=steps,
-                                      envelope=optax_greedy.NO_ENVELOPE))
-    states = (tx_cos.init(params), tx_learned.init(params))
+  def train_loss(params, data, key):
+    x_train, y_train, _, _ = data
+    idx = jax.random.choice(key, x_train.shape[0], (batch,), replace=False)
+    return loss_fn(params, x_train[idx], y_train[idx])
 
-    def step(carry, k):
-      params, states = carry
-      idx = jax.random.choice(k, x_train.shape[0], (batch,), replace=False)
-      value, grads = jax.value_and_grad(loss_fn)(params, x_train[idx],
-                                                 y_train[idx])
-      u_cos, s_cos = tx_cos.update(grads, states[0], params)
-      u_l, s_l = tx_learned.update(grads, states[1], params, value=value)
-      updates = jax.tree.map(lambda a, b: jnp.where(learned, b, a), u_cos,
-                             u_l)
-      return (optax.apply_updates(params, updates), (s_cos, s_l)), None
-
-    (params, _), _ = jax.lax.scan(step, (params, states),
-                                  jax.random.split(key_steps, steps))
+  def evaluate(params, data):
+    _, _, x_test, y_test = data
     logits = model.apply(params, x_test)
     return (loss_fn(params, x_test, y_test),
             jnp.mean(jnp.argmax(logits, -1) == y_test))
+
+  def train(peak, learned, key):
+    key_init, key_steps = jax.random.split(key)
+    params = model.init(key_init, data[0][:1])
+    cosine = optax.scale_by_learning_rate(
+        optax.cosine_decay_schedule(peak, steps))
+    tx = _either(learned, optax.chain(optax.trace(0.9), cosine), optax.chain(
+        optax.trace(0.9),
+        optax_greedy.learned_schedule(policy, peak, total_steps=steps,
+                                      envelope=optax_greedy.NO_ENVELOPE)))
+    lp = L.loop(L.Problem(train_loss, evaluate), tx, "train", steps)
+    out = lp.run(data, params, jax.random.split(key_steps, steps))
+    return out.evals[-1], out.extras[-1]
 
   peaks = jnp.asarray([0.03, 0.1, 0.3])
   keys = jnp.stack([jax.random.key(s) for s in seeds])

@@ -35,10 +35,10 @@ to scikit-learn's ``NMF`` (coordinate descent, full batch) and
 
     python -m bench nmf --quick --out /tmp/nmf_bench
 
-The fits keep their own loop rather than the benchmark's
-(:mod:`bench.core.loop`): every step passes the minibatch's columns to the
-clipped controllers' bound (``bound_args``) and reads the rate from the
-state before and after the update.
+The fits run in the NMF loop (:mod:`bench.core.nmf_loop`), not the
+networks' (:mod:`bench.core.loop`): every step passes the minibatch's
+columns to the clipped controllers' bound (``bound_args``) and reads the
+rate from the state before and after the update.
 """
 
 import functools
@@ -51,6 +51,7 @@ import numpy as np
 import optax
 
 import optax_greedy
+from bench.core import nmf_loop as NL
 from bench.core import output as O
 from bench.core import registry as R
 from bench.core import verdict
@@ -126,34 +127,22 @@ def _batches(seed, n, steps):
   return perms[:, :per_epoch * BATCH].reshape(-1, BATCH)[:steps]
 
 
-def _fit(V, build, steps, eval_every, seed, batches, *hyper):
-  """One run: errors every ``eval_every`` steps, per-step losses and rates."""
+def _fit(V, build, eval_every, seed, batches, *hyper):
+  """One run in the NMF loop (:mod:`bench.core.nmf_loop`): errors every
+  ``eval_every`` steps, per-step losses and rates."""
   tx, rate_fn = build(*hyper)
   tx = optax.chain(tx, optax.keep_params_nonnegative())
   key = jax.random.key(seed)
   params = nmf.init(jax.random.fold_in(key, 0), V, RANK)
   n = V.shape[1]
 
-  def step(carry, t):
-    params, state = carry
-    columns = batches[t]
-    value, grads = jax.value_and_grad(nmf.loss)(params, V, columns)
-    updates, new_state = tx.update(grads, state, params, value=value,
-                                   columns=columns)
-    rate = rate_fn(state, new_state, t)
-    params = optax.apply_updates(params, updates)
-    return (params, new_state), (value / n, jnp.asarray(rate, jnp.float32))
+  def record(s):
+    rate = rate_fn(s.state, s.new_state, s.t)
+    return s.value / n, jnp.asarray(rate, jnp.float32)
 
-  def block(carry, b):
-    carry, (values, rates) = jax.lax.scan(
-        step, carry, b * eval_every + jnp.arange(eval_every))
-    return carry, (nmf.relative_error(carry[0], V), values, rates)
-
-  carry = (params, tx.init(params))
-  _, (errors, values, rates) = jax.lax.scan(
-      block, carry, jnp.arange(steps // eval_every))
-  errors = jnp.concatenate([nmf.relative_error(params, V)[None], errors])
-  return errors, values.reshape(-1), rates.reshape(-1)
+  lp = NL.loop(V, tx, record, pass_columns=True)
+  errors, (values, rates) = lp.run(params, batches, eval_every)
+  return errors, values, rates
 
 
 def _program(V, build, steps, eval_every, seeds, *hyper):
@@ -163,7 +152,7 @@ def _program(V, build, steps, eval_every, seeds, *hyper):
   compile and run seconds.
   """
   over_seeds = jax.vmap(
-      functools.partial(_fit, V, build, steps, eval_every),
+      functools.partial(_fit, V, build, eval_every),
       (0, 0) + (None,) * len(hyper))
   fit = jax.jit(jax.vmap(over_seeds, (None, None) + (0,) * len(hyper)))
   batches = np.stack([_batches(s, V.shape[1], steps) for s in seeds])
