@@ -101,8 +101,7 @@ def hd_sgd(
   return hypergradient_around(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-3,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
+      reduction=reduction, total_steps=total_steps, envelope=envelope)
 
 
 @_checks.keyword_only_after(
@@ -206,5 +205,4 @@ def hd_adam(
   return hypergradient_around(
       direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
       max_lr, rate_dtype, additive_default=1e-7,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
+      reduction=reduction, total_steps=total_steps, envelope=envelope)
