@@ -25,11 +25,6 @@ RELATIVE_MIN_LR: Any = _checks.Marker("learning_rate / 100")
 RELATIVE_MAX_LR: Any = _checks.Marker("10 * learning_rate")
 _WINDOW_SIZE = 50
 DEFAULT_WINDOW_SIZE: Any = _checks.Marker(str(_WINDOW_SIZE))
-# The numeric defaults, one object each for greedy_lr and its aliases.
-FACTOR = 0.95
-THRESHOLD = 1e-6
-MIN_CHANGE = 1e-8
-RESET_START = 500
 
 
 class GreedyLRState(NamedTuple):
@@ -78,18 +73,18 @@ def greedy_lr(
     learning_rate: ArrayLike,
     *,
     mode: str = "min",
-    factor: ArrayLike = FACTOR,
+    factor: ArrayLike = 0.95,
     patience: ArrayLike = 20,
-    threshold: ArrayLike = THRESHOLD,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
     cooldown: ArrayLike = 0,
     warmup: ArrayLike = 0,
     min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
     max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
-    min_change: ArrayLike = MIN_CHANGE,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = RESET_START,
+    reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:

@@ -65,6 +65,7 @@ _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
 def hypergradient_around(
     direction: _hd_directions.Direction,
     learning_rate,
+    *,
     hypergrad_lr,
     granularity,
     rule,
@@ -421,6 +422,8 @@ def hypergradient(
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
   return hypergradient_around(
-      _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
-      granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
-      reduction=reduction, total_steps=total_steps, envelope=envelope)
+      _hd_directions.Direction(direction), learning_rate,
+      hypergrad_lr=hypergrad_lr, granularity=granularity, rule=rule,
+      min_lr=min_lr, max_lr=max_lr, rate_dtype=rate_dtype,
+      additive_default=None, reduction=reduction, total_steps=total_steps,
+      envelope=envelope)
