@@ -9,7 +9,8 @@ reaction (GreedyLR observing the loss, the hypergradient's steps) reacts
 only in between, where the envelope is 1. This module is the one
 implementation: :class:`Budget` computes the envelope and the reacting
 phase from the update's ``step`` (a family's state holds that counter, and
-nothing else of the budget), and each family implements only its reaction. A reactive
+nothing else of the budget), and :func:`controller` puts them around a
+family's reaction, which is all a family implements. A reactive
 controller cannot see the end of training coming, and the last part of
 training, where the rate goes to zero, decides the final loss (Hägele et
 al., "Scaling Laws and Compute-Optimal Training Beyond Fixed Training

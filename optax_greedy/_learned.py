@@ -218,7 +218,9 @@ def learned_schedule(
     raise ValueError(
         "learned_schedule needs total_steps (an integer >= 1): its policy"
         " reads the share of the budget used, got total_steps=None.")
-  _budget.budget(total_steps, envelope)  # checked before compared below
+  # The budget is checked here, before the policy's envelope is compared
+  # with it; the controller below applies it.
+  _budget.budget(total_steps, envelope)
   _warn_if_other_envelope(policy, envelope)
   _checks.check_number("average_decay", average_decay)
   _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
