@@ -9,7 +9,8 @@ reaction (GreedyLR observing the loss, the hypergradient's steps) reacts
 only in between, where the envelope is 1. This module is the one
 implementation: :class:`Budget` computes the envelope and the reacting
 phase from the update's ``step`` (a family's state holds that counter, and
-nothing else of the budget), and each family implements only its reaction. A reactive
+nothing else of the budget), and :func:`controller` puts them around a
+family's reaction, which is all a family implements. A reactive
 controller cannot see the end of training coming, and the last part of
 training, where the rate goes to zero, decides the final loss (Hägele et
 al., "Scaling Laws and Compute-Optimal Training Beyond Fixed Training
@@ -17,7 +18,7 @@ Durations", NeurIPS 2024).
 """
 
 import dataclasses
-from typing import Any, NamedTuple, Optional, overload
+from typing import Any, Callable, NamedTuple, Optional, overload
 
 import jax
 import jax.numpy as jnp
@@ -237,3 +238,114 @@ def budget_schedule(
                       finite=True)
   phases = budget(total_steps, envelope)
   return lambda count: learning_rate * phases.scale(count)
+
+
+def controller(
+    init: Callable[[optax.Params], Any],
+    react: Callable[..., Any],
+    rate: Callable[[Any], Any],
+    *,
+    total_steps: Optional[ArrayLike],
+    envelope: Envelope,
+    rate_before: bool = False,
+    gated: bool = True,
+    spread: Optional[Callable[[Any, Optional[optax.Params]], Any]] = None,
+    apply: Optional[Callable[..., tuple[optax.Updates, Any]]] = None,
+) -> optax.GradientTransformationExtraArgs:
+  r"""A rate controller from its reaction: the step budget around it.
+
+  A family of this library implements only its reaction: how its own rate
+  :math:`r_t` moves. This function adds what every family shares: the
+  envelope :math:`e_t` (:meth:`Budget.scale` at update ``step``, 1 without
+  ``total_steps``), the step counter, the gate that confines the reaction
+  to the budget's reacting phase, and the record of the rate applied:
+
+  .. math::
+
+    s_{t+1} = \begin{cases} \mathrm{react}(s_t) & \text{reacting at } t
+      \text{ (always without a budget or with } \texttt{gated=False}) \\
+      s_t & \text{otherwise,} \end{cases} \qquad
+    \eta_t = e_t \cdot \mathrm{rate}(s_t \text{ or } s_{t+1}), \qquad
+    u_t = -\eta_t\, g_t.
+
+  The family's state is a named tuple with the fields ``learning_rate``
+  (set here: :math:`\eta_t`, the rate the last update applied; before the
+  first update, the rate it would apply) and ``step`` (set here: the number
+  of updates, ``None`` without ``total_steps``); its live rate is its own
+  (``next_learning_rate``, or a learned schedule's ``fraction``).
+
+  Args:
+    init: ``params -> state``, the family's initial state (``learning_rate``
+      and ``step`` are overwritten).
+    react: ``(updates, state, params, **extra_args) -> state``, one
+      reaction. The leaves it leaves alone must come back as they are (the
+      same objects): the gate selects only the others.
+    rate: ``state -> rate``, the family's own rate in a state: a scalar or
+      a tree that is a prefix of the params'.
+    total_steps: the run's number of updates, or ``None`` (no budget: the
+      reaction alone, no step counter).
+    envelope: the budget's :class:`Envelope`.
+    rate_before: whether an update applies the rate in force before the
+      reaction (GreedyLR, which observes the loss at the params the update
+      starts from) rather than the reacted one (the hypergradient's step and
+      the learned schedule's policy come before the rate is used).
+    gated: whether the reaction waits for the reacting phase (a learned
+      schedule reacts throughout: its policy reads the budget used).
+    spread: ``(rate, params) -> rate``, the enveloped rate as applied to the
+      params (a learned schedule's fraction times ``max_rate(params)``);
+      default: the rate itself.
+    apply: ``(updates, state, rate, params, **extra_args) -> (updates,
+      state)``, the updates that the rate ``rate`` gives; default
+      :func:`scale_updates` (the hypergradient runs its direction here).
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs` whose state is the
+    family's.
+  """
+  phases = budget(total_steps, envelope)
+  if spread is None:
+    spread = lambda own, params: own  # noqa: E731
+  if apply is None:
+    apply = lambda updates, state, applied, params, **extra_args: (  # noqa: E731
+        scale_updates(updates, applied), state)
+
+  def applied_rate(state, step, params):
+    own = rate(state)
+    return spread(own if phases is None else phases.apply(own, step), params)
+
+  def init_fn(params):
+    state = init(params)
+    step = None if phases is None else jnp.zeros([], jnp.int32)
+    return state._replace(learning_rate=applied_rate(state, step, params),
+                          step=step)
+
+  def update_fn(updates, state, params=None, **extra_args):
+    step = state.step
+    reacted = react(updates, state, params, **extra_args)
+    if gated and phases is not None:
+      reacted = _gate(phases.reacting(step), reacted, state)
+    applied = applied_rate(state if rate_before else reacted, step, params)
+    updates, reacted = apply(updates, reacted, applied, params, **extra_args)
+    return updates, reacted._replace(
+        learning_rate=applied,
+        step=None if phases is None else optax.safe_increment(step))
+
+  # A None field (``step`` without a budget) is an empty pytree node, which
+  # optax's ArrayTree alias does not spell.
+  return optax.GradientTransformationExtraArgs(
+      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+
+
+def scale_updates(updates: optax.Updates, rate: Any) -> optax.Updates:
+  """``-rate * updates``, in each update's dtype; ``rate`` is a scalar or a
+  tree that is a prefix of the updates' (one rate per subtree)."""
+  return jax.tree.map(
+      lambda r, sub: jax.tree.map(lambda u: (-r * u).astype(u.dtype), sub),
+      rate, updates)
+
+
+def _gate(condition: jax.Array, new: Any, old: Any) -> Any:
+  """``new`` where ``condition`` holds, else ``old``, leaf by leaf; a leaf
+  that the reaction returned unchanged is kept (no select on it)."""
+  return jax.tree.map(
+      lambda n, o: o if n is o else jnp.where(condition, n, o), new, old)

@@ -9,6 +9,7 @@ hyperparameters.
 
 import functools
 import importlib.util
+import inspect
 import math
 import numbers
 import os
@@ -167,6 +168,46 @@ def renamed_keywords(**renamed):
               f"{fn.__name__}() has no argument {old}= any more: pass"
               f" {new}={kwargs[old]!r}.")
       return fn(*args, **kwargs)
+    return wrapper
+  return decorate
+
+
+def takes_keywords_of(fn):
+  """Decorator: the factory's ``**kwargs`` are ``fn``'s keyword-only
+  arguments, every one of them (the defaults filled in), to pass on.
+
+  The factory's signature (:func:`inspect.signature`, ``help()``, the docs)
+  lists them after its own arguments, keyword-only, with ``fn``'s defaults
+  (the same objects); a keyword that is in neither raises a ``TypeError``
+  naming the factory. One list of ``fn``'s keywords, ``fn``'s own: the
+  ``greedy_*`` aliases take :func:`optax_greedy.greedy_lr`'s this way, the
+  ``hd_*`` ones :func:`optax_greedy.hypergradient`'s.
+
+  Args:
+    fn: the function whose keyword-only arguments the factory takes (those
+      the factory declares itself are its own).
+  """
+  def decorate(factory):
+    own = inspect.signature(factory)
+    declared = [p for p in own.parameters.values()
+                if p.kind is not p.VAR_KEYWORD]
+    names = {p.name for p in declared}
+    taken = [p for p in inspect.signature(fn).parameters.values()
+             if p.kind is p.KEYWORD_ONLY and p.name not in names]
+    signature = own.replace(parameters=declared + taken)
+
+    @functools.wraps(factory)
+    def wrapper(*args, **kwargs):
+      try:
+        bound = signature.bind(*args, **kwargs)
+      except TypeError as error:
+        raise TypeError(f"{factory.__name__}(): {error}") from None
+      bound.apply_defaults()
+      return factory(*bound.args, **bound.kwargs)
+    setattr(wrapper, "__signature__", signature)
+    # The signature is this one, not the source's (which autodoc's
+    # preserve_defaults would read through __wrapped__ and find short).
+    delattr(wrapper, "__wrapped__")
     return wrapper
   return decorate
 

@@ -27,7 +27,7 @@ _FORMULAS = {
     # the fraction applied by the last update
     "fraction": lambda s, T: s.fraction,
     # updates so far / total_steps
-    "budget_used": lambda s, T: s.count / T,
+    "budget_used": lambda s, T: s.step / T,
     # RMS of the log loss around its moving average
     "loss_noise": lambda s, T: jnp.sqrt(s.loss_variance),
     # moving average of the log loss minus its smallest value so far

@@ -1,6 +1,7 @@
 """GreedyLR after optax's directions: SGD, Adam and AdamW whose rate is set
 by :func:`optax_greedy.greedy_lr`, taking the optax alias's arguments by the
-same names."""
+same names, and every keyword argument of :func:`optax_greedy.greedy_lr`
+(one list of them: its signature's)."""
 
 from typing import Any, Optional
 
@@ -8,52 +9,20 @@ from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 import optax
 
-from optax_greedy import _budget
 from optax_greedy import _checks
-from optax_greedy._greedy_lr import DEFAULT_WINDOW_SIZE
-from optax_greedy._greedy_lr import FACTOR
-from optax_greedy._greedy_lr import MIN_CHANGE
-from optax_greedy._greedy_lr import RELATIVE_MAX_LR
-from optax_greedy._greedy_lr import RELATIVE_MIN_LR
-from optax_greedy._greedy_lr import RESET_START
-from optax_greedy._greedy_lr import THRESHOLD
 from optax_greedy._greedy_lr import greedy_lr
-
-
-def _greedy_lr_args(kwargs):
-  """The keyword arguments of :func:`greedy_lr` among a wrapper's locals."""
-  return {name: kwargs[name] for name in _GREEDY_KEYWORDS}
-
-
-_GREEDY_KEYWORDS = (
-    "mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
-    "warmup", "min_lr", "max_lr", "min_change", "smooth", "window_size",
-    "reset_start", "total_steps", "envelope")
 
 
 @_checks.keyword_only_after(1, ("momentum", "nesterov"))
 @_checks.envelope_keywords
+@_checks.takes_keywords_of(greedy_lr)
 def greedy_sgd(
     learning_rate: ArrayLike,
     *,
     momentum: Optional[ArrayLike] = None,
     nesterov: bool = False,
     accumulator_dtype: Optional[DTypeLike] = None,
-    mode: str = "min",
-    factor: ArrayLike = FACTOR,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = THRESHOLD,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
-    min_change: ArrayLike = MIN_CHANGE,
-    smooth: bool = True,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = RESET_START,
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
+    **greedy_options: Any,
 ) -> optax.GradientTransformationExtraArgs:
   """SGD (optionally with momentum) whose rate is set by :func:`greedy_lr`.
 
@@ -66,8 +35,8 @@ def greedy_sgd(
       :func:`optax.sgd` (default ``None``: the params').
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, envelope: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
+      total_steps, envelope: as in :func:`greedy_lr`, with its defaults
+      (``min_change`` is the reference's ``eps``).
 
   Returns:
     ``optax.chain(optax.trace(momentum, nesterov), greedy_lr(...))`` (the
@@ -83,11 +52,12 @@ def greedy_sgd(
     direction = optax.trace(decay=momentum, nesterov=nesterov,
                             accumulator_dtype=accumulator_dtype)
   return optax.chain(
-      direction, greedy_lr(learning_rate, **_greedy_lr_args(locals())))
+      direction, greedy_lr(learning_rate, **greedy_options))
 
 
 @_checks.keyword_only_after(1, ("b1", "b2", "eps"))
 @_checks.envelope_keywords
+@_checks.takes_keywords_of(greedy_lr)
 def greedy_adam(
     learning_rate: ArrayLike,
     *,
@@ -97,21 +67,7 @@ def greedy_adam(
     eps_root: ArrayLike = 0.0,
     mu_dtype: Optional[DTypeLike] = None,
     nesterov: bool = False,
-    mode: str = "min",
-    factor: ArrayLike = FACTOR,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = THRESHOLD,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
-    min_change: ArrayLike = MIN_CHANGE,
-    smooth: bool = True,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = RESET_START,
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
+    **greedy_options: Any,
 ) -> optax.GradientTransformationExtraArgs:
   """Adam whose rate is set by :func:`greedy_lr`.
 
@@ -124,8 +80,8 @@ def greedy_adam(
       ``None`` and ``False``).
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, envelope: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
+      total_steps, envelope: as in :func:`greedy_lr`, with its defaults
+      (``min_change`` is the reference's ``eps``).
 
   Returns:
     ``optax.chain(optax.scale_by_adam(...), greedy_lr(...))``.
@@ -137,7 +93,7 @@ def greedy_adam(
   return optax.chain(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                           mu_dtype=mu_dtype, nesterov=nesterov),
-      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
+      greedy_lr(learning_rate, **greedy_options))
 
 
 @_checks.keyword_only_after(
@@ -145,6 +101,7 @@ def greedy_adam(
     note="(greedy_adamw read its fifth positional as weight_decay before"
     " 0.2.0, where optax.adamw reads eps_root.)")
 @_checks.envelope_keywords
+@_checks.takes_keywords_of(greedy_lr)
 def greedy_adamw(
     learning_rate: ArrayLike,
     *,
@@ -156,21 +113,7 @@ def greedy_adamw(
     weight_decay: optax.ScalarOrSchedule = 1e-4,
     mask: Any = None,
     nesterov: bool = False,
-    mode: str = "min",
-    factor: ArrayLike = FACTOR,
-    patience: ArrayLike = 20,
-    threshold: ArrayLike = THRESHOLD,
-    threshold_mode: str = "abs",
-    cooldown: ArrayLike = 0,
-    warmup: ArrayLike = 0,
-    min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
-    max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
-    min_change: ArrayLike = MIN_CHANGE,
-    smooth: bool = True,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = RESET_START,
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
+    **greedy_options: Any,
 ) -> optax.GradientTransformationExtraArgs:
   """AdamW (decoupled weight decay) whose rate is set by :func:`greedy_lr`.
 
@@ -184,8 +127,8 @@ def greedy_adamw(
     mask: as in :func:`optax.add_decayed_weights`.
     mode, factor, patience, threshold, threshold_mode, cooldown, warmup,
       min_lr, max_lr, min_change, smooth, window_size, reset_start,
-      total_steps, envelope: as in
-      :func:`greedy_lr` (``min_change`` is the reference's ``eps``).
+      total_steps, envelope: as in :func:`greedy_lr`, with its defaults
+      (``min_change`` is the reference's ``eps``).
 
   Returns:
     ``optax.chain(scale_by_adam, add_decayed_weights, greedy_lr(...))``.
@@ -201,4 +144,4 @@ def greedy_adamw(
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root,
                           mu_dtype=mu_dtype, nesterov=nesterov),
       optax.add_decayed_weights(weight_decay, mask),
-      greedy_lr(learning_rate, **_greedy_lr_args(locals())))
+      greedy_lr(learning_rate, **greedy_options))

@@ -25,11 +25,6 @@ RELATIVE_MIN_LR: Any = _checks.Marker("learning_rate / 100")
 RELATIVE_MAX_LR: Any = _checks.Marker("10 * learning_rate")
 _WINDOW_SIZE = 50
 DEFAULT_WINDOW_SIZE: Any = _checks.Marker(str(_WINDOW_SIZE))
-# The numeric defaults, one object each for greedy_lr and its aliases.
-FACTOR = 0.95
-THRESHOLD = 1e-6
-MIN_CHANGE = 1e-8
-RESET_START = 500
 
 
 class GreedyLRState(NamedTuple):
@@ -78,18 +73,18 @@ def greedy_lr(
     learning_rate: ArrayLike,
     *,
     mode: str = "min",
-    factor: ArrayLike = FACTOR,
+    factor: ArrayLike = 0.95,
     patience: ArrayLike = 20,
-    threshold: ArrayLike = THRESHOLD,
+    threshold: ArrayLike = 1e-6,
     threshold_mode: str = "abs",
     cooldown: ArrayLike = 0,
     warmup: ArrayLike = 0,
     min_lr: Optional[ArrayLike] = RELATIVE_MIN_LR,
     max_lr: Optional[ArrayLike] = RELATIVE_MAX_LR,
-    min_change: ArrayLike = MIN_CHANGE,
+    min_change: ArrayLike = 1e-8,
     smooth: bool = True,
     window_size: int = DEFAULT_WINDOW_SIZE,
-    reset_start: ArrayLike = RESET_START,
+    reset_start: ArrayLike = 500,
     total_steps: Optional[int] = None,
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
@@ -253,38 +248,33 @@ def greedy_lr(
       and min_lr > max_lr):
     raise ValueError(
         f"min_lr must be in [0, max_lr={max_lr!r}], got min_lr={min_lr!r}.")
-  budget = _budget.budget(total_steps, envelope)
   sign = 1.0 if mode == "min" else -1.0
   warn_without_value = _checks.warn_once_without_value(
       "greedy_lr", "the learning rate will never change")
 
-  def fresh_state(dtype, rate, next_rate, count, step):
+  def fresh_state(rate, count):
+    """The rate ``rate``, no history; ``count`` observations so far."""
     zero = jnp.zeros([], jnp.int32)
     return GreedyLRState(
         learning_rate=rate,
-        next_learning_rate=next_rate,
-        best=jnp.asarray(sign * jnp.inf, dtype),
+        next_learning_rate=rate,
+        best=jnp.asarray(sign * jnp.inf, rate.dtype),
         num_good=zero,
         num_bad=zero,
         cooldown_counter=zero,
         warmup_counter=zero,
         reset_counter=jnp.asarray(reset_start, jnp.int32),
-        window=jnp.zeros([window_len_max], dtype),
-        window_sum=jnp.zeros([], dtype),
+        window=jnp.zeros([window_len_max], rate.dtype),
+        window_sum=jnp.zeros([], rate.dtype),
         window_len=zero,
         window_head=zero,
         count=count,
-        step=step,
     )
 
   def init_fn(params):
     del params
-    rate = jnp.asarray(learning_rate, dtype=float)
-    zero = jnp.zeros([], jnp.int32)
-    if budget is None:
-      return fresh_state(rate.dtype, rate, rate, zero, None)
-    first = budget.apply(rate, zero)
-    return fresh_state(rate.dtype, first, rate, zero, zero)
+    return fresh_state(jnp.asarray(learning_rate, dtype=float),
+                       jnp.zeros([], jnp.int32))
 
   def push_to_window(state, value):
     """The state with ``value`` in the window, and the window's mean."""
@@ -366,9 +356,9 @@ def greedy_lr(
   def reset(state):
     """The initial rate, cleared history; the cooldown hold still applies."""
     rate = jnp.asarray(learning_rate, state.next_learning_rate.dtype)
-    fresh = fresh_state(rate.dtype, state.learning_rate, rate, state.count,
-                        state.step)
-    return fresh._replace(cooldown_counter=state.cooldown_counter)
+    return fresh_state(rate, state.count)._replace(
+        learning_rate=state.learning_rate, step=state.step,
+        cooldown_counter=state.cooldown_counter)
 
   def observe_value(state, value):
     value = jnp.asarray(value).astype(state.next_learning_rate.dtype)
@@ -385,28 +375,21 @@ def greedy_lr(
     return optax.tree.where(decrease & at_min & (reset_counter <= 0),
                             reset(state), state)
 
-  def update_fn(updates, state, params=None, *, value=_checks.NO_VALUE,
-                observe=True, **extra_args):
-    del params, extra_args
-    rate = state.next_learning_rate
-    if budget is not None:
-      rate = budget.apply(rate, state.step)
-      observe = jnp.logical_and(observe, budget.reacting(state.step))
-      state = state._replace(step=optax.safe_increment(state.step))
-    updates = jax.tree.map(lambda u: (-rate * u).astype(u.dtype), updates)
-    applied = state._replace(learning_rate=rate)
+  def react(updates, state, params=None, *, value=_checks.NO_VALUE,
+            observe=True, **extra_args):
+    """Observes ``value`` (if ``observe``); ``value=None`` skips it."""
+    del updates, params, extra_args
     if value is _checks.NO_VALUE:
       warn_without_value()
-      return updates, applied
+      return state
     if value is None:
-      return updates, applied
+      return state
     _checks.check_scalar_value(value)
-    observed = observe_value(applied, value)
+    observed = observe_value(state, value)
     if observe is not True:
-      observed = optax.tree.where(observe, observed, applied)
-    return updates, observed
+      observed = optax.tree.where(observe, observed, state)
+    return observed
 
-  # A None field (``step`` without a budget) is an empty pytree node, which
-  # optax's ArrayTree alias does not spell.
-  return optax.GradientTransformationExtraArgs(
-      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+  return _budget.controller(
+      init_fn, react, lambda state: state.next_learning_rate,
+      total_steps=total_steps, envelope=envelope, rate_before=True)

@@ -6,15 +6,15 @@ Rate Adaptation with Hypergradient Descent", ICLR 2018 (arXiv:1703.04782),
 and its PyTorch ``SGDHD`` and ``AdamHD``.
 """
 
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional
 
 from jax.typing import ArrayLike
 from jax.typing import DTypeLike
 import optax
 
-from optax_greedy import _budget
 from optax_greedy import _checks
 from optax_greedy import _hd_directions
+from optax_greedy._hypergradient import hypergradient
 from optax_greedy._hypergradient import hypergradient_around
 
 
@@ -23,6 +23,7 @@ from optax_greedy._hypergradient import hypergradient_around
     note="(optax.sgd's order; the hypergradient's step size is"
     " hypergrad_lr=.)")
 @_checks.envelope_keywords
+@_checks.takes_keywords_of(hypergradient)
 def hd_sgd(
     learning_rate: ArrayLike,
     *,
@@ -30,14 +31,7 @@ def hd_sgd(
     momentum: Optional[ArrayLike] = None,
     nesterov: bool = False,
     accumulator_dtype: Optional[DTypeLike] = None,
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
+    **hypergradient_options: Any,
 ) -> optax.GradientTransformationExtraArgs:
   r"""SGD-HD and SGDN-HD: SGD (with momentum) with a hypergradient rate.
 
@@ -99,10 +93,8 @@ def hd_sgd(
     direction = _hd_directions.momentum(momentum, nesterov,
                                         accumulator_dtype)
   return hypergradient_around(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-3,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
+      direction, learning_rate, hypergrad_lr=hypergrad_lr,
+      additive_default=1e-3, **hypergradient_options)
 
 
 @_checks.keyword_only_after(
@@ -110,6 +102,7 @@ def hd_sgd(
     note="(optax.adam's order; the hypergradient's step size is"
     " hypergrad_lr=.)")
 @_checks.envelope_keywords
+@_checks.takes_keywords_of(hypergradient)
 def hd_adam(
     learning_rate: ArrayLike,
     *,
@@ -121,14 +114,7 @@ def hd_adam(
     mu_dtype: Optional[DTypeLike] = None,
     nesterov: bool = False,
     eps_placement: str = "optax",
-    granularity: Union[str, Any, Callable[[Any], Any]] = "global",
-    rule: str = "multiplicative",
-    min_lr: Optional[ArrayLike] = 0.0,
-    max_lr: Optional[ArrayLike] = None,
-    rate_dtype: Optional[DTypeLike] = None,
-    reduction: str = "auto",
-    total_steps: Optional[int] = None,
-    envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
+    **hypergradient_options: Any,
 ) -> optax.GradientTransformationExtraArgs:
   r"""Adam-HD: Adam with a hypergradient rate.
 
@@ -204,7 +190,5 @@ def hd_adam(
         b1, b2, eps, eps_root, mu_dtype,
         reference_eps=eps_placement == "reference")
   return hypergradient_around(
-      direction, learning_rate, hypergrad_lr, granularity, rule, min_lr,
-      max_lr, rate_dtype, additive_default=1e-7,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
+      direction, learning_rate, hypergrad_lr=hypergrad_lr,
+      additive_default=1e-7, **hypergradient_options)

@@ -65,6 +65,7 @@ _MULTIPLICATIVE_DEFAULT = {"global": 0.05, "per_tensor": 0.05, _GROUPS: 0.05,
 def hypergradient_around(
     direction: _hd_directions.Direction,
     learning_rate,
+    *,
     hypergrad_lr,
     granularity,
     rule,
@@ -72,15 +73,17 @@ def hypergradient_around(
     max_lr,
     rate_dtype,
     additive_default,
-    budget,
     reduction,
+    total_steps,
+    envelope,
 ) -> optax.GradientTransformationExtraArgs:
   """:func:`hypergradient` around a direction that may recompute ``d_{t-1}``.
 
   ``direction.previous``, when not ``None``, recomputes ``d_{t-1}`` from the
   direction's state instead of storing it. ``additive_default`` is the
   additive rule's default ``hypergrad_lr`` (``None``: required).
-  ``budget`` is a :class:`optax_greedy._budget.Budget` or ``None``.
+  ``total_steps`` and ``envelope`` are the step budget's
+  (:func:`optax_greedy._budget.controller`).
   """
   kind = _granularity.kind(granularity)
   _checks.check_choice("reduction", reduction, _xla_numerics.REDUCTIONS)
@@ -148,14 +151,9 @@ def hypergradient_around(
     rates = init_rates(params)
     prev_direction = (optax.tree.zeros_like(params) if previous is None
                       else None)
-    if budget is None:
-      return HypergradientState(
-          learning_rate=rates, prev_direction=prev_direction,
-          inner_state=inner_state, next_learning_rate=rates)
-    step = jnp.zeros([], jnp.int32)
     return HypergradientState(
-        learning_rate=budget.apply(rates, step), prev_direction=prev_direction,
-        inner_state=inner_state, next_learning_rate=rates, step=step)
+        learning_rate=rates, prev_direction=prev_direction,
+        inner_state=inner_state, next_learning_rate=rates)
 
   def new_rates(grads, prev, rates, labels):
     """The rates of this update: one hypergradient step from ``rates``."""
@@ -212,7 +210,9 @@ def hypergradient_around(
 
     return jax.tree.map(guard, candidate, rates)
 
-  def update_fn(updates, state, params=None, **extra_args):
+  def react(updates, state, params=None, **extra_args):
+    """One hypergradient step from the rates ``next_learning_rate``."""
+    del params, extra_args
     own = state.next_learning_rate
 
     def step():
@@ -226,13 +226,11 @@ def hypergradient_around(
           direction.started(state.inner_state), step, lambda: own)
     else:
       rates = step()
-    if budget is None:
-      applied = rates
-    else:
-      # The rates hold still outside the budget's reacting phase.
-      rates = optax.tree.where(budget.reacting(state.step), rates, own)
-      applied = budget.apply(rates, state.step)
-    leaf_rates = per_leaf(applied, updates)
+    return state._replace(next_learning_rate=rates)
+
+  def apply(updates, state, rates, params=None, **extra_args):
+    """``-rates * d_t``, the direction run after the rates are read."""
+    leaf_rates = per_leaf(rates, updates)
     directions, inner_state = transform.update(
         _xla_numerics.after(updates, leaf_rates), state.inner_state, params,
         **extra_args)
@@ -241,16 +239,12 @@ def hypergradient_around(
         directions, leaf_rates, updates)
     stored = None if previous is not None else jax.tree.map(
         lambda d, old: d.astype(old.dtype), directions, state.prev_direction)
-    return new_updates, HypergradientState(
-        learning_rate=applied, prev_direction=stored, inner_state=inner_state,
-        next_learning_rate=rates,
-        step=None if budget is None else jnp.asarray(
-            optax.safe_increment(state.step)))
+    return new_updates, state._replace(prev_direction=stored,
+                                       inner_state=inner_state)
 
-  # A None field (``prev_direction``, ``step``) is an empty pytree node,
-  # which optax's ArrayTree alias does not spell.
-  return optax.GradientTransformationExtraArgs(
-      init_fn, update_fn)  # pyright: ignore[reportArgumentType]
+  return _budget.controller(
+      init_fn, react, lambda state: state.next_learning_rate,
+      total_steps=total_steps, envelope=envelope, apply=apply)
 
 
 @_checks.keyword_only_after(2, ("hypergrad_lr",))
@@ -428,7 +422,8 @@ def hypergradient(
     Descent <https://arxiv.org/abs/1703.04782>`_, ICLR 2018.
   """
   return hypergradient_around(
-      _hd_directions.Direction(direction), learning_rate, hypergrad_lr,
-      granularity, rule, min_lr, max_lr, rate_dtype, additive_default=None,
-      budget=_budget.budget(total_steps, envelope),
-      reduction=reduction)
+      _hd_directions.Direction(direction), learning_rate,
+      hypergrad_lr=hypergrad_lr, granularity=granularity, rule=rule,
+      min_lr=min_lr, max_lr=max_lr, rate_dtype=rate_dtype,
+      additive_default=None, reduction=reduction, total_steps=total_steps,
+      envelope=envelope)

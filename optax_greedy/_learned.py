@@ -18,7 +18,7 @@ package and are read by :func:`optax_greedy.load_policy`;
 ``optax_greedy_lab`` trains them.
 """
 
-from typing import Any, Callable, NamedTuple, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 import warnings
 
 import jax
@@ -51,7 +51,8 @@ class LearnedScheduleState(NamedTuple):
       from ``log_loss``.
     log_grad_norm0: log of the first finite update norm (NaN before).
     log_grad_norm: moving average of the log update norm (NaN before).
-    count: number of updates so far (``optax.safe_increment``).
+    step: number of updates so far (``optax.safe_increment``), the step
+      budget's counter (``count`` before 0.2.0).
   """
 
   learning_rate: Any
@@ -63,7 +64,7 @@ class LearnedScheduleState(NamedTuple):
   loss_variance: jax.Array
   log_grad_norm0: jax.Array
   log_grad_norm: jax.Array
-  count: jax.Array
+  step: Optional[jax.Array] = None
 
 
 def _ema(average_decay, old, new):
@@ -217,7 +218,9 @@ def learned_schedule(
     raise ValueError(
         "learned_schedule needs total_steps (an integer >= 1): its policy"
         " reads the share of the budget used, got total_steps=None.")
-  budget = _budget.budget(total_steps, envelope)
+  # The budget is checked here, before the policy's envelope is compared
+  # with it; the controller below applies it.
+  _budget.budget(total_steps, envelope)
   _warn_if_other_envelope(policy, envelope)
   _checks.check_number("average_decay", average_decay)
   _checks.check_range("average_decay", average_decay, 0, 1, high_open=True)
@@ -241,39 +244,36 @@ def learned_schedule(
                         rate_fn(params))
 
   def init_fn(params):
+    del params
     nan = jnp.asarray(jnp.nan, jnp.float32)
     zero = jnp.zeros([], jnp.float32)
     return LearnedScheduleState(
-        learning_rate=jax.tree.map(lambda b: budget.scale(0) * b,
-                                   rate_tree(params)),
-        fraction=jnp.ones([], jnp.float32),
+        learning_rate=None, fraction=jnp.ones([], jnp.float32),
         log_loss0=nan, log_loss=nan, log_loss_min=nan, slope=zero,
-        loss_variance=zero, log_grad_norm0=nan, log_grad_norm=nan,
-        count=jnp.zeros([], jnp.int32))
+        loss_variance=zero, log_grad_norm0=nan, log_grad_norm=nan)
 
-  def update_fn(updates, state, params=None, *, value=_checks.NO_VALUE,
-                observe=True, **extra_args):
-    del extra_args
+  def react(updates, state, params=None, *, value=_checks.NO_VALUE,
+            observe=True, **extra_args):
+    """Observes ``value`` and ``updates`` (if ``observe``); the policy
+    picks the fraction."""
+    del params, extra_args
     if value is _checks.NO_VALUE:
       warn_without_value()
       value = None
-    if value is not None:
-      _checks.check_scalar_value(value)
-      new_state = _observe(state, updates, value, average_decay)
-      features = _features.policy_features(new_state, budget.total_steps,
-                                           policy.features)
-      new_state = new_state._replace(fraction=_policy.policy_fraction(
-          policy, features).astype(jnp.float32))
-      if observe is not True:
-        new_state = optax.tree.where(observe, new_state, state)
-      state = new_state
-    scale = state.fraction * budget.scale(state.count)
-    rate = jax.tree.map(lambda b: scale * b, rate_tree(params))
-    updates = jax.tree.map(
-        lambda r, sub: jax.tree.map(lambda u: (-r * u).astype(u.dtype), sub),
-        rate, updates)
-    state = state._replace(learning_rate=rate,
-                           count=optax.safe_increment(state.count))
-    return updates, state
+    if value is None:
+      return state
+    _checks.check_scalar_value(value)
+    new_state = _observe(state, updates, value, average_decay)
+    features = _features.policy_features(
+        new_state, jnp.asarray(total_steps, jnp.float32), policy.features)
+    new_state = new_state._replace(fraction=_policy.policy_fraction(
+        policy, features).astype(jnp.float32))
+    if observe is not True:
+      new_state = optax.tree.where(observe, new_state, state)
+    return new_state
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+  return _budget.controller(
+      init_fn, react, lambda state: state.fraction, total_steps=total_steps,
+      envelope=envelope, gated=False,
+      spread=lambda fraction, params: jax.tree.map(
+          lambda b: fraction * b, rate_tree(params)))
