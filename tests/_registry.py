@@ -156,14 +156,16 @@ def _budget_scale(update):
   return ramp * jnp.minimum(1.0, 1.0 - (update - 7) / 3)
 
 
-def _mechanic_reference(learning_rate=0.01, headroom=10.0, start=1 / 6):
-  """``learned_scale``'s definition in optax's own pieces: Mechanic around
-  Adam at ``headroom`` times the rate times :data:`BUDGET`'s envelope,
-  its scale started at ``start / headroom``, no decay, six betas."""
+def _mechanic_reference(learning_rate=0.01, headroom=30.0, start=1 / 6,
+                        weight_decay=0.1):
+  """``learned_scale``'s definition in optax's own pieces, its documented
+  defaults: Mechanic around Adam at ``headroom`` times the rate times
+  :data:`BUDGET`'s envelope, its scale started at ``start / headroom``,
+  six betas."""
   rate = lambda count: headroom * learning_rate * _budget_scale(count)
   return optax.contrib.mechanize(
       optax.chain(optax.scale_by_adam(), optax.scale_by_learning_rate(rate)),
-      weight_decay=0.0, s_init=start / headroom, num_betas=6)
+      weight_decay=weight_decay, s_init=start / headroom, num_betas=6)
 
 
 _adam = optax.scale_by_adam
