@@ -123,8 +123,8 @@ def _parser():
                       "the hypergradient (each reduction) and GreedyLR on "
                       "each workload (step_cost.md)")
   p.add_argument("--sweep-seeds", choices=("cut", "all"), default="cut",
-                 help="cut (default): every seed at x1/3..x3, the first "
-                      "seed at x0.1 and x10; all: every seed everywhere")
+                 help="cut (default): every seed at x1/3..x3, the first two "
+                      "seeds at x0.1 and x10; all: every seed everywhere")
 
   p = add("budget-defaults")
   p.add_argument("--out", required=True, help="output folder")

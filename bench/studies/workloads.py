@@ -114,7 +114,7 @@ def rows(only=None):
 
 # The rate-sensitivity sweep: every sweep entry started at these multiples
 # of the tuned peak (keys as in summary.json), on every seed at the middle
-# three and on the first seed at the ends (the cut that fits 2 CPU cores;
+# three and on the first two at the ends (the cut that fits 2 CPU cores;
 # ``sweep_seeds="all"`` runs every seed everywhere).
 MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
 MIDDLE = ("0.333", "1", "3")
@@ -837,7 +837,7 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
       are not detected: resume only within one version of the library).
     sweep: also run the rate-sensitivity sweep (:data:`MULTIPLIERS`).
     sweep_only: the sweep's rows (keys of :data:`SWEEP_KEYS`; all if None).
-    sweep_seeds: ``"cut"`` (every seed at x1/3..x3, the first at the ends)
+    sweep_seeds: ``"cut"`` (every seed at x1/3..x3, the first two at the ends)
       or ``"all"``.
     log: where progress lines go.
 
@@ -925,7 +925,7 @@ class Plan(NamedTuple):
     for key, ctrl in self.sweep:
       for mult in ("1",) if ctrl.lr_free else MULTIPLIERS:
         seeds = (self.seeds if self.sweep_seeds == "all" or mult in MIDDLE
-                 else self.seeds[:1])
+                 else self.seeds[:2])
         row, rate = sweep_row(key, ctrl, peak, mult, steps)
         out += [(row, rate, s) for s in seeds if seed in (None, s)]
     return out

@@ -421,6 +421,8 @@ REPORTS = {
     "probe_defaults": "probe_defaults/probe_defaults.md",
     "probe_defaults_mnist1d_select":
         "probe_defaults/probe_defaults_mnist1d_select.md",
+    "probe_defaults_mnist1d_select_seeds":
+        "probe_defaults/probe_defaults_mnist1d_select_seeds012.md",
     "probe_defaults_selection": "probe_defaults/selection.md",
     "hd_defaults": "hd/hd_defaults.md",
     "hd_cost": "hd/cost.md",
