@@ -70,7 +70,9 @@ Data sets need scikit-learn, imported when first used
 (``pip install optax_greedy[examples]``).
 
 Modules: :mod:`.problem` (the types), :mod:`.data` (tables and text),
-:mod:`.families`, :mod:`.episodes` (episodes and reward), :mod:`.trainer`.
+:mod:`.families` (each combines a network of :mod:`.architectures`, data
+of :mod:`.sources` and run settings drawn by :mod:`.sampling`),
+:mod:`.episodes` (episodes and reward), :mod:`.trainer`.
 """
 
 from optax_greedy_lab.dnn_problems.data import char_windows
