@@ -622,6 +622,47 @@ def sweep_markdown(e):
   lines += [""]
   for key in ("greedy", "hd_adam", "learned"):
     lines += _goal_lines(key, sweep, tuned)
+  return lines + [""] + high_start_lines(e)
+
+
+# Where in the run the x10 table reads the applied rate.
+TRACE_POINTS = (0.1, 0.5, 0.75)
+
+
+def high_start_lines(e):
+  """What each row does started at ten times the tuned peak: its ratio,
+  the seeds lost, and the rate it applied (first seed) at
+  :data:`TRACE_POINTS` of the run, in units of the tuned peak."""
+  peak, sweep = e.get("tuned_peak"), e.get("sweep") or {}
+  if peak is None or not any("10" in by for by in sweep.values()):
+    return []
+  tuned, counts = e["tuned_cosine_test_loss"], e.get("sweep_runs") or {}
+  lines = [f"##### Started at x10: {e['name']}", "",
+           "Each row started at ten times the tuned peak: held-out test "
+           "loss over the tuned cosine's, seeds lost (non-finite or above "
+           "the starting test loss), and the rate it applied at "
+           + ", ".join(f"{int(100 * f)}%" for f in TRACE_POINTS)
+           + " of the run (first seed; in units of the tuned peak; - where "
+           "the row records no rate).", "",
+           "| row | ratio | lost | " + " | ".join(
+               f"rate at {int(100 * f)}%" for f in TRACE_POINTS) + " |",
+           "|---|---|---|" + "---|" * len(TRACE_POINTS)]
+  for key, ctrl in sweep_rows():
+    if "10" not in sweep.get(key, {}):
+      continue
+    row, _ = sweep_row(key, ctrl, peak, "10", e["steps"])
+    done = e["runs"].get(row.label, {})
+    rates = next(iter(done.values()))["curve"]["rate"] if done else []
+    cells = []
+    for f in TRACE_POINTS:
+      r = rates[min(len(rates) - 1, int(f * len(rates)))] if rates else None
+      cells.append("-" if r is None else f"{r / peak:.2g}")
+    ratio = sweep[key]["10"] / tuned
+    lines.append(f"| {key} | "
+                 + ("> 100" if not ratio <= 100 else f"{ratio:.3f}") + " | "
+                 f"{counts[key]['10']['lost']} of "
+                 f"{counts[key]['10']['seeds']} | " + " | ".join(cells)
+                 + " |")
   return lines + [""]
 
 
