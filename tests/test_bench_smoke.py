@@ -323,12 +323,14 @@ def test_workloads_smoke(tmp_path):
 
 def test_workloads_sweep_smoke(tmp_path):
   """The rate-sensitivity sweep at a few steps, vmapped: every multiplier of
-  the tuned peak for a rated row (two seeds at x1/3..x3, one at the ends),
-  one run of a rate-free row; summary.json's sweep section, the table and
-  the figure; a rate trace for GreedyLR."""
+  the tuned peak for a rated row (three seeds at x1/3..x3, two at the
+  ends), one run of a rate-free row; summary.json's sweep section, the
+  table, what each row does from x10, and the figure; a rate trace for
+  GreedyLR."""
   out = str(tmp_path)
   assert cli.main(["workloads", "--out", out, "--only", "cnn", "--rows",
-                   "greedy_budget", "--seeds", "0", "1", "--peaks", "1e-3",
+                   "greedy_budget", "--seeds", "0", "1", "2", "--peaks",
+                   "1e-3",
                    "3e-3", "--steps-scale", "0.004", "--vmap",
                    "--sweep-rows", "cosine", "greedy", "prodigy"]) == 0
   (entry,) = _json(tmp_path / "summary.json")["workloads"]
@@ -342,10 +344,10 @@ def test_workloads_sweep_smoke(tmp_path):
   assert set(sweep) == {"cosine", "greedy", "prodigy"}
   # Prodigy's learning_rate is the multiplier it documents: every point.
   assert list(sweep["greedy"]) == mults and list(sweep["prodigy"]) == mults
-  assert [counts["greedy"][m]["seeds"] for m in mults] == [1, 2, 2, 2, 1]
-  # Intervals where two seeds ran, none where one did.
+  assert [counts["greedy"][m]["seeds"] for m in mults] == [2, 3, 3, 3, 2]
+  # Intervals where two seeds or more ran.
   ci = entry["sweep_ci"]["greedy"]
-  assert set(ci) == {"0.333", "1", "3"}
+  assert set(ci) == set(mults)
   assert all(low <= high for low, high in ci.values())
   # x1 of a sweep row is the main table's run at the tuned peak.
   assert sweep["greedy"]["1"] == entry["results"]["greedy_budget"][
@@ -356,8 +358,14 @@ def test_workloads_sweep_smoke(tmp_path):
   rate = runs["greedy@x3"]["0"]["curve"]["rate"]
   assert len(rate) == entry["steps"] // entry["eval_every"]
   assert np.all(np.isfinite(rate)) and max(rate) <= 3 * tuned * (1 + 1e-6)
-  assert "#### Rate sensitivity: cnn" in (
-      tmp_path / "workloads" / "workloads.md").read_text()
+  md = (tmp_path / "workloads" / "workloads.md").read_text()
+  assert "#### Rate sensitivity: cnn" in md
+  x10 = md[md.index("##### Started at x10: cnn"):]
+  greedy = next(line for line in x10.splitlines()
+                if line.startswith("| greedy |")).strip("| ").split(" | ")
+  assert greedy[2].endswith(" of 2")
+  # The applied rate, in units of the tuned peak, never above the start.
+  assert all(0 < float(cell) <= 10 * (1 + 1e-6) for cell in greedy[3:6])
   assert (tmp_path / "workloads" / "sweep.png").exists()
 
 
