@@ -44,7 +44,7 @@ def learned_scale(
     *,
     total_steps: int,
     direction: Optional[optax.GradientTransformation] = None,
-    headroom: float = 30.0,
+    headroom: float = 100.0,
     start: Optional[float] = 1 / 6,
     weight_decay: float = 0.1,
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
@@ -77,7 +77,7 @@ def learned_scale(
     total_steps: the run's number of updates (the envelope's budget).
     direction: the base direction (default ``optax.scale_by_adam()``).
     headroom: :math:`H`, how far above ``learning_rate`` the base
-      optimizer runs, >= 1. Default 30.
+      optimizer runs, >= 1. Default 100.
     start: Mechanic's initial scale in units of :math:`1/H`: its scale
       stays near it until the run gives it evidence, so the run starts
       near ``start`` times ``learning_rate``. Default 1/6; ``None``:

@@ -156,7 +156,7 @@ def _budget_scale(update):
   return ramp * jnp.minimum(1.0, 1.0 - (update - 7) / 3)
 
 
-def _mechanic_reference(learning_rate=0.01, headroom=30.0, start=1 / 6,
+def _mechanic_reference(learning_rate=0.01, headroom=100.0, start=1 / 6,
                         weight_decay=0.1):
   """``learned_scale``'s definition in optax's own pieces, its documented
   defaults: Mechanic around Adam at ``headroom`` times the rate times
