@@ -538,7 +538,8 @@ def summary_rows(e):
   below the tuned cosine."""
   tuned, out = e["tuned_cosine_test_loss"], {}
   for key, by in (e.get("sweep") or {}).items():
-    ratio = {m: v / tuned for m, v in by.items()}
+    # A diverged mean is inf, which JSON (summary.json) stores as null.
+    ratio = {m: (np.inf if v is None else v) / tuned for m, v in by.items()}
     middle = [ratio[m] for m in MIDDLE if m in ratio]
     out[key] = {"x1": ratio.get("1"),
                 "worst_middle": max(middle) if middle else None,
@@ -928,6 +929,10 @@ def _saved(out_dir):
     for label, by in e["runs"].items():
       for seed, r in by.items():
         r["correct"] = correct[f"{e['name']}/{label}/{seed}"]
+        # JSON has no NaN: a diverged run's losses come back as None.
+        for key, values in r["curve"].items():
+          if key.endswith("loss"):
+            r["curve"][key] = [np.nan if v is None else v for v in values]
   return doc["workloads"], doc["machine"]
 
 
