@@ -15,7 +15,8 @@ global batch (``jax.make_array_from_process_local_data``).
 Runs of ``STEPS`` steps, named ``(feed, transform)``, several transforms in
 one jitted program (XLA compiles one program faster than many):
 
-* ``("global", NAME)`` for every transform of ``_registry.REGISTRY``: the
+* ``("global", NAME)`` for every transform of ``_registry.REGISTRY`` that
+  runs on an explicit mesh (not ``_registry.NO_EXPLICIT_MESH``): the
   loss is computed inside the jitted step over the global batch, as the
   README shows. The params and states of ``_registry.SHARDED_CHECKPOINTS``
   are saved with Orbax under ``OUT/checkpoints/NAME``.
@@ -53,7 +54,8 @@ STEPS = 6
 RESUMED = 2  # steps after the restore
 DEMO = "greedy_lr"
 PROGRAMS = (
-    tuple(("global", name) for name in _registry.REGISTRY),
+    tuple(("global", name) for name in _registry.REGISTRY
+          if name not in _registry.NO_EXPLICIT_MESH),
     (("host", DEMO), ("shard", DEMO), ("pmean", DEMO)),
     (("host+check", DEMO),),
     (("pmean+check", DEMO),),

@@ -248,6 +248,21 @@ REGISTRY = {
         _adam, ("policy",), lambda params: 0.01)
        for policy in policy_names()},
 }
+# Transforms that cannot run on an explicit mesh, and why (test_sharding.py
+# expects them to fail there; the multi-process test, on explicit meshes,
+# leaves them out).
+NO_EXPLICIT_MESH = {
+    "learned_scale": "optax 0.2.8's mechanize contracts two sharded vectors "
+                     "with optax.tree.vdot, which explicit sharding refuses "
+                     "(ShardingTypeError: ambiguous output sharding)",
+}
+# Transforms whose compiled update moves parameter data between devices,
+# and why.
+GATHERS = {
+    "learned_scale": "optax 0.2.8's mechanize computes its dot products "
+                     "with optax.tree.vdot, which ravels each leaf: the "
+                     "sharded leaves are gathered",
+}
 # Transforms whose sharded state test_sharding.py also saves and restores.
 SHARDED_CHECKPOINTS = ("greedy_adam", "hd_global", "hd_per_parameter")
 

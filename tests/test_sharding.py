@@ -88,21 +88,14 @@ def records(launched):
   return {(r["name"], r["mode"]): r for r in json.loads(out.read_text())}
 
 
-# Transforms that cannot run on an explicit mesh, and why. A strict xfail:
-# the day the cause is fixed the test says so.
-NO_EXPLICIT = {
-    "learned_scale": "optax 0.2.8's mechanize contracts two sharded vectors "
-                     "with optax.tree.vdot, which explicit sharding refuses "
-                     "(ShardingTypeError: ambiguous output sharding)",
-}
-
-
 def _record(records, name, mode):
   record = records[(name, mode)]
-  if mode == "explicit" and name in NO_EXPLICIT:
+  if mode == "explicit" and name in _registry.NO_EXPLICIT_MESH:
+    # A strict xfail: the day the cause is fixed the test says so.
     assert record["status"] == "error", (
-        f"{name} now runs on an explicit mesh: remove it from NO_EXPLICIT")
-    pytest.xfail(NO_EXPLICIT[name])
+        f"{name} now runs on an explicit mesh: remove it from "
+        "_registry.NO_EXPLICIT_MESH")
+    pytest.xfail(_registry.NO_EXPLICIT_MESH[name])
   if record["status"] == "error":
     pytest.fail(f"{name} on a {mode} mesh raised {record['error']}\n"
                 f"{record['traceback']}")
@@ -147,6 +140,9 @@ def test_other_state_is_replicated(records, name, mode):
 def test_update_moves_no_parameter_data(records, name, mode):
   record = _record(records, name, mode)
   moving = [c for c in record["collectives"] if c[0] in MOVING]
+  if name in _registry.GATHERS:
+    assert moving, f"{name} no longer gathers: remove it from GATHERS"
+    pytest.xfail(_registry.GATHERS[name])
   assert moving == [], "the compiled update gathers or moves shards"
   # All-reduces carry partial sums of scalars only: at most one per leaf.
   big = [c for c in record["collectives"]
