@@ -48,6 +48,25 @@ from bench.workloads import mnist1d_select as MS
 from bench.workloads import sklearn_lm as SL
 
 MULTIPLIERS = {"0.1": 0.1, "0.333": 1 / 3, "1": 1.0, "3": 3.0, "10": 10.0}
+# How a Mechanic candidate's name says where its scale starts.
+STARTS = {1 / 6: "1/6 of the rate", 1 / 3: "1/3 of the rate", 1.0: "the rate"}
+
+
+def _mechanic(headroom, start=None, weight_decay=None):
+  """``{name: ("mechanic_headroom", options)}`` of one Mechanic candidate
+  (``start`` and ``weight_decay`` None: Mechanic's own; the name says
+  only what is not)."""
+  name, options = f"mechanic, headroom {headroom:g}", {"headroom": headroom}
+  if start is not None:
+    name += f", starts at {STARTS[start]}"
+    options["start"] = start
+  if weight_decay is not None:
+    name += (", no decay" if weight_decay == 0
+             else f", decay {weight_decay:g}")
+    options["weight_decay"] = weight_decay
+  return {name: ("mechanic_headroom", options)}
+
+
 # Candidates: ``(registry entry, options)``; the probe's options are
 # traced, so the fractions of one entry share a program.
 CANDIDATES = {
@@ -58,51 +77,33 @@ CANDIDATES = {
     "mechanic_probe, fraction 0.5": ("mechanic_probe", {"fraction": 0.5}),
     # A learned scale that only has to come down (the second round, after
     # the first showed the probe cannot tell a rate 10x too high).
-    "mechanic, headroom 10": ("mechanic_headroom", {"headroom": 10.0}),
-    "mechanic, headroom 30": ("mechanic_headroom", {"headroom": 30.0}),
+    **_mechanic(10.0),
+    **_mechanic(30.0),
     "greedy inside mechanic, headroom 10": ("greedy_mechanic",
                                             {"headroom": 10.0}),
     # The third round: the scale starts near a sixth of the rate given
     # (not at Mechanic's 1e-6), with and without Mechanic's own weight
     # decay.
-    "mechanic, headroom 10, starts at 1/6 of the rate": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6}),
-    "mechanic, headroom 10, starts at 1/6 of the rate, no decay": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
-                              "weight_decay": 0.0}),
+    **_mechanic(10.0, 1 / 6),
+    **_mechanic(10.0, 1 / 6, 0.0),
     # The fourth round: more headroom, the scale started at the rate.
-    "mechanic, headroom 30, starts at the rate": (
-        "mechanic_headroom", {"headroom": 30.0, "start": 1.0}),
-    "mechanic, headroom 100": ("mechanic_headroom", {"headroom": 100.0}),
+    **_mechanic(30.0, 1.0),
+    **_mechanic(100.0),
     # The fifth round, on both selection workloads (after the report
     # workloads showed the chosen scale paying 10-16% on MNIST-1D, over-
     # fitting at about twice the tuned rate): Mechanic's own decay, which
     # pulls its scale down, and less headroom, which slows the scale.
-    "mechanic, headroom 10, starts at 1/6 of the rate, decay 0.1": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
-                              "weight_decay": 0.1}),
-    "mechanic, headroom 3, starts at 1/6 of the rate, no decay": (
-        "mechanic_headroom", {"headroom": 3.0, "start": 1 / 6,
-                              "weight_decay": 0.0}),
+    **_mechanic(10.0, 1 / 6, 0.1),
+    **_mechanic(3.0, 1 / 6, 0.0),
     # Then, after reading those: the decay between, and with the decay a
     # higher start or more headroom (it climbed too little from x1/10).
-    "mechanic, headroom 10, starts at 1/6 of the rate, decay 0.03": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 6,
-                              "weight_decay": 0.03}),
-    "mechanic, headroom 10, starts at 1/3 of the rate, decay 0.1": (
-        "mechanic_headroom", {"headroom": 10.0, "start": 1 / 3,
-                              "weight_decay": 0.1}),
-    "mechanic, headroom 30, starts at 1/6 of the rate, decay 0.1": (
-        "mechanic_headroom", {"headroom": 30.0, "start": 1 / 6,
-                              "weight_decay": 0.1}),
+    **_mechanic(10.0, 1 / 6, 0.03),
+    **_mechanic(10.0, 1 / 3, 0.1),
+    **_mechanic(30.0, 1 / 6, 0.1),
     # The sixth round: the fifth's choice was weakest from x1/10 on both
     # selection workloads; more headroom, or a higher start, with the decay.
-    "mechanic, headroom 100, starts at 1/6 of the rate, decay 0.1": (
-        "mechanic_headroom", {"headroom": 100.0, "start": 1 / 6,
-                              "weight_decay": 0.1}),
-    "mechanic, headroom 30, starts at 1/3 of the rate, decay 0.1": (
-        "mechanic_headroom", {"headroom": 30.0, "start": 1 / 3,
-                              "weight_decay": 0.1}),
+    **_mechanic(100.0, 1 / 6, 0.1),
+    **_mechanic(30.0, 1 / 3, 0.1),
 }
 # The selection workloads: name -> (module, output file stem).
 SELECTION = {"sklearn_lm": (SL, "probe_defaults"),
@@ -155,15 +156,10 @@ def study(out_dir, workload="sklearn_lm", steps=None, candidates=None,
     """The results so far (after every row: a stopped study keeps its
     rows)."""
     worst = {n: max(r.values()) for n, r in ratios.items()}
-    probes = [n for n in worst if n in CANDIDATES]
-    chosen = min(probes, key=worst.get) if probes else None
     doc = {"machine": O.machine(), "workload": workload, "steps": w.steps,
            "seeds": list(seeds), "peaks": list(w.peaks), "tuned_peak": peak,
-           "tuned_test_loss": tuned,
-           "ratios": ratios, "worst": worst, "chosen": chosen,
-           "default": bool(chosen and "wsd" in worst
-                           and worst[chosen] < worst["wsd"]),
-           "rate_traces": traces}
+           "tuned_test_loss": tuned, "ratios": ratios, "worst": worst,
+           **_choice(worst), "rate_traces": traces}
     if steps != module.STEPS or smoke is not None:
       doc["note"] = "a smoke run, not the study"
     sub.mkdir(parents=True, exist_ok=True)
@@ -195,22 +191,18 @@ def combined(out_dir, log=print):
   sub = pathlib.Path(out_dir) / "probe_defaults"
   docs = {}
   for name, (_, stem) in SELECTION.items():
-    # The run on the most seeds stands for the workload.
-    paths = sorted(sub.glob(f"{stem}_seeds*.json"), key=lambda p: -len(
-        json.loads(p.read_text())["seeds"])) + [sub / f"{stem}.json"]
-    paths = [p for p in paths if p.exists()]
-    if paths:
-      docs[name] = json.loads(paths[0].read_text())
+    runs = [json.loads(path.read_text()) for path in
+            [sub / f"{stem}.json", *sub.glob(f"{stem}_seeds*.json")]
+            if path.exists()]
+    if runs:
+      # The run on the most seeds stands for the workload.
+      docs[name] = max(runs, key=lambda d: len(d.get("seeds", [0])))
   names = [n for n in {**REFERENCES, **CANDIDATES}
            if all(n in d["worst"] for d in docs.values())]
   worst = {n: {w: d["worst"][n] for w, d in docs.items()} for n in names}
   overall = {n: max(by.values()) for n, by in worst.items()}
-  probes = [n for n in overall if n in CANDIDATES]
-  chosen = min(probes, key=overall.get) if probes else None
   doc = {"workloads": list(docs), "worst": worst, "overall": overall,
-         "chosen": chosen,
-         "default": bool(chosen and "wsd" in overall
-                         and overall[chosen] < overall["wsd"])}
+         **_choice(overall)}
   O.write_json(sub / "selection.json", doc, indent=1)
   lines = ["Worst held-out **test** loss over x1/10..x10, relative to each "
            "workload's tuned warmup-cosine, on every selection workload "
@@ -221,12 +213,22 @@ def combined(out_dir, log=print):
            "|---|" + "---|" * (len(docs) + 1)]
   lines += [f"| {n} | " + " | ".join(f"{worst[n][w]:.3f}" for w in docs)
             + f" | {overall[n]:.3f} |" for n in names]
-  lines += ["", f"Chosen (lowest worst over all of them): **{chosen}**; "
+  lines += ["", "Chosen (lowest worst over all of them): "
+            f"**{doc['chosen']}**; "
             + ("below the envelope alone's: recommended." if doc["default"]
                else "not below the envelope alone's: not recommended.")]
   (sub / "selection.md").write_text("\n".join(lines) + "\n")
   log("\n".join(lines))
   return doc
+
+
+def _choice(worst):
+  """``{"chosen", "default"}`` by the study's rule: the candidate of
+  lowest ``worst``, recommended only below the envelope alone's."""
+  probes = [n for n in worst if n in CANDIDATES]
+  chosen = min(probes, key=worst.get) if probes else None
+  return {"chosen": chosen, "default": bool(
+      chosen and "wsd" in worst and worst[chosen] < worst["wsd"])}
 
 
 def _finals(results):
