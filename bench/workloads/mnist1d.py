@@ -88,17 +88,27 @@ def splits(examples=SIZES["cpu"]["examples"], seed=SEED):
 def make(steps=STEPS, size="cpu", eval_every=100, examples=None):
   """The MNIST-1D workload (``examples``: fewer, for the smoke test)."""
   s = SIZES[size]
-  train, valid, test = splits(examples or s["examples"])
-  module = CNN1d()
+  return build("mnist1d", splits(examples or s["examples"]),
+               CNN1d.channels, s["batch"], steps, eval_every, size=size,
+               note="{} generated examples")
+
+
+def build(name, data, channels, batch, steps, eval_every, size="cpu",
+          note="{} examples"):
+  """A :class:`bench.core.workload.Workload` of :class:`CNN1d` at
+  ``channels`` on ``data`` (``(train, valid, test)`` of :func:`splits`),
+  ``batch`` examples a step; ``note``'s ``{}`` receives the split sizes."""
+  train, valid, test = data
+  module = CNN1d(channels)
 
   def loss(params, inputs, targets):
     return W.xent(module.apply(params, inputs), targets)
 
   def sample(rng, n):
-    return rng.integers(0, len(train[1]), (n, s["batch"]), dtype=np.int32)
+    return rng.integers(0, len(train[1]), (n, batch), dtype=np.int32)
 
+  sizes = " / ".join(f"{len(y):,}" for _, y in data)
   return W.Workload(
-      "mnist1d", lambda key: module.init(key, train[0][:1]), loss, W.take,
+      name, lambda key: module.init(key, train[0][:1]), loss, W.take,
       train, valid, test, sample, steps, eval_every, peaks=PEAKS, size=size,
-      note=f"{len(train[1]):,} / {len(valid[1]):,} / {len(test[1]):,} "
-           f"generated examples, batch {s['batch']}")
+      note=f"{note.format(sizes)}, batch {batch}")

@@ -12,34 +12,18 @@ that LM it chooses defaults (the probe-defaults study) and is never
 reported as evidence for them.
 """
 
-import numpy as np
-
-from bench.core import workload as W
 from bench.workloads import mnist1d
 
 STEPS = 1500
 EXAMPLES, SEED, BATCH = 20_000, 1, 64
 CHANNELS = (16, 32, 64, 64)
-PEAKS = mnist1d.PEAKS
 
 
 def make(steps=STEPS, examples=EXAMPLES):
   """The selection workload (module doc), as a
   :class:`bench.core.workload.Workload` (``examples``: fewer, for the smoke
   test)."""
-  train, valid, test = mnist1d.splits(examples, SEED)
-  module = mnist1d.CNN1d(CHANNELS)
-
-  def loss(params, inputs, targets):
-    return W.xent(module.apply(params, inputs), targets)
-
-  def sample(rng, n):
-    return rng.integers(0, len(train[1]), (n, BATCH), dtype=np.int32)
-
-  return W.Workload(
-      "mnist1d_select", lambda key: module.init(key, train[0][:1]), loss,
-      W.take, train, valid, test, sample, steps,
-      eval_every=max(steps // 15, 1), peaks=PEAKS,
-      note="selection only: MNIST-1D drawn with seed 1, "
-           f"{len(train[1]):,} / {len(valid[1]):,} / {len(test[1]):,} "
-           f"examples, batch {BATCH}")
+  return mnist1d.build(
+      "mnist1d_select", mnist1d.splits(examples, SEED), CHANNELS, BATCH,
+      steps, max(steps // 15, 1),
+      note=f"selection only: MNIST-1D drawn with seed {SEED}, {{}} examples")
