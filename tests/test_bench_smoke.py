@@ -368,6 +368,21 @@ def test_workloads_sweep_smoke(tmp_path):
   assert all(0 < float(cell) <= 10 * (1 + 1e-6) for cell in greedy[3:6])
   assert (tmp_path / "workloads" / "sweep.png").exists()
 
+  # A diverged run (its losses stored as null: JSON has no NaN) is read
+  # back on --reuse as lost, and nothing is run again.
+  path = tmp_path / "workloads" / "workloads.json"
+  doc = _json(path)
+  doc["workloads"][0]["runs"]["greedy@x10"]["0"]["curve"]["test_loss"][
+      -1] = None
+  path.write_text(json.dumps(doc))
+  lines = []
+  workloads.run(out, names=("cnn",), seeds=(0, 1, 2), peaks=(1e-3, 3e-3),
+                scale=0.004, only=("greedy_budget",), resume=True,
+                sweep_only=("cosine", "greedy", "prodigy"), log=lines.append)
+  assert len(lines) == 1 and "resuming" in lines[0]
+  (entry,) = _json(tmp_path / "summary.json")["workloads"]
+  assert entry["sweep_runs"]["greedy"]["10"]["lost"] >= 1
+
 
 def test_workloads_grid_is_extended_until_its_best_peak_is_interior(
     tmp_path, monkeypatch):

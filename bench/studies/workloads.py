@@ -848,8 +848,7 @@ def _finished(out_dir, entry, log):
         for seed, r in by.items():
           key = f"{entry['name']}/{label}/{seed}"
           if key in correct.files:
-            runs.setdefault(label, {})[seed] = {
-                **r, "correct": correct[key]}
+            runs.setdefault(label, {})[seed] = _loaded(r, correct[key])
       log(f"[workloads] {entry['name']}: resuming with "
           f"{sum(map(len, runs.values()))} finished runs from {path}")
       return runs
@@ -928,12 +927,18 @@ def _saved(out_dir):
   for e in doc["workloads"]:
     for label, by in e["runs"].items():
       for seed, r in by.items():
-        r["correct"] = correct[f"{e['name']}/{label}/{seed}"]
-        # JSON has no NaN: a diverged run's losses come back as None.
-        for key, values in r["curve"].items():
-          if key.endswith("loss"):
-            r["curve"][key] = [np.nan if v is None else v for v in values]
+        by[seed] = _loaded(r, correct[f"{e['name']}/{label}/{seed}"])
   return doc["workloads"], doc["machine"]
+
+
+def _loaded(run, correct):
+  """A run read back from ``workloads.json``, with its per-example
+  ``correct``; JSON has no NaN, so a diverged run's losses, stored as
+  null, come back as NaN."""
+  curve = {key: [np.nan if v is None else v for v in values]
+           if key.endswith("loss") else values
+           for key, values in run["curve"].items()}
+  return {**run, "curve": curve, "correct": correct}
 
 
 def redraw(out_dir, log=print):
