@@ -45,7 +45,7 @@ def learned_scale(
     total_steps: int,
     direction: Optional[optax.GradientTransformation] = None,
     headroom: float = 100.0,
-    start: Optional[float] = 1 / 6,
+    start: Optional[float] = 1 / 20,
     weight_decay: float = 0.1,
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
@@ -80,7 +80,8 @@ def learned_scale(
       optimizer runs, >= 1. Default 100.
     start: Mechanic's initial scale in units of :math:`1/H`: its scale
       stays near it until the run gives it evidence, so the run starts
-      near ``start`` times ``learning_rate``. Default 1/6; ``None``:
+      near ``start`` times ``learning_rate``. Default 1/20 (the lower it
+      starts, the lower the level it holds); ``None``:
       Mechanic's own ``1e-6`` (a start far below the rate, which it is slow
       to climb from).
     weight_decay: Mechanic's own weight decay, >= 0: a pull on the scale

@@ -120,7 +120,8 @@ def ratio_table(doc, multipliers):
   lines = [
       f"Selection workload `{doc['workload']}` ({doc['steps']} steps, "
       f"seeds {', '.join(map(str, doc.get('seeds', [0])))}; mean test "
-      "loss over them), tuned warmup-cosine peak {doc['tuned_peak']:g} (test loss "
+      f"loss over them), tuned warmup-cosine peak {doc['tuned_peak']:g} "
+      "(test loss "
       f"{doc['tuned_test_loss']:.4f}). Held-out **test** loss over the tuned "
       "warmup-cosine's, each row started at a multiple of the tuned peak:",
       "", "| row | " + " | ".join(f"x{m}" for m in multipliers)
