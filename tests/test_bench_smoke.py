@@ -370,18 +370,30 @@ def test_workloads_sweep_smoke(tmp_path):
 
   # A diverged run (its losses stored as null: JSON has no NaN) is read
   # back on --reuse as lost, and nothing is run again.
+  # Another workload's entry (here a copy named "other") keeps its
+  # diverged row, whose infinite mean JSON stored as null, when only cnn
+  # runs.
   path = tmp_path / "workloads" / "workloads.json"
   doc = _json(path)
   doc["workloads"][0]["runs"]["greedy@x10"]["0"]["curve"]["test_loss"][
       -1] = None
+  other = json.loads(json.dumps({**doc["workloads"][0], "name": "other"}))
+  other["sweep"]["greedy"]["10"] = None
+  doc["workloads"].append(other)
   path.write_text(json.dumps(doc))
+  correct = dict(np.load(tmp_path / "workloads" / "correct.npz"))
+  np.savez(tmp_path / "workloads" / "correct.npz", **correct, **{
+      "other/" + k.split("/", 1)[1]: v for k, v in correct.items()})
   lines = []
   workloads.run(out, names=("cnn",), seeds=(0, 1, 2), peaks=(1e-3, 3e-3),
                 scale=0.004, only=("greedy_budget",), resume=True,
                 sweep_only=("cosine", "greedy", "prodigy"), log=lines.append)
   assert len(lines) == 1 and "resuming" in lines[0]
-  (entry,) = _json(tmp_path / "summary.json")["workloads"]
-  assert entry["sweep_runs"]["greedy"]["10"]["lost"] >= 1
+  entries = _json(tmp_path / "summary.json")["workloads"]
+  assert [e["name"] for e in entries] == ["other", "cnn"]
+  assert all(e["sweep_runs"]["greedy"]["10"]["lost"] >= 1 for e in entries)
+  md = (tmp_path / "workloads" / "workloads.md").read_text()
+  assert "#### Rate sensitivity: other" in md
 
 
 def test_workloads_grid_is_extended_until_its_best_peak_is_interior(

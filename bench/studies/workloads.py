@@ -918,7 +918,9 @@ def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
 
 def _saved(out_dir):
   """``(entries, machine)`` of ``out_dir/workloads`` (its JSON, with each
-  run's per-example correctness attached); ``([], None)`` if none."""
+  run's per-example correctness attached and its results analysed again:
+  JSON stores a diverged row's infinite mean as null); ``([], None)`` if
+  none."""
   sub = pathlib.Path(out_dir) / "workloads"
   if not (sub / "workloads.json").exists():
     return [], None
@@ -928,6 +930,7 @@ def _saved(out_dir):
     for label, by in e["runs"].items():
       for seed, r in by.items():
         by[seed] = _loaded(r, correct[f"{e['name']}/{label}/{seed}"])
+    e["results"] = analyse(e)
   return doc["workloads"], doc["machine"]
 
 
@@ -947,8 +950,6 @@ def redraw(out_dir, log=print):
   before its figures), without training."""
   sub = pathlib.Path(out_dir) / "workloads"
   entries, machine = _saved(out_dir)
-  for e in entries:
-    e["results"] = analyse(e)
   _write(out_dir, entries, machine)
   figure(entries, sub / "workloads.png")
   sweep_figure(entries, sub / "sweep.png")
