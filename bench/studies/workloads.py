@@ -402,7 +402,9 @@ def analyse(entry):
     results[name] = {
         "seeds": [int(s) for s in seeds],
         "test_loss_mean": float(np.mean(tests)),
-        "test_loss_sd": float(np.std(tests)),
+        # A diverged seed (inf) makes the spread infinite, not NaN.
+        "test_loss_sd": (float(np.std(tests)) if np.all(np.isfinite(tests))
+                         else float("inf")),
         "test_acc_mean": float(np.mean(accs)),
         "val_loss_mean": mean_of(name, "val_loss", seeds),
         "train_loss_last_block_mean": mean_of(name, "train_loss", seeds),
