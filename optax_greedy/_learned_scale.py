@@ -80,8 +80,7 @@ def learned_scale(
       optimizer runs, >= 1. Default 100.
     start: Mechanic's initial scale in units of :math:`1/H`: its scale
       stays near it until the run gives it evidence, so the run starts
-      near ``start`` times ``learning_rate``. Default 1/20 (the lower it
-      starts, the lower the level it holds); ``None``:
+      near ``start`` times ``learning_rate``. Default 1/20; ``None``:
       Mechanic's own ``1e-6`` (a start far below the rate, which it is slow
       to climb from).
     weight_decay: Mechanic's own weight decay, >= 0: a pull on the scale

@@ -368,11 +368,10 @@ def test_workloads_sweep_smoke(tmp_path):
   assert all(0 < float(cell) <= 10 * (1 + 1e-6) for cell in greedy[3:6])
   assert (tmp_path / "workloads" / "sweep.png").exists()
 
-  # A diverged run (its losses stored as null: JSON has no NaN) is read
-  # back on --reuse as lost, and nothing is run again.
-  # Another workload's entry (here a copy named "other") keeps its
-  # diverged row, whose infinite mean JSON stored as null, when only cnn
-  # runs.
+  # --reuse reads a diverged run (its losses stored as null: JSON has no
+  # NaN) back as lost and runs nothing again; another workload's entry
+  # (here a copy named "other"), whose diverged row's infinite mean JSON
+  # stored as null, is reported too.
   path = tmp_path / "workloads" / "workloads.json"
   doc = _json(path)
   doc["workloads"][0]["runs"]["greedy@x10"]["0"]["curve"]["test_loss"][
