@@ -15,6 +15,7 @@ TASKS = ("logreg", "mlp", "cnn", "charlm", "quadratic", "rosenbrock")
 PRESET_TASKS = {"quick": ("logreg", "mlp", "cnn", "quadratic", "rosenbrock"),
                 "full": TASKS, "tiny": ("quadratic",)}
 WORKLOADS = ("lm", "mnist1d", "cnn")
+REPORT_WORKLOADS = ("lm", "mnist1d")
 LM_SIZES = ("cpu", "gpu")
 SWEEP_KEYS = ("cosine", "wsd", "greedy", "greedy_probe", "wsd_probe",
               "learned_scale", "hd_adam", "learned", "schedule_free", "mechanic", "prodigy",
@@ -34,13 +35,16 @@ COMMANDS = {
     "check-quick": "compare a quick run's numbers with the recorded "
                    "reference (seconds)",
     "workloads": "every controller on a 1M-parameter byte-level LM and a "
-                 "CNN against a tuned warmup-cosine, with the "
-                 "rate-sensitivity sweep (~95 min; --no-sweep ~35 min; "
-                 "--size gpu for an accelerator)",
+                 "CNN on MNIST-1D against a grid-tuned warmup-cosine, with "
+                 "the rate-sensitivity sweep (~240 runs a workload: LM "
+                 "~3.5 h, MNIST-1D ~1.5 h; --reuse resumes; --no-sweep "
+                 "~1.3 h; --size gpu for an accelerator)",
     "budget-defaults": "GreedyLR's defaults with total_steps, chosen on a "
                        "selection LM the workloads never see (~18 min)",
-    "probe-defaults": "the rate probe's fraction, chosen on the selection "
-                      "LM, beside the envelope and Mechanic (~25 min)",
+    "probe-defaults": "learned_scale's and the rate probe's settings, "
+                      "chosen on two selection workloads the sweep never "
+                      "sees (~4 min a candidate on the LM, ~8 min on "
+                      "MNIST-1D with 3 seeds)",
     "cost": "step time, compile time, state bytes and params traffic of "
             "the hypergradient variants against Adam (~1 min)",
     "hd-defaults": "choose hypergradient descent's default beta on some "
@@ -89,7 +93,9 @@ def _parser():
   p = add("workloads")
   p.add_argument("--out", required=True, help="output folder")
   p.add_argument("--only", nargs="+", choices=WORKLOADS, metavar="WORKLOAD",
-                 help="run only these workloads, of: " + ", ".join(WORKLOADS))
+                 help="run only these workloads, of: " + ", ".join(WORKLOADS)
+                 + " (default: the report workloads, "
+                 + ", ".join(REPORT_WORKLOADS) + "; cnn is a smoke workload)")
   p.add_argument("--rows", nargs="+", metavar="ROW",
                  help="run only these rows besides the cosine grid")
   p.add_argument("--size", choices=LM_SIZES, default="cpu",
@@ -260,10 +266,10 @@ def _workloads(args):
       workloads.write_headline(args.out, args.readme)
     return 0
   if args.step_cost:
-    workloads.step_cost_study(args.out, names=tuple(args.only or WORKLOADS),
+    workloads.step_cost_study(args.out, names=tuple(args.only or REPORT_WORKLOADS),
                               size=args.size)
     return 0
-  workloads.run(args.out, names=tuple(args.only or WORKLOADS),
+  workloads.run(args.out, names=tuple(args.only or REPORT_WORKLOADS),
                 seeds=tuple(args.seeds), peaks=args.peaks,
                 scale=args.steps_scale, only=args.rows, size=args.size,
                 vmap=args.vmap, resume=args.reuse, sweep=not args.no_sweep,

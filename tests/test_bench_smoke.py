@@ -106,6 +106,7 @@ def test_bad_arguments_are_refused_at_once(capsys, argv, words):
 def test_cli_names_match_the_modules():
   assert cli.TASKS == tuple(T.FACTORIES)
   assert cli.WORKLOADS == tuple(workloads.WORKLOADS)
+  assert cli.REPORT_WORKLOADS == workloads.WL.REPORT
   assert cli.LM_SIZES == tuple(workloads.LM_SIZES)
   assert cli.SWEEP_KEYS == tuple(workloads.SWEEP_KEYS.values())
   assert cli.LEARNED_NMF_PROBLEMS == tuple(learned_nmf.PROBLEMS)

@@ -858,7 +858,7 @@ def _finished(out_dir, entry, log):
 
 
 
-def run(out_dir, names=("cnn", "lm"), seeds=SEEDS, peaks=None, scale=1.0,
+def run(out_dir, names=WL.REPORT, seeds=SEEDS, peaks=None, scale=1.0,
         only=None, size="cpu", vmap=False, machine=None, resume=False,
         sweep=True, sweep_only=None, sweep_seeds="cut", log=print):
   """Runs the workloads; writes results after every run (module doc).
