@@ -22,6 +22,9 @@ from optax_greedy import _budget
 from optax_greedy import _checks
 
 NUM_BETAS = 6
+#: What Mechanic's own weight decay adds to the gradient its scale learns
+#: from (``decay_form``): its own form scales the pull by the scale.
+DECAY_FORMS = ("mechanic", "scale-free")
 
 
 class LearnedScaleState(NamedTuple):
@@ -47,6 +50,7 @@ def learned_scale(
     headroom: float = 100.0,
     start: Optional[float] = 1 / 20,
     weight_decay: float = 0.1,
+    decay_form: str = "mechanic",
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
 ) -> optax.GradientTransformationExtraArgs:
   r"""A rate that a learned scale brings down to what the run can take.
@@ -83,9 +87,17 @@ def learned_scale(
       near ``start`` times ``learning_rate``. Default 1/20; ``None``:
       Mechanic's own ``1e-6`` (a start far below the rate, which it is slow
       to climb from).
-    weight_decay: Mechanic's own weight decay, >= 0: a pull on the scale
-      proportional to the parameters' norm. Default 0.1 (Mechanic's
-      default is 0.01).
+    weight_decay: :math:`\lambda`, Mechanic's own weight decay, >= 0: a pull
+      on the scale proportional to the parameters' norm. Default 0.1
+      (Mechanic's default is 0.01).
+    decay_form: how the decay enters the gradient :math:`g` that the scale
+      learns from: ``"mechanic"`` (default, Mechanic's own), :math:`g +
+      \lambda s_t \lVert g\rVert \theta / \lVert\theta\rVert`, whose
+      pull, relative to the gradient's, grows with the scale: weak where
+      the base rate is high (the scale small), strong where it is low;
+      ``"scale-free"``, :math:`g + \lambda \lVert g\rVert \theta /
+      \lVert\theta\rVert`, equally strong whatever the base rate (so a
+      far smaller :math:`\lambda`, about :math:`10^{-3}`).
     envelope: the budget's ramp and decay (:data:`DEFAULT_ENVELOPE`).
 
   The defaults were chosen on two selection workloads that the
@@ -118,6 +130,7 @@ def learned_scale(
     _checks.check_range("start", start, 0, low_open=True, finite=True)
   _checks.check_number("weight_decay", weight_decay)
   _checks.check_range("weight_decay", weight_decay, 0)
+  _checks.check_choice("decay_form", decay_form, DECAY_FORMS)
   base_rate = _budget.budget_schedule(learning_rate * headroom,
                                       total_steps=total_steps,
                                       envelope=envelope)
@@ -125,8 +138,12 @@ def learned_scale(
       optax.scale_by_adam() if direction is None else direction,
       optax.scale_by_learning_rate(base_rate))
   s_init = 1e-6 if start is None else start / headroom
-  mechanic = optax.contrib.mechanize(base, weight_decay=weight_decay,
-                                     s_init=s_init, num_betas=NUM_BETAS)
+
+  def mechanize(decay):
+    return optax.contrib.mechanize(base, weight_decay=decay, s_init=s_init,
+                                   num_betas=NUM_BETAS)
+
+  mechanic = mechanize(weight_decay)
 
   def init_fn(params):
     inner = cast(optax.contrib.MechanicState, mechanic.init(params))
@@ -135,8 +152,15 @@ def learned_scale(
     return LearnedScaleState(inner, jnp.asarray(first, jnp.float32))
 
   def update_fn(updates, state, params=None, **extra_args):
-    updates, inner = mechanic.update(updates, state.mechanic, params,
-                                     **extra_args)
+    step = mechanic
+    if decay_form == "scale-free":
+      # Mechanic multiplies its decay by the scale it held, s_sum: divided
+      # by it here, the pull no longer depends on the scale.
+      s_sum = jnp.sum(state.mechanic.s)
+      step = mechanize(weight_decay / jnp.maximum(
+          s_sum, jnp.finfo(s_sum.dtype).tiny))
+    updates, inner = step.update(updates, state.mechanic, params,
+                                 **extra_args)
     inner = cast(optax.contrib.MechanicState, inner)
     applied = base_rate(state.mechanic.count) * jnp.sum(jnp.asarray(inner.s))
     return updates, LearnedScaleState(inner,

@@ -639,3 +639,30 @@ def test_cost_compiler_options_reach_xla():
   assert seconds["adam"] > 0
   with pytest.raises(Exception, match="no_such_xla_option"):
     cost.train_step(rows, 8, 4, 2, 1, {"no_such_xla_option": True})
+
+
+def test_probe_defaults_pools_disjoint_seed_runs(tmp_path):
+  """A row's ratio pools its runs by seed count and the cosine's loss
+  (mean loss over all seeds over the cosine's mean: here (3*2*1.2 +
+  3*1*1.0) / (3*2 + 3*1) = 1.1333); the seed-0 run counts only for a row
+  no run on several seeds has; runs sharing a seed are refused."""
+  from bench.studies import probe_defaults  # pylint: disable=import-outside-toplevel
+  mults = list(probe_defaults.MULTIPLIERS)
+
+  def run(name, seeds, tuned, rows):
+    doc = {"seeds": seeds, "tuned_test_loss": tuned,
+           "ratios": {n: dict.fromkeys(mults, r) for n, r in rows.items()},
+           "worst": dict(rows)}
+    (tmp_path / name).write_text(json.dumps(doc))
+    return tmp_path / name
+
+  paths = [run("a.json", [0], 5.0, {"x": 9.0, "y": 0.9}),
+           run("b.json", [0, 1, 2], 2.0, {"x": 1.2}),
+           run("c.json", [3, 4, 5], 1.0, {"x": 1.0})]
+  rows = probe_defaults.pooled(paths)
+  assert rows["x"]["seeds"] == [0, 1, 2, 3, 4, 5]
+  assert rows["x"]["ratios"]["1"] == pytest.approx(10.2 / 9)
+  assert rows["y"] == {"ratios": dict.fromkeys(mults, 0.9), "seeds": [0]}
+  paths.append(run("d.json", [2, 6], 1.0, {"x": 1.0}))
+  with pytest.raises(ValueError, match="d.json.*seed 2"):
+    probe_defaults.pooled(paths)

@@ -59,6 +59,21 @@ def test_from_any_rate_up_to_a_thousand_times_too_high_it_converges(rate):
   assert np.isfinite(float(optax_greedy.get_learning_rate(state)))
 
 
+@pytest.mark.parametrize("form, same", [("scale-free", True),
+                                        ("mechanic", False)])
+def test_with_the_scale_free_decay_only_the_starting_rate_matters(form,
+                                                                  same):
+  """Mechanic's update is invariant to the base rate's scale but for its
+  decay (and its 1e-8 epsilons, negligible where the scale is near 1): a
+  base rate ten times higher with a start ten times lower gives the same
+  run with the scale-free decay, not with Mechanic's own."""
+  runs = [_train(optax_greedy.learned_scale(
+      0.03 * k, total_steps=100, headroom=1.0, start=1 / k,
+      weight_decay=0.1, decay_form=form), steps=30)[0] for k in (1.0, 10.0)]
+  change = float(jnp.max(jnp.abs(runs[1] / runs[0] - 1)))
+  assert (change < 1e-5) == same and (change > 1e-3) != same, change
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
 def test_updates_keep_the_params_dtype_and_compile_once(dtype):
   tx = optax_greedy.learned_scale(0.01, total_steps=10)
@@ -72,7 +87,8 @@ def test_updates_keep_the_params_dtype_and_compile_once(dtype):
     ({"learning_rate": float("nan")}, "learning_rate"),
     ({"learning_rate": float("inf")}, "learning_rate"),
     ({"headroom": 0.5}, "headroom"), ({"start": 0.0}, "start"),
-    ({"weight_decay": -1.0}, "weight_decay")])
+    ({"weight_decay": -1.0}, "weight_decay"),
+    ({"decay_form": "l2"}, "decay_form")])
 def test_bad_arguments_raise_naming_them(kwargs, name):
   with pytest.raises(ValueError, match=name):
     optax_greedy.learned_scale(**{"learning_rate": 0.01, **kwargs},

@@ -512,12 +512,15 @@ def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0,
                                  s_init=s_init, num_betas=num_betas)
 
 
-def _learned_scale_build(base, rate, steps, context):
-  """``optax_greedy.learned_scale`` on the base's direction, its
-  defaults."""
+def _learned_scale_build(base, rate, steps, context, scale_free=0.0,
+                         **options):
+  """``optax_greedy.learned_scale`` on the base's direction, its defaults
+  but for ``options`` (its keywords; ``scale_free`` nonzero: its
+  ``decay_form="scale-free"``)."""
   del context
-  return optax_greedy.learned_scale(rate, total_steps=steps,
-                                    direction=direction(base))
+  return optax_greedy.learned_scale(
+      rate, total_steps=steps, direction=direction(base),
+      decay_form="scale-free" if scale_free else "mechanic", **options)
 
 
 def _mechanic_probe_build(base, rate, steps, context, **options):
