@@ -48,7 +48,7 @@ def learned_scale(
     total_steps: int,
     direction: Optional[optax.GradientTransformation] = None,
     headroom: float = 100.0,
-    start: Optional[float] = 1 / 20,
+    start: Optional[float] = 1 / 6,
     weight_decay: float = 0.1,
     decay_form: str = "mechanic",
     envelope: _budget.Envelope = _budget.DEFAULT_ENVELOPE,
@@ -75,6 +75,14 @@ def learned_scale(
   pass over the parameters per step, and needs no ``value`` or
   ``value_fn``.
 
+  Mechanic's update is invariant to the scale of its base rate but for
+  its decay (and its 1e-8 epsilons): a run depends on ``learning_rate``,
+  ``headroom`` and ``start`` through the rate it starts at,
+  :math:`\eta` times ``start``, and through the decay's strength relative
+  to the gradient, :math:`\lambda s_t`, which falls as :math:`1/H` and as
+  the rate given rises. With ``decay_form="scale-free"`` only the first
+  is left: ``headroom`` changes nothing.
+
   Args:
     learning_rate: :math:`\eta`, the rate you would give ``direction``,
       positive and finite.
@@ -84,7 +92,7 @@ def learned_scale(
       optimizer runs, >= 1. Default 100.
     start: Mechanic's initial scale in units of :math:`1/H`: its scale
       stays near it until the run gives it evidence, so the run starts
-      near ``start`` times ``learning_rate``. Default 1/20; ``None``:
+      near ``start`` times ``learning_rate``. Default 1/6; ``None``:
       Mechanic's own ``1e-6`` (a start far below the rate, which it is slow
       to climb from).
     weight_decay: :math:`\lambda`, Mechanic's own weight decay, >= 0: a pull

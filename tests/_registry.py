@@ -156,7 +156,7 @@ def _budget_scale(update):
   return ramp * jnp.minimum(1.0, 1.0 - (update - 7) / 3)
 
 
-def _mechanic_reference(learning_rate=0.01, headroom=100.0, start=1 / 20,
+def _mechanic_reference(learning_rate=0.01, headroom=100.0, start=1 / 6,
                         weight_decay=0.1):
   """``learned_scale``'s definition in optax's own pieces, its documented
   defaults: Mechanic around Adam at ``headroom`` times the rate times
@@ -228,7 +228,7 @@ REGISTRY = {
     "learned_scale": Entry(
         og.learned_scale, dict(learning_rate=0.01, **BUDGET),
         _mechanic_reference, initial_rate=lambda params: (
-            0.01 / 20 * _budget_scale(0)),
+            0.01 / 6 * _budget_scale(0)),
         update_is_direction=True),
     "stability_clip_greedy_lr_budget": Entry(
         momentum_clipped_greedy_lr,

@@ -513,14 +513,17 @@ def _greedy_mechanic_build(base, rate, steps, context, headroom=10.0,
 
 
 def _learned_scale_build(base, rate, steps, context, scale_free=0.0,
-                         **options):
+                         decay_fraction=None, **options):
   """``optax_greedy.learned_scale`` on the base's direction, its defaults
   but for ``options`` (its keywords; ``scale_free`` nonzero: its
-  ``decay_form="scale-free"``)."""
+  ``decay_form="scale-free"``; ``decay_fraction``: the envelope's)."""
   del context
+  envelope = (optax_greedy.DEFAULT_ENVELOPE if decay_fraction is None else
+              optax_greedy.Envelope(decay_fraction=float(decay_fraction)))
   return optax_greedy.learned_scale(
       rate, total_steps=steps, direction=direction(base),
-      decay_form="scale-free" if scale_free else "mechanic", **options)
+      decay_form="scale-free" if scale_free else "mechanic",
+      envelope=envelope, **options)
 
 
 def _mechanic_probe_build(base, rate, steps, context, **options):
