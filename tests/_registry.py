@@ -168,6 +168,34 @@ def _mechanic_reference(learning_rate=0.01, headroom=100.0, start=1 / 6,
       weight_decay=weight_decay, s_init=start / headroom, num_betas=6)
 
 
+def _scale_free_reference(learning_rate=0.01, headroom=100.0, start=1 / 6,
+                          weight_decay=0.1):
+  """``learned_scale(decay_form="scale-free")`` from its definition:
+  Mechanic without its own decay, fed the gradient plus
+  ``weight_decay * |g| * params / |params|``, while its base optimizer
+  (Adam at ``headroom`` times the rate times :data:`BUDGET`'s envelope)
+  sees the gradient itself."""
+  rate = lambda count: headroom * learning_rate * _budget_scale(count)
+  base = optax.chain(optax.scale_by_adam(),
+                     optax.scale_by_learning_rate(rate))
+
+  def base_update(updates, state, params=None, *, gradient, **extra_args):
+    del updates, extra_args
+    return base.update(gradient, state, params)
+
+  mechanic = optax.contrib.mechanize(
+      optax.GradientTransformationExtraArgs(base.init, base_update),
+      weight_decay=0.0, s_init=start / headroom, num_betas=6)
+
+  def update(grads, state, params=None):
+    pull = (weight_decay * optax.tree.norm(grads)
+            / (optax.tree.norm(params) + 1e-8))
+    pulled = jax.tree.map(lambda g, p: g + pull * p, grads, params)
+    return mechanic.update(pulled, state, params, gradient=grads)
+
+  return optax.GradientTransformation(mechanic.init, update)
+
+
 _adam = optax.scale_by_adam
 _momentum = lambda: optax.trace(0.9)
 _nesterov = lambda: optax.trace(0.9, nesterov=True)
@@ -230,6 +258,12 @@ REGISTRY = {
         _mechanic_reference, initial_rate=lambda params: (
             0.01 / 6 * _budget_scale(0)),
         update_is_direction=True),
+    "learned_scale_scale_free": Entry(
+        og.learned_scale, dict(learning_rate=0.01, weight_decay=0.1,
+                               decay_form="scale-free", **BUDGET),
+        _scale_free_reference, ("decay_form",), initial_rate=lambda params: (
+            0.01 / 6 * _budget_scale(0)),
+        update_is_direction=True),
     "stability_clip_greedy_lr_budget": Entry(
         momentum_clipped_greedy_lr,
         dict(learning_rate=0.05, **GREEDY, total_steps=10),
@@ -251,18 +285,18 @@ REGISTRY = {
 # Transforms that cannot run on an explicit mesh, and why (test_sharding.py
 # expects them to fail there; the multi-process test, on explicit meshes,
 # leaves them out).
-NO_EXPLICIT_MESH = {
-    "learned_scale": "optax 0.2.8's mechanize contracts two sharded vectors "
-                     "with optax.tree.vdot, which explicit sharding refuses "
-                     "(ShardingTypeError: ambiguous output sharding)",
-}
+NO_EXPLICIT_MESH = dict.fromkeys(
+    ("learned_scale", "learned_scale_scale_free"),
+    "optax 0.2.8's mechanize contracts two sharded vectors with "
+    "optax.tree.vdot, which explicit sharding refuses (ShardingTypeError: "
+    "ambiguous output sharding)")
 # Transforms whose compiled update moves parameter data between devices,
 # and why.
-GATHERS = {
-    "learned_scale": "optax 0.2.8's mechanize computes its dot products "
-                     "with optax.tree.vdot, which ravels each leaf: the "
-                     "sharded leaves are gathered",
-}
+GATHERS = dict.fromkeys(
+    ("learned_scale", "learned_scale_scale_free"),
+    "optax 0.2.8's mechanize computes its dot products with "
+    "optax.tree.vdot, which ravels each leaf: the sharded leaves are "
+    "gathered")
 # Transforms whose sharded state test_sharding.py also saves and restores.
 SHARDED_CHECKPOINTS = ("greedy_adam", "hd_global", "hd_per_parameter")
 
