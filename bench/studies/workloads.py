@@ -829,33 +829,17 @@ def _write(out_dir, entries, machine):
   O.write_json(summary, data)
 
 
-def _finished(out_dir, entry, log):
+def _finished(saved, entry, source, log):
   """The runs of ``entry``'s workload finished by an earlier call with the
-  same configuration (:data:`RESUME_KEYS`), from ``out_dir/workloads``."""
-  sub = pathlib.Path(out_dir) / "workloads"
-  path = sub / "workloads.json"
-  if not path.exists():
-    return {}
-  try:
-    old = json.loads(path.read_text())["workloads"]
-    correct = np.load(sub / CORRECT_FILE)
-  except (OSError, KeyError, ValueError) as e:
-    raise ValueError(f"cannot resume from {path}: expected workloads.json "
-                     f"and {CORRECT_FILE} written by bench.studies.workloads "
-                     f"({type(e).__name__}: {e})") from e
-  for prev in old:
+  same configuration (:data:`RESUME_KEYS`), among the entries
+  :func:`_saved` read from ``source``."""
+  for prev in saved:
     if all(prev.get(k) == entry[k] for k in RESUME_KEYS):
-      runs = {}
-      for label, by in prev["runs"].items():
-        for seed, r in by.items():
-          key = f"{entry['name']}/{label}/{seed}"
-          if key in correct.files:
-            runs.setdefault(label, {})[seed] = _loaded(r, correct[key])
       log(f"[workloads] {entry['name']}: resuming with "
-          f"{sum(map(len, runs.values()))} finished runs from {path}")
-      return runs
+          f"{sum(map(len, prev['runs'].values()))} finished runs from "
+          f"{source}")
+      return prev["runs"]
   return {}
-
 
 
 def run(out_dir, names=WL.REPORT, seeds=SEEDS, peaks=None, scale=1.0,
@@ -889,8 +873,9 @@ def run(out_dir, names=WL.REPORT, seeds=SEEDS, peaks=None, scale=1.0,
   """
   machine = machine or O.machine()
   candidates = rows(only)
+  saved = _saved(out_dir)[0]
   # The other workloads' results in out_dir stay (e.g. after --only lm).
-  entries = [e for e in _saved(out_dir)[0] if e["name"] not in names]
+  entries = [e for e in saved if e["name"] not in names]
   for name in names:
     w = make(name, size, scale)
     grid = tuple(peaks or w.peaks)
@@ -905,7 +890,9 @@ def run(out_dir, names=WL.REPORT, seeds=SEEDS, peaks=None, scale=1.0,
              "notes": {r.label: r.ctrl.label for r in candidates},
              "errors": {}, "runs": {}, "results": {}, "tuned_peak": None}
     if resume:
-      entry["runs"] = _finished(out_dir, entry, log)
+      entry["runs"] = _finished(
+          saved, entry, pathlib.Path(out_dir) / "workloads" / "workloads.json",
+          log)
     entries.append(entry)
     plan = Plan(grid, candidates, seeds,
                 sweep_rows(sweep_only) if sweep else [], sweep_seeds,
@@ -924,14 +911,21 @@ def _saved(out_dir):
   JSON stores a diverged row's infinite mean as null); ``([], None)`` if
   none."""
   sub = pathlib.Path(out_dir) / "workloads"
-  if not (sub / "workloads.json").exists():
+  path = sub / "workloads.json"
+  if not path.exists():
     return [], None
-  doc = json.loads((sub / "workloads.json").read_text())
-  correct = np.load(sub / CORRECT_FILE)
+  try:
+    doc = json.loads(path.read_text())
+    correct = np.load(sub / CORRECT_FILE)
+    for e in doc["workloads"]:
+      for label, by in e["runs"].items():
+        for seed, r in by.items():
+          by[seed] = _loaded(r, correct[f"{e['name']}/{label}/{seed}"])
+  except (OSError, KeyError, ValueError) as e:
+    raise ValueError(f"cannot read {path}: expected workloads.json and "
+                     f"{CORRECT_FILE} written by bench.studies.workloads "
+                     f"({type(e).__name__}: {e})") from e
   for e in doc["workloads"]:
-    for label, by in e["runs"].items():
-      for seed, r in by.items():
-        by[seed] = _loaded(r, correct[f"{e['name']}/{label}/{seed}"])
     e["results"] = analyse(e)
   return doc["workloads"], doc["machine"]
 
